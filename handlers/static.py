@@ -1,0 +1,55 @@
+"""Static files of ``public/``: Tornado's ``StaticFileHandler`` (MIME, ETag, Last-Modified,
+304, ranges), with Squall's own lookup, which never leaves ``public/``.
+
+The lookup is :class:`squall.files.PublicFiles`, the same one the ``file`` verb uses. Tornado has
+already decoded ``%2e%2e`` to ``..`` by the time the path arrives, so encoded escapes are refused
+like plain ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tornado.web
+
+from squall import Squall
+
+from .base import SquallMixin
+
+
+class StaticHandler(SquallMixin, tornado.web.StaticFileHandler):
+    """Serves ``public/`` at ``/public/<path>`` and, with ``rootEndpointType: file``, at ``/``."""
+
+    def initialize(self, app: Squall, **kwargs: Any) -> None:  # type: ignore[override]
+        SquallMixin.initialize(self, app)
+        tornado.web.StaticFileHandler.initialize(self, path=str(app.files.root))
+        self._requested = ""
+
+    def prepare(self) -> None:
+        _ = self.fingerprint
+
+    def parse_url_path(self, url_path: str) -> str:
+        self._requested = url_path
+        return url_path
+
+    def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
+        found = self.app.files.resolve(self._requested)
+        if found is None:
+            raise tornado.web.HTTPError(404)
+        return str(found)
+
+    def compute_etag(self) -> str | None:
+        """Size and modification time: cheap, and changes whenever the file does (Tornado's
+        default hashes the content once per process and never notices an edit)."""
+        stat = self._stat()
+        return f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
+
+    def get_cache_time(self, path: str, modified: Any, mime_type: str) -> int:
+        return self.settings["squall_file_cache_seconds"]
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        if status_code == 404:
+            self.finish(self.app.messages.render("fileNotFound", {}))
+        else:
+            self.finish(self._reason)

@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""Run a Squall server: ``python server.py [--port N] [--env NAME] [--config FILE ...]``.
+
+The composition root: load the config, build the core (:class:`squall.Squall`), mount the
+handlers of ``handlers/`` into one Tornado application on one port, run until SIGINT or SIGTERM,
+then stop cleanly (PROTOCOL.md §6) and exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import ssl
+import sys
+from pathlib import Path
+from typing import Any
+
+import tornado.httpserver
+import tornado.web
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from handlers.api import ApiHandler  # noqa: E402
+from handlers.static import StaticHandler  # noqa: E402
+from handlers.websocket import CLOSE_GOING_AWAY, SocketHandler, SocketRegistry  # noqa: E402
+from squall import Squall, SquallError, load_config  # noqa: E402
+from squall.config import Config  # noqa: E402
+from squall.loader import load_callable  # noqa: E402
+
+log = logging.getLogger("squall.server")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="server.py",
+        description="Serve the actions of actions/, the files of public/ and the WebSocket "
+        "on one port.",
+    )
+    parser.add_argument(
+        "--port", type=int, help="port to listen on (default: servers.web.port, or $PORT)"
+    )
+    parser.add_argument(
+        "--env",
+        default=os.environ.get("SQUALL_ENV", "development"),
+        help="environment: merges config/<env>.yaml over config/default.yaml "
+        "(default: $SQUALL_ENV or development)",
+    )
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="extra YAML file merged over the environment's config (repeatable)",
+    )
+    return parser.parse_args(argv)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    """One debug line per request (never at info: no per-request cost in production)."""
+    if log.isEnabledFor(logging.DEBUG):
+        request = handler.request
+        log.debug(
+            "%d %s %s (%s) %.1f ms",
+            handler.get_status(),
+            request.method,
+            request.uri,
+            request.remote_ip,
+            1000 * request.request_time(),
+        )
+
+
+def build_application(app: Squall, sockets: SocketRegistry) -> tornado.web.Application:
+    """Mount the API, the WebSocket and the static files, in that order of precedence."""
+    config = app.config
+    web = config["servers"]["web"]
+    websocket = config["servers"]["websocket"]
+    server = websocket["server"]
+    authorization = server["authorization"]
+    authorize = (
+        load_callable(authorization, "servers.websocket.server.authorization")
+        if authorization
+        else None
+    )
+    api, files = web["urlPathForActions"].strip("/"), web["urlPathForFiles"].strip("/")
+    routes: list[Any] = [(rf"/{api}/?([^/]*)", ApiHandler, {"app": app})]
+    if websocket["enabled"]:
+        routes.append(
+            (
+                server["pathname"],
+                SocketHandler,
+                {"app": app, "sockets": sockets, "authorize": authorize},
+            )
+        )
+    routes.append((rf"/{files}/(.*)", StaticHandler, {"app": app}))
+    if web["rootEndpointType"] == "file":
+        routes.append((r"/(.*)", StaticHandler, {"app": app}))
+    cookie = web["fingerprint"]
+    return tornado.web.Application(
+        routes,
+        log_function=_log_request,
+        websocket_max_message_size=server["maxMessageSize"],
+        squall_headers=web["httpHeaders"],
+        squall_cookie={
+            "key": cookie["cookieKey"],
+            "httponly": cookie["httpOnly"],
+            "samesite": cookie["sameSite"],
+            "secure": web["secure"],
+            "max_age": cookie["maxAge"] // 1000 if cookie["maxAge"] else None,
+        },
+        squall_file_cache_seconds=web["flatFileCacheDuration"] // 1000,
+        squall_origins=server["origins"],
+        squall_max_connections=server["maxConnections"],
+        squall_max_buffered_bytes=server["maxBufferedBytes"],
+        squall_compression=server["compression"],
+        squall_welcome=config.get("general.welcomeMessage"),
+    )
+
+
+def _ssl_context(config: Config) -> ssl.SSLContext | None:
+    web = config["servers"]["web"]
+    if not web["secure"]:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(
+            config.path("servers.web.certFile"), config.path("servers.web.keyFile")
+        )
+    except (OSError, TypeError, ssl.SSLError) as exc:
+        raise SquallError(
+            f"servers.web.secure is true but certFile/keyFile cannot be loaded: {exc}"
+        ) from None
+    return context
+
+
+async def serve(config: Config) -> None:
+    """Run one server until a stop signal, then shut down as PROTOCOL.md §6 says."""
+    app = Squall(config)
+    web = config["servers"]["web"]
+    server_options = config["servers"]["websocket"]["server"]
+    sockets = SocketRegistry(server_options["pingInterval"], server_options["timeout"])
+    application = build_application(app, sockets)
+    await app.start()
+    http_server = tornado.httpserver.HTTPServer(
+        application,
+        xheaders=web["trustProxy"],
+        ssl_options=_ssl_context(config),
+        idle_connection_timeout=web["idleConnectionTimeout"] / 1000,
+        max_header_size=web["maxHeaderSize"],
+        max_body_size=web["maxBodySize"],
+    )
+    http_server.listen(web["port"], address=web["bindIP"])
+    sockets.start()
+    _banner(app, config)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+    log.info("shutting down: no new connections; finishing actions in flight")
+    http_server.stop()
+    if not await app.drain():
+        log.warning("actions still running after general.shutdownTimeout; closing anyway")
+    await close_sockets(app, sockets)
+    await app.stop()
+    try:
+        await asyncio.wait_for(http_server.close_all_connections(), 2)
+    except TimeoutError:
+        log.warning("some HTTP connections did not close in time")
+    log.info("stopped")
+
+
+async def close_sockets(app: Squall, sockets: SocketRegistry) -> None:
+    """Close every socket: 1001 so clients reconnect elsewhere, or destroy (4000) if configured."""
+    destroy = app.config.get("servers.websocket.destroyClientsOnShutdown")
+    sockets.stop()
+    for handler in sockets:
+        if destroy and handler.connection is not None:
+            handler.connection.destroy()
+        else:
+            handler.close(CLOSE_GOING_AWAY, "the server is shutting down")
+    if not await sockets.wait_empty(timeout=3):
+        for handler in sockets:
+            handler.abort()
+
+
+def _banner(app: Squall, config: Config) -> None:
+    web = config["servers"]["web"]
+    scheme = "https" if web["secure"] else "http"
+    host = "localhost" if web["bindIP"] in ("0.0.0.0", "::") else web["bindIP"]
+    base = f"{scheme}://{host}:{web['port']}"
+    lines = [
+        f"Squall server {app.id} ({config.env}) listening on {web['bindIP']}:{web['port']}",
+        f"  actions:   {base}/{web['urlPathForActions']}/<action>  ({len(app.actions)} loaded)",
+        f"  files:     {base}/{web['urlPathForFiles']}/  (from {app.public_dir})",
+    ]
+    if config.get("servers.websocket.enabled"):
+        ws = "wss" if web["secure"] else "ws"
+        lines.append(
+            f"  websocket: {ws}://{host}:{web['port']}{config.get('servers.websocket.server.pathname')}"
+        )
+    lines.append(f"  chat demo: {base}/chat.html")
+    log.info("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides = {"servers.web.port": args.port} if args.port is not None else {}
+    try:
+        config = load_config(ROOT, args.env, args.config, overrides)
+    except SquallError as exc:
+        print(f"squall: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.get("general.logLevel"))
+    try:
+        asyncio.run(serve(config))
+    except SquallError as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""The core of one server: its parts, wired once, and their lifecycle. No Tornado here.
+
+:class:`Squall` loads the drop-in folders, builds the registry of connections, the rooms, the
+broker, the action processor and the socket protocol, and exposes what server code needs:
+``app.rooms``, ``app.connections``, ``app.send_to(id, message)``, ``app.send_all(message)``.
+Transports (``handlers/``) call :meth:`Squall.open_connection` and
+:meth:`Squall.close_connection`; ``server.py`` calls :meth:`Squall.start` and :meth:`Squall.stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import resource
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from . import codec
+from .broker import Broker, MemoryBroker
+from .client import render_client
+from .config import Config
+from .connections import Connection, ConnectionRegistry
+from .errors import ErrorMessages
+from .files import PublicFiles
+from .loader import load_folders
+from .middleware import by_priority, resolve
+from .processor import ActionProcessor
+from .protocol import SocketProtocol
+from .rooms import Rooms
+
+__all__ = ["Squall"]
+
+log = logging.getLogger("squall")
+
+SQUALL_VERSION = "0.1.0"
+
+
+def make_broker(config: Config, server_id: str) -> Broker:
+    """The in-memory broker, or Redis when ``redis.enabled`` (or ``SQUALL_REDIS_URL``) says so."""
+    if not config.get("redis.enabled"):
+        return MemoryBroker()
+    from .redis_broker import RedisBroker  # redis-py is only needed when Redis is on
+
+    return RedisBroker(
+        url=config.get("redis.url"),
+        server_id=server_id,
+        cluster=config.get("redis.clusterName"),
+        lease_ms=config.get("redis.leaseTimeout"),
+        canary_ms=config.get("redis.canaryInterval"),
+    )
+
+
+class Squall:
+    """One server's core. Build it from a :class:`~squall.config.Config`, then ``await start()``.
+
+    Raises:
+        ActionLoadError: a drop-in file is broken (the boot stops, naming the file).
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        general = config["general"]
+        self.id: str = general["id"] or f"{socket.gethostname()}-{os.getpid()}"
+        self.name: str = general["serverName"]
+        self.started_at = time.time()
+        self.messages = ErrorMessages(config["errors"])
+        loaded = load_folders(config.root / folder for folder in general["paths"]["actions"])
+        self.actions = loaded.actions
+        self.connection_middleware = by_priority(loaded.connection_middleware)
+        self.connections = ConnectionRegistry()
+        self.broker = make_broker(config, self.id)
+        self.rooms = Rooms(self.broker, loaded.chat_middleware, self.messages)
+        self.executor = ThreadPoolExecutor(thread_name_prefix="squall-action")
+        self.processor = ActionProcessor(
+            registry=self.actions,
+            middleware=loaded.action_middleware,
+            messages=self.messages,
+            simultaneous_actions=general["simultaneousActions"],
+            timeout_ms=general["actionTimeout"],
+            executor=self.executor,
+            app=self,
+        )
+        self.public_dir = config.path("general.paths.public")
+        self.files = PublicFiles(self.public_dir, config.get("servers.web.directoryFileType"))
+        self.protocol = SocketProtocol(
+            self.processor, self.rooms, self.files, self.actions, self.messages
+        )
+        self.stopping = False
+        self._cleanups: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect the broker, create the starting rooms, render the browser client."""
+        await self.broker.start(self)
+        for room in self.config.get("general.startingChatRooms") or {}:
+            await self.rooms.add(str(room))
+        if self.config.get("servers.websocket.enabled"):
+            for path in render_client(self.config.data, self.public_dir):
+                log.debug("rendered %s", path)
+
+    async def stop(self) -> None:
+        """Stop after the transports have stopped accepting and closed their connections."""
+        self.stopping = True
+        if self._cleanups:
+            await asyncio.wait(list(self._cleanups), timeout=5)
+        await self.broker.stop()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def drain(self) -> bool:
+        """Refuse new actions and wait (``shutdownTimeout``) for those in flight."""
+        return await self.processor.drain(self.config.get("general.shutdownTimeout"))
+
+    # -- connections, for transports -------------------------------------------------------
+
+    async def open_connection(self, connection: Connection) -> None:
+        """Register a new connection and run ``create`` middleware (which may raise to refuse)."""
+        connection.on_destroy = self.close_connection
+        self.connections.add(connection)
+        try:
+            for middleware in self.connection_middleware:
+                if middleware.create is not None:
+                    await resolve(middleware.create(connection))
+        except Exception:
+            self.close_connection(connection)
+            raise
+
+    def close_connection(self, connection: Connection) -> None:
+        """Forget a connection at once, then leave its rooms and run ``destroy`` middleware.
+
+        Idempotent: a socket closed by the peer, by ``destroy()`` and by shutdown all end here.
+        """
+        if connection.closed:
+            return
+        connection.closed = True
+        self.connections.remove(connection)
+        task = asyncio.get_running_loop().create_task(self._cleanup(connection))
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    async def _cleanup(self, connection: Connection) -> None:
+        try:
+            await self.rooms.leave_all(connection)
+            for middleware in self.connection_middleware:
+                if middleware.destroy is not None:
+                    await resolve(middleware.destroy(connection))
+        except Exception:
+            log.exception("cleaning up connection %s failed", connection.id)
+
+    # -- pushes, for server code ---------------------------------------------------------
+
+    async def send_to(self, connection_id: str, message: Any) -> bool:
+        """Push ``message`` to a connection held by this or (with Redis) any other server."""
+        if self.deliver_to(connection_id, message):
+            return True
+        return await self.broker.send_to(connection_id, message)
+
+    async def send_all(self, message: Any) -> None:
+        """Push ``message`` to every connection of every server."""
+        await self.broker.send_all(message)
+
+    # -- broker delegate ---------------------------------------------------------------------
+
+    async def deliver_room(self, room: str, payload: dict[str, Any]) -> None:
+        await self.rooms.deliver_room(room, payload)
+
+    async def room_destroyed(self, room: str) -> None:
+        await self.rooms.room_destroyed(room)
+
+    def deliver_to(self, connection_id: str, message: Any) -> bool:
+        connection = self.connections.get(connection_id)
+        if connection is None or connection.transport is None:
+            return False
+        connection.send(message)
+        return True
+
+    def deliver_all(self, message: Any) -> None:
+        frame = codec.dumps(message)
+        for connection in self.connections:
+            connection.send_encoded(frame)
+
+    # -- status ------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """What the ``status`` action reports."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "id": self.id,
+            "name": self.name,
+            "version": SQUALL_VERSION,
+            "apiVersion": self.config.get("general.apiVersion"),
+            "uptime": int((time.time() - self.started_at) * 1000),
+            "connections": self.connections.counts(),
+            "pendingActions": self.processor.in_flight,
+            "memory": {"rss": _rss_bytes(), "maxRss": usage.ru_maxrss * 1024},
+            "broker": self.broker.status(),
+            "stopping": self.stopping,
+        }
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * resource.getpagesize()
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -1,0 +1,132 @@
+"""Fan-out between servers, behind one interface: in memory (the default) or through Redis.
+
+The broker owns what is shared by every server of a cluster: which rooms exist, who is a member
+of each (cluster-wide, with ``joinedAt``), and the delivery of room messages and pushes to the
+server that holds the recipient. It never touches a socket: it hands deliveries to its
+:class:`BrokerDelegate` (the local rooms and connections of this server).
+
+:class:`MemoryBroker` serves a single process and needs nothing but Python;
+``squall.redis_broker.RedisBroker`` makes several processes or machines act as one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+__all__ = ["Broker", "BrokerDelegate", "MemoryBroker"]
+
+
+class BrokerDelegate(Protocol):
+    """What a broker calls on the server it belongs to."""
+
+    async def deliver_room(self, room: str, payload: dict[str, Any]) -> None:
+        """Give a room message to this server's members of ``room``."""
+
+    def deliver_to(self, connection_id: str, message: Any) -> bool:
+        """Push to a connection if this server holds it; False when it does not."""
+
+    def deliver_all(self, message: Any) -> None:
+        """Push to every connection this server holds."""
+
+    async def room_destroyed(self, room: str) -> None:
+        """``room`` is gone: tell this server's members and drop them (leave middleware runs)."""
+
+
+class Broker(Protocol):
+    """The cluster-wide state and delivery that :class:`~squall.rooms.Rooms` relies on."""
+
+    async def start(self, delegate: BrokerDelegate) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def create_room(self, room: str) -> bool:
+        """Create ``room``; False when it already existed."""
+
+    async def destroy_room(self, room: str) -> bool:
+        """Remove ``room`` and every membership in it, on every server; False if absent."""
+
+    async def room_exists(self, room: str) -> bool: ...
+
+    async def list_rooms(self) -> list[str]: ...
+
+    async def add_member(self, room: str, connection_id: str, joined_at: int) -> None: ...
+
+    async def remove_member(self, room: str, connection_id: str) -> None: ...
+
+    async def members(self, room: str) -> dict[str, int]:
+        """Every member of ``room`` on every server: ``{connection id: joinedAt ms}``."""
+
+    async def publish(self, room: str, payload: dict[str, Any]) -> None:
+        """Deliver a room message to every server that has members in ``room``, once each."""
+
+    async def send_to(self, connection_id: str, message: Any) -> bool:
+        """Push to a connection held by any server; False when no server holds it."""
+
+    async def send_all(self, message: Any) -> None:
+        """Push to every connection of every server."""
+
+    def status(self) -> dict[str, Any]:
+        """For the ``status`` action: the broker's kind and health."""
+
+
+class MemoryBroker:
+    """The single-process broker: rooms and memberships in dicts, delivery by direct call."""
+
+    kind = "memory"
+
+    def __init__(self) -> None:
+        self._rooms: dict[str, dict[str, int]] = {}
+        self._delegate: BrokerDelegate | None = None
+
+    async def start(self, delegate: BrokerDelegate) -> None:
+        self._delegate = delegate
+
+    async def stop(self) -> None:
+        self._delegate = None
+
+    async def create_room(self, room: str) -> bool:
+        if room in self._rooms:
+            return False
+        self._rooms[room] = {}
+        return True
+
+    async def destroy_room(self, room: str) -> bool:
+        if room not in self._rooms:
+            return False
+        if self._delegate is not None:
+            await self._delegate.room_destroyed(room)
+        self._rooms.pop(room, None)
+        return True
+
+    async def room_exists(self, room: str) -> bool:
+        return room in self._rooms
+
+    async def list_rooms(self) -> list[str]:
+        return sorted(self._rooms)
+
+    async def add_member(self, room: str, connection_id: str, joined_at: int) -> None:
+        members = self._rooms.get(room)
+        if members is not None:
+            members[connection_id] = joined_at
+
+    async def remove_member(self, room: str, connection_id: str) -> None:
+        members = self._rooms.get(room)
+        if members is not None:
+            members.pop(connection_id, None)
+
+    async def members(self, room: str) -> dict[str, int]:
+        return dict(self._rooms.get(room, {}))
+
+    async def publish(self, room: str, payload: dict[str, Any]) -> None:
+        if self._delegate is not None:
+            await self._delegate.deliver_room(room, payload)
+
+    async def send_to(self, connection_id: str, message: Any) -> bool:
+        return self._delegate is not None and self._delegate.deliver_to(connection_id, message)
+
+    async def send_all(self, message: Any) -> None:
+        if self._delegate is not None:
+            self._delegate.deliver_all(message)
+
+    def status(self) -> dict[str, Any]:
+        return {"kind": self.kind, "state": "ok", "rooms": len(self._rooms)}

@@ -1,0 +1,176 @@
+"""Connections, whatever carries them, and the registry of the live ones.
+
+A :class:`Connection` is what actions and middleware see of a client: an HTTP request (type
+``web``, alive for one request) or a WebSocket (type ``webSocket``). It knows nothing of Tornado:
+the transport that owns the socket is handed in as a :class:`Transport`, so tests drive a
+connection with a recording fake.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+from . import codec
+
+__all__ = ["CLOSE_DESTROYED", "Connection", "ConnectionRegistry", "Transport", "new_id"]
+
+log = logging.getLogger("squall.connections")
+
+#: Close code of ``connection.destroy()`` and the ``quit`` verb: the client must not reconnect.
+CLOSE_DESTROYED = 4000
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Transport(Protocol):
+    """What a connection needs from whatever owns its socket."""
+
+    def write_frame(self, payload: bytes) -> None:
+        """Queue one encoded JSON frame for the peer; never blocks, never raises."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Start closing the socket with a close code and reason."""
+
+
+class Connection:
+    """One client: its identity, its rooms, its counters and a way to push to it.
+
+    ``session`` is a free dict for the application (an auth middleware may keep the user in it).
+    ``send(obj)`` pushes a frame; it is silently dropped once the connection is closed, and for
+    an HTTP connection (nothing to push to), where it is logged at debug level.
+    """
+
+    __slots__ = (
+        "closed",
+        "connected_at",
+        "fingerprint",
+        "id",
+        "message_count",
+        "on_destroy",
+        "params",
+        "pending_actions",
+        "remote_ip",
+        "remote_port",
+        "rooms",
+        "session",
+        "total_actions",
+        "transport",
+        "type",
+    )
+
+    def __init__(
+        self,
+        type: str,
+        remote_ip: str,
+        remote_port: int,
+        fingerprint: str | None = None,
+        transport: Transport | None = None,
+        connection_id: str | None = None,
+    ) -> None:
+        self.id = connection_id or new_id()
+        self.type = type
+        self.fingerprint = fingerprint or self.id
+        self.remote_ip = remote_ip
+        self.remote_port = remote_port
+        self.connected_at = now_ms()
+        self.rooms: list[str] = []
+        self.params: dict[str, Any] = {}
+        self.session: dict[str, Any] = {}
+        self.total_actions = 0
+        self.pending_actions = 0
+        self.message_count = 0
+        self.transport = transport
+        self.closed = False
+        self.on_destroy: Callable[[Connection], None] | None = None
+
+    def send(self, message: Any) -> None:
+        """Push ``message`` (JSON-encodable) to this client as one frame, adding no keys."""
+        self.send_encoded(codec.dumps(message))
+
+    def send_encoded(self, payload: bytes) -> None:
+        """Push an already encoded frame (a broadcast encodes once for all members)."""
+        if self.closed:
+            return
+        if self.transport is None:
+            log.debug("dropped a push to HTTP connection %s: it has no socket", self.id)
+            return
+        self.transport.write_frame(payload)
+
+    def destroy(self) -> None:
+        """Close for good: the socket closes with 4000 and the client does not reconnect."""
+        if self.closed:
+            return
+        if self.transport is not None:
+            self.transport.close(CLOSE_DESTROYED, "connection destroyed")
+        if self.on_destroy is not None:
+            self.on_destroy(self)
+
+    def details(self) -> dict[str, Any]:
+        """The ``detailsView`` data (PROTOCOL.md §2.1)."""
+        return {
+            "id": self.id,
+            "fingerprint": self.fingerprint,
+            "type": self.type,
+            "remoteIP": self.remote_ip,
+            "remotePort": self.remote_port,
+            "params": dict(self.params),
+            "connectedAt": self.connected_at,
+            "rooms": list(self.rooms),
+            "totalActions": self.total_actions,
+            "pendingActions": self.pending_actions,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.type} {self.id} from {self.remote_ip}:{self.remote_port}>"
+
+
+class ConnectionRegistry:
+    """The live connections of this server, by id; exact at all times.
+
+    A connection is added when it opens and removed when it closes, whatever the cause (close
+    frame, TCP reset, server kick), so the counts in ``status`` can be trusted.
+    """
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, Connection] = {}
+        self._by_type: dict[str, int] = {}
+
+    def add(self, connection: Connection) -> None:
+        if connection.id not in self._by_id:
+            self._by_type[connection.type] = self._by_type.get(connection.type, 0) + 1
+        self._by_id[connection.id] = connection
+
+    def remove(self, connection: Connection) -> None:
+        if self._by_id.get(connection.id) is connection:
+            del self._by_id[connection.id]
+            self._by_type[connection.type] -= 1
+
+    def get(self, connection_id: str) -> Connection | None:
+        return self._by_id.get(connection_id)
+
+    def __contains__(self, connection_id: object) -> bool:
+        return connection_id in self._by_id
+
+    def __iter__(self) -> Iterator[Connection]:
+        return iter(list(self._by_id.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def count(self, type: str) -> int:
+        """Live connections of one type (``web`` or ``webSocket``), in O(1)."""
+        return self._by_type.get(type, 0)
+
+    def counts(self) -> dict[str, int]:
+        """Live connections by type, for ``status``."""
+        return {"total": len(self._by_id), **self._by_type}

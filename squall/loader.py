@@ -1,0 +1,126 @@
+"""Discovery of drop-in files: every ``*.py`` in the configured action folders.
+
+Each file is imported once, at boot, under a private module name, and scanned for module-level
+:class:`~squall.actions.Action`, :class:`~squall.middleware.ActionMiddleware`,
+:class:`~squall.middleware.ConnectionMiddleware` and :class:`~squall.middleware.ChatMiddleware`
+objects. A file that fails to import, or declares something broken, stops the boot with an
+:class:`~squall.errors.ActionLoadError` naming the file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .actions import Action, ActionRegistry
+from .errors import ActionLoadError, ConfigError
+from .middleware import ActionMiddleware, ChatMiddleware, ConnectionMiddleware
+
+__all__ = ["Loaded", "load_callable", "load_folders"]
+
+
+@dataclass
+class Loaded:
+    """What the drop-in folders declared, in load order."""
+
+    actions: ActionRegistry = field(default_factory=ActionRegistry)
+    action_middleware: list[ActionMiddleware] = field(default_factory=list)
+    connection_middleware: list[ConnectionMiddleware] = field(default_factory=list)
+    chat_middleware: list[ChatMiddleware] = field(default_factory=list)
+
+
+def load_folders(folders: Iterable[Path]) -> Loaded:
+    """Import every ``*.py`` (not starting with ``_``) of each folder, in name order."""
+    loaded = Loaded()
+    for folder in folders:
+        if not folder.is_dir():
+            raise ActionLoadError(str(folder), "action folder does not exist")
+        for path in sorted(folder.glob("*.py")):
+            if not path.name.startswith("_"):
+                module_name, namespace = _import(path)
+                _collect(namespace, module_name, path, loaded)
+    _check_middleware_names(loaded)
+    return loaded
+
+
+def _import(path: Path) -> tuple[str, dict[str, object]]:
+    module_name = f"squall_app.{path.parent.name}.{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ActionLoadError(str(path), "cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[module_name]
+        line = _line_in(path, exc)
+        raise ActionLoadError(f"{path}{line}", f"{type(exc).__name__}: {exc}") from exc
+    return module_name, vars(module)
+
+
+def _line_in(path: Path, exc: BaseException) -> str:
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        return f":{exc.lineno}"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
+    return f":{frames[-1].lineno}" if frames else ""
+
+
+def _collect(namespace: dict[str, object], module_name: str, path: Path, loaded: Loaded) -> None:
+    """Keep what this file defines; objects it merely imports from a sibling are skipped."""
+    for value in namespace.values():
+        if isinstance(value, Action):
+            if getattr(value.run, "__module__", None) != module_name:
+                continue
+            problems = value.problems()
+            if problems:
+                raise ActionLoadError(str(path), "; ".join(problems))
+            try:
+                loaded.actions.add(value)
+            except ValueError as exc:
+                raise ActionLoadError(str(path), str(exc)) from None
+        elif isinstance(value, ActionMiddleware):
+            _append_once(loaded.action_middleware, value)
+        elif isinstance(value, ConnectionMiddleware):
+            _append_once(loaded.connection_middleware, value)
+        elif isinstance(value, ChatMiddleware):
+            _append_once(loaded.chat_middleware, value)
+
+
+def _append_once(found: list, middleware: object) -> None:
+    if not any(existing is middleware for existing in found):
+        found.append(middleware)
+
+
+def _check_middleware_names(loaded: Loaded) -> None:
+    known = {m.name for m in loaded.action_middleware}
+    for declared in loaded.actions:
+        for name in declared.middleware:
+            if name not in known:
+                raise ActionLoadError(
+                    declared.source,
+                    f"action {declared.name!r} names middleware {name!r}, which no file declares",
+                )
+
+
+def load_callable(dotted: str, option: str) -> Callable[..., object]:
+    """Import ``package.module.function`` (or ``package.module:function``) named by an option.
+
+    Raises:
+        ConfigError: naming the option when the module or the function cannot be found.
+    """
+    module_name, _, attribute = dotted.replace(":", ".").rpartition(".")
+    if not module_name:
+        raise ConfigError("config", option, f"expected module.function, got {dotted!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ConfigError("config", option, f"cannot import {module_name!r}: {exc}") from None
+    found = getattr(module, attribute, None)
+    if not callable(found):
+        raise ConfigError("config", option, f"{module_name!r} has no function {attribute!r}")
+    return found

@@ -1,0 +1,240 @@
+"""Running one action for one connection: limits, lookup, inputs, middleware, timeout, errors.
+
+The order, for every transport alike:
+
+1. count the request (``totalActions``), refuse it when the server is stopping or the
+   connection already has ``simultaneousActions`` in flight;
+2. find the action by name and ``apiVersion``;
+3. run ``pre`` middleware (global ones and those the action names) by priority;
+4. the input pipeline, per declared input: default -> formatter -> validator -> required;
+5. run the action (coroutines on the loop, plain functions in a thread pool), bounded by
+   ``general.actionTimeout``;
+6. run ``post`` middleware.
+
+Every failure becomes the reply's ``error`` and never escapes: an exception inside an action or
+middleware is logged with its traceback (an expected :class:`~squall.errors.ClientError` is not)
+and the server goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor
+from typing import Any
+
+from .actions import MISSING, Action, ActionRegistry, Input
+from .connections import Connection
+from .errors import (
+    ActionTimeout,
+    ClientError,
+    ErrorMessages,
+    InvalidParam,
+    MissingParam,
+    ServerShuttingDown,
+    TooManyPendingActions,
+    UnknownAction,
+)
+from .middleware import ActionMiddleware, by_priority, resolve
+
+__all__ = ["ActionData", "ActionProcessor", "ActionResult"]
+
+log = logging.getLogger("squall.actions")
+
+
+class ActionData:
+    """What an action's ``run`` receives: its params, its connection and the application.
+
+    ``response`` is the reply being built: an action may fill it instead of returning a dict;
+    ``post`` middleware sees it complete.
+    """
+
+    __slots__ = ("action", "app", "connection", "params", "response", "started_at")
+
+    def __init__(self, connection: Connection, params: dict[str, Any], app: Any) -> None:
+        self.connection = connection
+        self.params = params
+        self.app = app
+        self.action: Action | None = None
+        self.response: dict[str, Any] = {}
+        self.started_at = time.monotonic()
+
+
+class ActionResult:
+    """The reply fields and, on failure, the error (its text is already in ``response``)."""
+
+    __slots__ = ("action", "error", "response")
+
+    def __init__(
+        self, response: dict[str, Any], error: BaseException | None, action: Action | None
+    ) -> None:
+        self.response = response
+        self.error = error
+        self.action = action
+
+
+class ActionProcessor:
+    """Runs actions for connections of any transport; one per server.
+
+    Args:
+        registry: the loaded actions.
+        middleware: every declared action middleware.
+        messages: the configured error texts.
+        simultaneous_actions: in-flight actions allowed per connection.
+        timeout_ms: ``general.actionTimeout``; None lets actions run forever.
+        executor: the thread pool for plain-function actions (None: the loop's default).
+        app: handed to actions as ``data.app``.
+    """
+
+    def __init__(
+        self,
+        registry: ActionRegistry,
+        middleware: Iterable[ActionMiddleware],
+        messages: ErrorMessages,
+        simultaneous_actions: int,
+        timeout_ms: int | None,
+        executor: Executor | None = None,
+        app: Any = None,
+    ) -> None:
+        self.registry = registry
+        self.messages = messages
+        self.simultaneous_actions = simultaneous_actions
+        self.timeout = timeout_ms / 1000 if timeout_ms else None
+        self.timeout_ms = timeout_ms
+        self.executor = executor
+        self.app = app
+        self.stopping = False
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        ordered = by_priority(middleware)
+        self._global = [m for m in ordered if m.is_global]
+        self._named = {m.name: m for m in ordered}
+        self._chains: dict[tuple[str, float], list[ActionMiddleware]] = {}
+
+    async def process(self, connection: Connection, params: Mapping[str, Any]) -> ActionResult:
+        """Run the action that ``params["action"]`` names, for ``connection``."""
+        connection.total_actions += 1
+        if self.stopping:
+            return self._failed(ServerShuttingDown(), None)
+        if connection.pending_actions >= self.simultaneous_actions:
+            return self._failed(TooManyPendingActions(), None)
+        declared = self.registry.match(params.get("action"), params.get("apiVersion"))
+        if declared is None:
+            return self._failed(UnknownAction(), None)
+
+        connection.pending_actions += 1
+        self.in_flight += 1
+        self._idle.clear()
+        data = ActionData(connection, dict(params), self.app)
+        data.action = declared
+        try:
+            await self._run(declared, data)
+        except Exception as error:
+            self._log_failure(declared, connection, error)
+            data.response["error"] = self.messages.text(error)
+            return ActionResult(data.response, error, declared)
+        finally:
+            connection.pending_actions -= 1
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self._idle.set()
+        return ActionResult(data.response, None, declared)
+
+    async def drain(self, timeout_ms: int) -> bool:
+        """Refuse new actions and wait for those in flight; False if some outlived the wait."""
+        self.stopping = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_ms / 1000)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _run(self, declared: Action, data: ActionData) -> None:
+        chain = self._chain(declared)
+        for middleware in chain:
+            if middleware.pre is not None:
+                await resolve(middleware.pre(data))
+        apply_inputs(declared.inputs, data.params)
+        returned = await self._call(declared, data)
+        if isinstance(returned, Mapping):
+            data.response.update(returned)
+        for middleware in chain:
+            if middleware.post is not None:
+                await resolve(middleware.post(data))
+
+    async def _call(self, declared: Action, data: ActionData) -> Any:
+        if declared.is_async:
+            if self.timeout is None:
+                return await declared.run(data)
+            try:
+                async with asyncio.timeout(self.timeout):
+                    return await declared.run(data)
+            except TimeoutError:
+                raise ActionTimeout(self.timeout_ms) from None
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.executor, declared.run, data)
+        try:
+            return await asyncio.wait_for(future, self.timeout)
+        except TimeoutError:
+            raise ActionTimeout(self.timeout_ms) from None
+
+    def _chain(self, declared: Action) -> list[ActionMiddleware]:
+        key = (declared.name, float(declared.version))
+        chain = self._chains.get(key)
+        if chain is None:
+            named = [self._named[n] for n in declared.middleware if not self._named[n].is_global]
+            chain = by_priority([*self._global, *named])
+            self._chains[key] = chain
+        return chain
+
+    def _failed(self, error: ClientError, declared: Action | None) -> ActionResult:
+        return ActionResult({"error": error.render(self.messages)}, error, declared)
+
+    def _log_failure(self, declared: Action, connection: Connection, error: Exception) -> None:
+        if isinstance(error, ActionTimeout):
+            log.error(
+                "action %s timed out after %s ms (connection %s)",
+                declared.name,
+                self.timeout_ms,
+                connection.id,
+            )
+        elif not isinstance(error, (ClientError, PermissionError)):
+            log.error(
+                "action %s failed (connection %s)", declared.name, connection.id, exc_info=error
+            )
+
+
+def apply_inputs(inputs: Mapping[str, Input], params: dict[str, Any]) -> None:
+    """Fill, convert and check ``params`` in place against the declared inputs.
+
+    Raises:
+        MissingParam: a required input is absent (after its default).
+        InvalidParam: a formatter raised, or a validator raised or returned False or a message.
+    """
+    for key, spec in inputs.items():
+        value = params.get(key, MISSING)
+        if (value is MISSING or value is None or value == "") and spec.default is not MISSING:
+            value = spec.default(params) if callable(spec.default) else spec.default
+        if value is not MISSING and value is not None and value != "":
+            if spec.formatter is not None:
+                value = _checked(spec.formatter, value, key, keep_message=False)
+            if spec.validator is not None:
+                verdict = _checked(spec.validator, value, key, keep_message=True)
+                if verdict is False or isinstance(verdict, str):
+                    raise InvalidParam(key, verdict if isinstance(verdict, str) else None)
+            params[key] = value
+        elif spec.required:
+            raise MissingParam(key)
+
+
+def _checked(step: Callable[[Any], Any], value: Any, key: str, keep_message: bool) -> Any:
+    """Run a formatter or validator; a validator's own message is what the client sees."""
+    try:
+        return step(value)
+    except ClientError:
+        raise
+    except Exception as exc:
+        raise InvalidParam(key, (str(exc) or None) if keep_message else None) from exc

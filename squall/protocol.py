@@ -1,0 +1,216 @@
+"""The socket verbs of PROTOCOL.md §2, free of I/O: a frame goes in, a reply comes out.
+
+:meth:`SocketProtocol.receive` takes the text (or bytes) of one inbound frame and returns:
+
+- ``None`` when there is nothing to send (``quit``: the connection is already closing);
+- a reply ``dict``, for verbs answered at once (errors, ``ping``, ``detailsView``, ``file``,
+  ``documentation``);
+- an awaitable resolving to the reply ``dict`` (or None), for verbs that wait on actions, rooms
+  or the broker. The transport runs each as its own task, so a slow action never delays a fast
+  verb sent after it (§2.2).
+
+The transport's whole job is then: feed frames, write replies, close when told. Nothing here
+imports Tornado or touches a socket, so every verb and every error row of §3 is unit-tested by
+calling :meth:`~SocketProtocol.receive` with a connection whose transport records frames.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from . import codec
+from .actions import ActionRegistry
+from .connections import Connection
+from .errors import (
+    BinaryFrame,
+    ErrorMessages,
+    FileNotFound,
+    FrameNotObject,
+    InvalidJson,
+    VerbNotFound,
+)
+from .files import PublicFiles
+from .processor import ActionProcessor
+from .rooms import Rooms
+
+__all__ = ["Reply", "SocketProtocol", "error_frame"]
+
+Reply = dict[str, Any] | Awaitable[dict[str, Any] | None] | None
+Verb = Callable[[Connection, dict[str, Any], Any, int], Reply]
+
+
+def error_frame(text: str) -> dict[str, Any]:
+    """The push for a frame that could not be read as a request (§2.5)."""
+    return {"context": "error", "error": text}
+
+
+class SocketProtocol:
+    """Dispatches socket verbs for every connection of one server.
+
+    Args:
+        processor: runs the ``action`` verb.
+        rooms: serves ``say``, ``roomAdd``, ``roomLeave`` and ``roomView``.
+        files: serves the ``file`` verb (the static handler's own lookup).
+        registry: documents the actions for ``documentation``.
+        messages: the configured error texts.
+    """
+
+    def __init__(
+        self,
+        processor: ActionProcessor,
+        rooms: Rooms,
+        files: PublicFiles,
+        registry: ActionRegistry,
+        messages: ErrorMessages,
+    ) -> None:
+        self.processor = processor
+        self.rooms = rooms
+        self.files = files
+        self.registry = registry
+        self.messages = messages
+        self._verbs: dict[str, Verb] = {
+            "action": self._action,
+            "say": self._say,
+            "roomAdd": self._room_add,
+            "roomLeave": self._room_leave,
+            "roomView": self._room_view,
+            "detailsView": self._details_view,
+            "file": self._file,
+            "documentation": self._documentation,
+            "ping": self._ping,
+            "quit": self._quit,
+        }
+
+    def receive(self, connection: Connection, data: str | bytes) -> Reply:
+        """Handle one inbound frame for ``connection`` (see the module docstring)."""
+        connection.message_count += 1
+        count = connection.message_count
+        if isinstance(data, bytes):
+            return error_frame(BinaryFrame().render(self.messages))
+        try:
+            frame = codec.loads(data)
+        except codec.DecodeError as exc:
+            return error_frame(InvalidJson(str(exc)).render(self.messages))
+        if not isinstance(frame, dict):
+            return error_frame(FrameNotObject().render(self.messages))
+        message_id = frame.get("messageId")
+        if message_id is None:
+            message_id = str(uuid.uuid4())
+        verb = frame.get("event")
+        handler = self._verbs.get(verb) if isinstance(verb, str) else None
+        if handler is None:
+            return self.failure(VerbNotFound(verb), message_id, count)
+        return handler(connection, frame, message_id, count)
+
+    # -- reply shapes (§2.2) -----------------------------------------------------------------
+
+    @staticmethod
+    def success(data: Any, message_id: Any, count: int, with_data: bool = True) -> dict[str, Any]:
+        reply: dict[str, Any] = {"status": "OK", "context": "response"}
+        if with_data:
+            reply["data"] = data
+        reply["messageId"] = message_id
+        reply["messageCount"] = count
+        return reply
+
+    def failure(self, error: BaseException, message_id: Any, count: int) -> dict[str, Any]:
+        text = self.messages.text(error)
+        return {
+            "status": text,
+            "error": text,
+            "context": "response",
+            "messageId": message_id,
+            "messageCount": count,
+        }
+
+    # -- verbs -------------------------------------------------------------------------------
+
+    async def _action(
+        self, connection: Connection, frame: dict[str, Any], message_id: Any, count: int
+    ) -> dict[str, Any]:
+        params = frame.get("params")
+        result = await self.processor.process(
+            connection, params if isinstance(params, dict) else {}
+        )
+        reply = result.response
+        reply["context"] = "response"
+        reply["messageId"] = message_id
+        reply["messageCount"] = count
+        return reply
+
+    async def _say(
+        self, connection: Connection, frame: dict[str, Any], message_id: Any, count: int
+    ) -> dict[str, Any]:
+        try:
+            await self.rooms.say(connection, frame.get("room"), frame.get("message"))
+        except Exception as error:
+            return self.failure(error, message_id, count)
+        return self.success(None, message_id, count, with_data=False)
+
+    async def _room_add(
+        self, connection: Connection, frame: dict[str, Any], message_id: Any, count: int
+    ) -> dict[str, Any]:
+        try:
+            await self.rooms.join(connection, frame.get("room"))
+        except Exception as error:
+            return self.failure(error, message_id, count)
+        return self.success(True, message_id, count)
+
+    async def _room_leave(
+        self, connection: Connection, frame: dict[str, Any], message_id: Any, count: int
+    ) -> dict[str, Any]:
+        try:
+            await self.rooms.leave(connection, frame.get("room"))
+        except Exception as error:
+            return self.failure(error, message_id, count)
+        return self.success(True, message_id, count)
+
+    async def _room_view(
+        self, connection: Connection, frame: dict[str, Any], message_id: Any, count: int
+    ) -> dict[str, Any]:
+        try:
+            view = await self.rooms.view(connection, frame.get("room"))
+        except Exception as error:
+            return self.failure(error, message_id, count)
+        return self.success(view, message_id, count)
+
+    def _details_view(
+        self, connection: Connection, frame: dict[str, Any], message_id: Any, count: int
+    ) -> dict[str, Any]:
+        return self.success(connection.details(), message_id, count)
+
+    def _file(
+        self, connection: Connection, frame: dict[str, Any], message_id: Any, count: int
+    ) -> dict[str, Any]:
+        reply = self.files.read_reply(frame.get("file"))
+        if reply is None:
+            text = FileNotFound().render(self.messages)
+            reply = {
+                "error": text,
+                "content": None,
+                "mime": "text/html",
+                "length": len(text.encode()),
+            }
+        reply["context"] = "response"
+        reply["messageId"] = message_id
+        reply["messageCount"] = count
+        return reply
+
+    def _documentation(
+        self, connection: Connection, frame: dict[str, Any], message_id: Any, count: int
+    ) -> dict[str, Any]:
+        return self.success(self.registry.documentation(), message_id, count)
+
+    def _ping(
+        self, connection: Connection, frame: dict[str, Any], message_id: Any, count: int
+    ) -> dict[str, Any]:
+        return self.success({"pong": int(time.time() * 1000)}, message_id, count)
+
+    def _quit(
+        self, connection: Connection, frame: dict[str, Any], message_id: Any, count: int
+    ) -> None:
+        connection.destroy()
+        return None
