@@ -1,0 +1,48 @@
+"""Test-only chat and connection middleware, each gated on a room name or fingerprint so the
+rest of the suite never meets it."""
+
+import os
+
+from squall import ChatMiddleware, ConnectionMiddleware
+
+
+def _join(connection, room):
+    if room == "mw-blocked":
+        raise PermissionError("this room is closed to you")
+
+
+def _leave(connection, room):
+    if room == "mw-sticky":
+        raise PermissionError("you cannot leave this room")
+    if room.startswith("notify-"):
+        with open(os.environ["SQUALL_TEST_LEAVE_LOG"], "a") as log:
+            log.write(f"{connection.id} {room}\n")
+
+
+def _on_say_receive(connection, room, payload):
+    if room != "mw-chat":
+        return payload
+    if payload["message"] == "drop me":
+        return None
+    if payload["message"] == "refuse me":
+        raise PermissionError("that message is not allowed")
+    return {**payload, "message": payload["message"].upper()}
+
+
+def _say(connection, room, payload):
+    if room != "mw-chat":
+        return payload
+    return {**payload, "to": connection.id}
+
+
+chat_probe = ChatMiddleware(
+    name="integrationChat", join=_join, leave=_leave, on_say_receive=_on_say_receive, say=_say
+)
+
+
+def _create(connection):
+    if connection.fingerprint == "reject-me":
+        raise PermissionError("you are not welcome here")
+
+
+connection_probe = ConnectionMiddleware(name="integrationConnection", create=_create)

@@ -1,0 +1,92 @@
+"""Test-only actions for the integration suite (loaded through general.paths.actions).
+
+Each one exercises a single behaviour of PROTOCOL.md from inside the server.
+"""
+
+import asyncio
+
+from squall import Input, action
+
+
+@action(
+    name="pushTest",
+    description="Push each of `frames` to the caller with connection.send",
+    inputs={"frames": Input(required=True)},
+)
+async def push_test(data):
+    for frame in data.params["frames"]:
+        data.connection.send(frame)
+    return {"pushed": len(data.params["frames"])}
+
+
+@action(name="failTest", description="Raise an exception")
+async def fail_test(data):
+    raise RuntimeError("this action fails on purpose")
+
+
+@action(
+    name="paramsTest",
+    description="Report which of a and b it saw, after `delay` ms",
+    inputs={"a": Input(), "b": Input(), "delay": Input(default=0, formatter=int)},
+)
+async def params_test(data):
+    await asyncio.sleep(data.params["delay"] / 1000)  # the behaviour under test: a slow action
+    return {"seen": {key: data.params[key] for key in ("a", "b") if key in data.params}}
+
+
+def _even(value):
+    return value % 2 == 0
+
+
+def _lower(value):
+    return True if value == value.lower() else "word must be lower case"
+
+
+def _forty_two(value):
+    if value != 42:
+        raise ValueError("the answer is 42")
+    return True
+
+
+@action(
+    name="inputsTest",
+    description="Declares one input per failure mode of the input pipeline",
+    inputs={
+        "needed": Input(required=True),
+        "even": Input(formatter=int, validator=_even),
+        "word": Input(validator=_lower),
+        "answer": Input(formatter=int, validator=_forty_two),
+    },
+)
+async def inputs_test(data):
+    return {"accepted": {k: v for k, v in data.params.items() if k != "action"}}
+
+
+@action(name="versionTest", version=1, description="Version one")
+async def version_test_1(data):
+    return {"version": 1}
+
+
+@action(name="versionTest", version=2, description="Version two")
+async def version_test_2(data):
+    return {"version": 2}
+
+
+@action(
+    name="docTest",
+    version=3,
+    description="Documented on purpose",
+    inputs={
+        "x": Input(required=True, description="an x"),
+        "y": Input(default=7),
+    },
+    output_example={"ok": True},
+)
+async def doc_test(data):
+    return {"ok": True}
+
+
+@action(name="destroyTest", description="Destroy the calling connection")
+async def destroy_test(data):
+    data.connection.destroy()
+    return {}

@@ -1,0 +1,10 @@
+"""The authorization function the admission tests configure by dotted path
+(``servers.websocket.server.authorization: tests.integration.authz.admit``)."""
+
+
+async def admit(request):
+    """Admit ``X-Test-Token: good``; refuse a missing token; raise on ``bad``."""
+    token = request.headers.get("X-Test-Token")
+    if token == "bad":
+        raise PermissionError("token rejected")
+    return token == "good"

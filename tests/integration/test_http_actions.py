@@ -1,0 +1,185 @@
+"""Actions over real HTTP: routes, methods, params, reply envelope, error statuses, CORS and
+the fingerprint cookie (PROTOCOL.md §1, §3, §4)."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from .support import (
+    API_VERSION,
+    NON_EMPTY_STR,
+    POSITIVE_INT,
+    SERVER_NAME,
+    Match,
+    http_request,
+    now_ms,
+    set_cookies,
+)
+
+JSON = {"Content-Type": "application/json"}
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+NON_NEGATIVE_INT = Match("<int >= 0>", lambda v: isinstance(v, int) and v >= 0)
+
+
+def cookie_value(header: str) -> str:
+    """``sessionID=abc; Path=/; ...`` -> ``abc``."""
+    name, _, rest = header.partition("=")
+    assert name == "sessionID"
+    return rest.split(";", 1)[0]
+
+
+def test_http_get_status_envelope(server):
+    response = http_request(server, "GET", "/api/status", headers={"Cookie": "sessionID=fp-1"})
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert "error" not in body
+    assert body["serverInformation"] == {
+        "serverName": SERVER_NAME,
+        "apiVersion": API_VERSION,
+        "requestDuration": NON_NEGATIVE_INT,
+        "currentTime": now_ms(),
+    }
+    assert body["requesterInformation"] == {
+        "id": NON_EMPTY_STR,
+        "fingerprint": "fp-1",
+        "remoteIP": "127.0.0.1",
+        "receivedParams": {"action": "status"},
+    }
+    assert body["connections"]["total"] == POSITIVE_INT
+
+
+def test_http_action_in_query_string(server):
+    response = http_request(server, "GET", "/api?action=echo&x=1&y=two")
+    assert response.status == 200
+    body = response.json()
+    assert (body["action"], body["x"], body["y"]) == ("echo", "1", "two")
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE"])
+def test_http_every_method_runs_the_action(server, method):
+    response = http_request(server, method, "/api/echo?word=hi")
+    assert (response.status, response.json()["word"]) == (200, "hi")
+
+
+def test_http_json_body_keeps_types(server):
+    payload = {"n": 3, "list": [1, "a"], "obj": {"k": None}, "flag": True}
+    response = http_request(server, "POST", "/api/echo", json.dumps(payload), JSON)
+    assert response.status == 200
+    body = response.json()
+    assert {key: body[key] for key in payload} == payload
+    assert body["requesterInformation"]["receivedParams"] == {"action": "echo", **payload}
+
+
+def test_http_form_body(server):
+    body = urllib.parse.urlencode({"a": "1", "b": "x y"})
+    response = http_request(server, "POST", "/api/echo", body, FORM)
+    assert response.status == 200
+    assert (response.json()["a"], response.json()["b"]) == ("1", "x y")
+
+
+def test_http_malformed_json_body_is_400(server):
+    response = http_request(server, "POST", "/api/echo", '{"a": ', JSON)
+    assert response.status == 400
+    assert isinstance(response.json()["error"], str)
+
+
+def test_http_unknown_action_is_404(server):
+    response = http_request(server, "GET", "/api/noSuchAction")
+    assert (response.status, response.json()["error"]) == (
+        404,
+        "unknown action or invalid apiVersion",
+    )
+
+
+def test_http_unknown_apiVersion_is_404(server):
+    response = http_request(server, "GET", "/api/versionTest?apiVersion=9")
+    assert (response.status, response.json()["error"]) == (
+        404,
+        "unknown action or invalid apiVersion",
+    )
+
+
+def test_http_apiVersion_selects_a_version(server):
+    assert http_request(server, "GET", "/api/versionTest?apiVersion=1").json()["version"] == 1
+    assert http_request(server, "GET", "/api/versionTest").json()["version"] == 2
+
+
+def test_http_missing_input_is_422(server):
+    response = http_request(server, "GET", "/api/inputsTest")
+    assert (response.status, response.json()["error"]) == (
+        422,
+        "needed is a required parameter for this action",
+    )
+
+
+def test_http_validator_false_is_422(server):
+    response = http_request(server, "GET", "/api/inputsTest?needed=1&even=3")
+    assert (response.status, response.json()["error"]) == (
+        422,
+        'Input for parameter "even" failed validation!',
+    )
+
+
+def test_http_validator_message_is_422(server):
+    response = http_request(server, "GET", "/api/inputsTest?needed=1&word=LOUD")
+    assert (response.status, response.json()["error"]) == (422, "word must be lower case")
+
+
+def test_http_action_exception_is_500(server):
+    response = http_request(server, "GET", "/api/failTest")
+    assert (response.status, response.json()["error"]) == (500, "this action fails on purpose")
+
+
+def test_http_too_many_pending_for_one_fingerprint_is_429(server):
+    cookie = {"Cookie": "sessionID=busy-fingerprint"}
+    with ThreadPoolExecutor(6) as pool:
+        responses = list(
+            pool.map(
+                lambda _: http_request(
+                    server, "GET", "/api/sleepTest?sleepDuration=800", None, cookie
+                ),
+                range(6),
+            )
+        )
+    statuses = sorted(r.status for r in responses)
+    assert statuses == [200] * 5 + [429]
+    refused = next(r for r in responses if r.status == 429)
+    assert refused.json()["error"] == "you have too many pending requests"
+
+
+def test_http_cors_and_configured_headers(server):
+    response = http_request(server, "GET", "/api/status")
+    assert response.headers["X-Powered-By"] == "squall"
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert "POST" in response.headers["Access-Control-Allow-Methods"]
+
+
+def test_http_without_cookie_sets_fingerprint_cookie(server):
+    response = http_request(server, "GET", "/api/status")
+    [header] = set_cookies(response)
+    assert "Path=/" in [part.strip() for part in header.split(";")]
+    value = cookie_value(header)
+    assert value
+    assert response.json()["requesterInformation"]["fingerprint"] == value
+
+
+def test_http_with_cookie_sets_no_cookie(server):
+    response = http_request(server, "GET", "/api/status", headers={"Cookie": "sessionID=kept"})
+    assert set_cookies(response) == []
+    assert response.json()["requesterInformation"]["fingerprint"] == "kept"
+
+
+def test_http_new_fingerprints_differ(server):
+    first = cookie_value(set_cookies(http_request(server, "GET", "/api/status"))[0])
+    second = cookie_value(set_cookies(http_request(server, "GET", "/api/status"))[0])
+    assert first != second
+
+
+@pytest.mark.parametrize("path", ["/api/noSuchAction", "/public/index.html", "/public/nope"])
+def test_http_every_response_without_cookie_sets_it(server, path):
+    assert len(set_cookies(http_request(server, "GET", path))) == 1

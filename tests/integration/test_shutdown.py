@@ -1,0 +1,125 @@
+"""SIGTERM: stop accepting, refuse new actions, finish in-flight ones (bounded by
+shutdownTimeout), close sockets with 1001 or destroy them with 4000, exit 0 (PROTOCOL.md §6).
+
+Each test stops its own server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import json
+import time
+
+import pytest
+
+from .conftest import running_server
+from .support import TIMEOUT, eventually, is_reply, open_client
+
+SHUTTING_DOWN = "the server is shutting down"
+
+
+@pytest.fixture
+def fresh_server(tmp_path_factory):
+    """Start a server of one's own with ``fresh_server(options)``; killed at the end."""
+    with contextlib.ExitStack() as stack:
+
+        def start(options: dict | None = None):
+            return stack.enter_context(running_server(tmp_path_factory, "stopping", options or {}))
+
+        yield start
+
+
+def action_frame(message_id, name: str, **params) -> dict:
+    return {"event": "action", "messageId": message_id, "params": {"action": name, **params}}
+
+
+async def start_in_flight(client, duration_ms: int) -> None:
+    """Start a sleepTest and make sure the server has it: a ping sent after it is answered."""
+    await client.send(action_frame("in-flight", "sleepTest", sleepDuration=duration_ms))
+    await client.request("ping")
+
+
+async def until_shutting_down(client) -> dict:
+    """Send actions until one is refused because the server is stopping; return that reply."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        reply = await client.action("randomNumber")
+        if "error" in reply:
+            return reply
+    raise AssertionError("no action was refused with 'the server is shutting down'")
+
+
+async def test_shutdown_finishes_in_flight_then_closes_1001(fresh_server, connect):
+    server = fresh_server()
+    busy, idle = await connect(server), await connect(server)
+    await start_in_flight(busy, 1000)
+
+    server.signal()
+    refusal = await until_shutting_down(busy)
+
+    assert refusal["error"] == SHUTTING_DOWN
+    with pytest.raises(OSError):
+        await open_client(server)
+    finished = await busy.reply("in-flight", timeout=TIMEOUT)
+    assert ("error" in finished, finished["sleepDuration"]) == (False, 1000)
+    assert (await busy.wait_closed())[0] == 1001
+    assert (await idle.wait_closed())[0] == 1001
+    assert await asyncio.to_thread(server.wait_exit) == 0
+
+
+async def test_shutdown_http_in_flight_finishes_and_new_request_is_503(fresh_server, connect):
+    server = fresh_server()
+    watcher = await connect(server)
+    kept = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
+    kept.request("GET", "/api/randomNumber")
+    assert kept.getresponse().status == 200  # the connection stays open (HTTP/1.1 keep-alive)
+
+    def slow_request() -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
+        conn.request("GET", "/api/sleepTest?sleepDuration=1000")
+        return conn.getresponse().status
+
+    in_flight = asyncio.ensure_future(asyncio.to_thread(slow_request))
+    await start_in_flight(watcher, 1000)
+    await eventually(
+        lambda: watcher.action("status"), lambda s: s["connections"].get("web", 0) >= 1
+    )
+    server.signal()
+    await until_shutting_down(watcher)
+
+    kept.request("GET", "/api/randomNumber")
+    response = kept.getresponse()
+    body = json.loads(response.read())
+    assert (response.status, body["error"]) == (503, SHUTTING_DOWN)
+    assert await in_flight == 200
+    assert await asyncio.to_thread(server.wait_exit) == 0
+
+
+async def test_shutdown_destroys_clients_with_4000_when_configured(fresh_server, connect):
+    server = fresh_server({"servers": {"websocket": {"destroyClientsOnShutdown": True}}})
+    client = await connect(server)
+    await client.request("roomAdd", room="notify-room")
+    client_id = (await client.details())["id"]
+
+    server.signal()
+
+    assert (await client.wait_closed())[0] == 4000
+    assert await asyncio.to_thread(server.wait_exit) == 0
+    assert (client_id, "notify-room") in server.leaves()
+
+
+async def test_shutdown_waits_at_most_shutdownTimeout(fresh_server, connect):
+    server = fresh_server({"general": {"shutdownTimeout": 300}})
+    client = await connect(server)
+    await start_in_flight(client, 20_000)
+    started = time.monotonic()
+
+    server.signal()
+
+    assert (await client.wait_closed(timeout=TIMEOUT))[0] == 1001
+    assert time.monotonic() - started < 3
+    assert not any(
+        is_reply(f) and f["messageId"] == "in-flight" and "error" not in f for f in client.inbox
+    )
+    await asyncio.to_thread(server.wait_exit)

@@ -1,0 +1,285 @@
+"""Rooms over real sockets: roomAdd/roomLeave/roomView/say, their errors, chat middleware,
+leaving on disconnect, fan-out to 500 members, 200 abrupt disconnects (PROTOCOL.md §2, §3, §5)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from .support import (
+    TIMEOUT,
+    eventually,
+    failed,
+    now_ms,
+    ok,
+    open_client,
+)
+
+
+async def new_room(client, prefix: str = "room-") -> str:
+    """A room no other test uses, made with the createChatRoom action."""
+    name = f"{prefix}{uuid.uuid4().hex[:12]}"
+    reply = await client.action("createChatRoom", name=name)
+    assert "error" not in reply, reply
+    return name
+
+
+def said(room: str, message, sender: str) -> dict:
+    """The frame every member receives when ``sender`` says ``message`` (PROTOCOL.md §2.5)."""
+    return {"context": "user", "message": message, "room": room, "from": sender, "sentAt": now_ms()}
+
+
+def is_user_frame(frame) -> bool:
+    return isinstance(frame, dict) and frame.get("context") == "user"
+
+
+async def test_roomAdd_joins_an_existing_room(client):
+    assert await client.request("roomAdd", room="defaultRoom") == ok(True, message_id=1, count=1)
+    assert (await client.details())["rooms"] == ["defaultRoom"]
+
+
+async def test_roomAdd_twice_fails(client):
+    await client.request("roomAdd", room="defaultRoom")
+    assert await client.request("roomAdd", room="defaultRoom") == failed(
+        "connection already in this room (defaultRoom)", message_id=2, count=2
+    )
+
+
+async def test_roomAdd_missing_room_fails(client):
+    assert await client.request("roomAdd", room="no-such-room") == failed(
+        "room does not exist", message_id=1, count=1
+    )
+
+
+async def test_roomAdd_room_made_by_createChatRoom(client):
+    room = await new_room(client)
+    assert await client.request("roomAdd", room=room) == ok(True)
+
+
+async def test_roomAdd_blocked_by_join_middleware(client):
+    assert await client.request("roomAdd", room="mw-blocked") == failed(
+        "this room is closed to you", message_id=1, count=1
+    )
+    assert (await client.details())["rooms"] == []
+
+
+async def test_roomLeave_leaves(client):
+    await client.request("roomAdd", room="defaultRoom")
+    assert await client.request("roomLeave", room="defaultRoom") == ok(True, message_id=2, count=2)
+    assert (await client.details())["rooms"] == []
+
+
+async def test_roomLeave_not_a_member_fails(client):
+    assert await client.request("roomLeave", room="defaultRoom") == failed(
+        "connection not in this room (defaultRoom)", message_id=1, count=1
+    )
+
+
+async def test_roomLeave_blocked_by_leave_middleware(client):
+    await client.request("roomAdd", room="mw-sticky")
+    assert await client.request("roomLeave", room="mw-sticky") == failed(
+        "you cannot leave this room", message_id=2, count=2
+    )
+    assert (await client.details())["rooms"] == ["mw-sticky"]
+
+
+async def test_roomView_lists_members(server, connect):
+    first, second = await connect(server), await connect(server)
+    room = await new_room(first)
+    await first.request("roomAdd", room=room)
+    await second.request("roomAdd", room=room)
+    first_id, second_id = (await first.details())["id"], (await second.details())["id"]
+    reply = await first.request("roomView", room=room)
+    assert reply == ok(
+        {
+            "room": room,
+            "membersCount": 2,
+            "members": {
+                first_id: {"id": first_id, "joinedAt": now_ms()},
+                second_id: {"id": second_id, "joinedAt": now_ms()},
+            },
+        }
+    )
+
+
+async def test_roomView_not_a_member_fails(client):
+    assert await client.request("roomView", room="defaultRoom") == failed(
+        "connection not in this room (defaultRoom)", message_id=1, count=1
+    )
+
+
+async def test_say_reaches_every_member_and_the_sender(server, connect):
+    speaker, listener, outsider = (
+        await connect(server),
+        await connect(server),
+        await connect(server),
+    )
+    room = await new_room(speaker)
+    await speaker.request("roomAdd", room=room)
+    await listener.request("roomAdd", room=room)
+    speaker_id = (await speaker.details())["id"]
+
+    reply = await speaker.request("say", room=room, message="hello room")
+
+    assert reply == ok(message_id=reply["messageId"], count=speaker.sent)
+    assert await speaker.next(is_user_frame) == said(room, "hello room", speaker_id)
+    assert await listener.next(is_user_frame) == said(room, "hello room", speaker_id)
+    await outsider.request("ping")
+    assert [f for f in outsider.inbox if is_user_frame(f)] == []
+
+
+async def test_say_object_message_arrives_as_object(server, connect):
+    speaker = await connect(server)
+    room = await new_room(speaker)
+    await speaker.request("roomAdd", room=room)
+    speaker_id = (await speaker.details())["id"]
+    message = {"kind": "move", "to": [3, 4], "nested": {"ok": True}}
+    assert (await speaker.request("say", room=room, message=message))["status"] == "OK"
+    assert await speaker.next(is_user_frame) == said(room, message, speaker_id)
+
+
+async def test_say_without_room_fails(client):
+    assert await client.request("say", message="hi") == failed(
+        "both room and message are required", message_id=1, count=1
+    )
+
+
+async def test_say_without_message_fails(client):
+    await client.request("roomAdd", room="defaultRoom")
+    assert await client.request("say", room="defaultRoom") == failed(
+        "both room and message are required", message_id=2, count=2
+    )
+
+
+async def test_say_empty_message_fails(client):
+    await client.request("roomAdd", room="defaultRoom")
+    assert await client.request("say", room="defaultRoom", message="") == failed(
+        "both room and message are required", message_id=2, count=2
+    )
+
+
+async def test_say_not_a_member_fails(client):
+    assert await client.request("say", room="defaultRoom", message="hi") == failed(
+        "connection not in this room (defaultRoom)", message_id=1, count=1
+    )
+
+
+async def test_say_changed_by_middleware_per_recipient(server, connect):
+    speaker, listener = await connect(server), await connect(server)
+    await speaker.request("roomAdd", room="mw-chat")
+    await listener.request("roomAdd", room="mw-chat")
+    speaker_id, listener_id = (await speaker.details())["id"], (await listener.details())["id"]
+    await speaker.request("say", room="mw-chat", message="quiet please")
+    expected = said("mw-chat", "QUIET PLEASE", speaker_id)
+    assert await speaker.next(is_user_frame) == {**expected, "to": speaker_id}
+    assert await listener.next(is_user_frame) == {**expected, "to": listener_id}
+
+
+async def test_say_dropped_by_middleware_reaches_nobody(server, connect):
+    speaker, listener = await connect(server), await connect(server)
+    await speaker.request("roomAdd", room="mw-chat")
+    await listener.request("roomAdd", room="mw-chat")
+    await speaker.request("say", room="mw-chat", message="drop me")
+    await speaker.request("say", room="mw-chat", message="after")
+    # Messages of one sender keep their order, so "AFTER" arriving first proves the drop.
+    assert (await listener.next(is_user_frame))["message"] == "AFTER"
+    assert (await speaker.next(is_user_frame))["message"] == "AFTER"
+
+
+async def test_say_refused_by_middleware_fails_with_its_message(client):
+    await client.request("roomAdd", room="mw-chat")
+    assert await client.request("say", room="mw-chat", message="refuse me") == failed(
+        "that message is not allowed", message_id=2, count=2
+    )
+
+
+async def test_disconnect_leaves_rooms_and_runs_leave_middleware(server, connect):
+    stayer, leaver = await connect(server), await connect(server)
+    await stayer.request("roomAdd", room="notify-room")
+    await leaver.request("roomAdd", room="notify-room")
+    leaver_id = (await leaver.details())["id"]
+    await leaver.close()
+
+    async def members():
+        return (await stayer.request("roomView", room="notify-room"))["data"]["members"]
+
+    await eventually(members, lambda found: leaver_id not in found)
+
+    async def leaves():
+        return server.leaves()
+
+    await eventually(leaves, lambda found: (leaver_id, "notify-room") in found)
+
+
+# --- load: fan-out and abrupt disconnects ----------------------------------------------------
+
+
+async def open_many(server, count: int) -> list:
+    """``count`` clients, connected 50 at a time (the accept backlog is finite)."""
+    gate = asyncio.Semaphore(50)
+
+    async def one():
+        async with gate:
+            return await open_client(server)
+
+    return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
+async def test_say_fans_out_to_500_members_complete_and_in_order(server, client):
+    room = await new_room(client)
+    members = await open_many(server, 500)
+    try:
+        await asyncio.gather(*(m.request("roomAdd", room=room) for m in members))
+        senders = members[:3]
+        per_sender = 20
+
+        async def speak(index: int, sender) -> None:
+            for n in range(per_sender):
+                await sender.send({"event": "say", "room": room, "message": {"s": index, "n": n}})
+
+        await asyncio.gather(*(speak(i, s) for i, s in enumerate(senders)))
+
+        async def collect(member) -> dict:
+            seen: dict[int, list[int]] = {0: [], 1: [], 2: []}
+            for _ in range(len(senders) * per_sender):
+                frame = await member.next(is_user_frame, timeout=TIMEOUT * 3)
+                seen[frame["message"]["s"]].append(frame["message"]["n"])
+            return seen
+
+        everything = await asyncio.gather(*(collect(m) for m in members))
+        in_order = {
+            0: list(range(per_sender)),
+            1: list(range(per_sender)),
+            2: list(range(per_sender)),
+        }
+        assert [i for i, seen in enumerate(everything) if seen != in_order] == []
+    finally:
+        await asyncio.gather(*(m.close() for m in members), return_exceptions=True)
+
+
+async def status_connections(client) -> int:
+    """How many connections the status action reports."""
+    reply = await client.action("status")
+    return reply["connections"]["total"]
+
+
+async def test_abrupt_disconnects_leave_no_trace(server, client):
+    room = await new_room(client, prefix="notify-")
+    await client.request("roomAdd", room=room)
+    baseline = await status_connections(client)
+    vanishing = await open_many(server, 200)
+    await asyncio.gather(*(c.request("roomAdd", room=room) for c in vanishing))
+    ids = {(await c.details())["id"] for c in vanishing}
+    assert await status_connections(client) == baseline + 200
+    assert (await client.request("roomView", room=room))["data"]["membersCount"] == 201
+
+    for c in vanishing:
+        c.reset()
+
+    async def view():
+        return (await client.request("roomView", room=room))["data"]
+
+    final = await eventually(view, lambda data: data["membersCount"] == 1, timeout=TIMEOUT * 2)
+    assert list(final["members"]) == [(await client.details())["id"]]
+    await eventually(lambda: status_connections(client), lambda total: total <= baseline)
+    assert {cid for cid, left in server.leaves() if left == room} == ids

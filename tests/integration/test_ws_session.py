@@ -1,0 +1,173 @@
+"""One socket's life: welcome, identity, messageId/messageCount, ping, quit, destroy, pushes and
+frames that are not verbs (PROTOCOL.md §2.1, §2.2, §2.5, §4, §6)."""
+
+from __future__ import annotations
+
+import json
+
+from .support import (
+    NON_EMPTY_STR,
+    UUID4,
+    WELCOME,
+    action_reply,
+    failed,
+    is_reply,
+    now_ms,
+    ok,
+)
+
+
+async def test_welcome_is_the_first_frame(server, connect):
+    client = await connect(server, await_welcome=False)
+    assert await client.next() == {"context": "api", "welcome": WELCOME}
+
+
+async def test_detailsView_describes_a_fresh_connection(client):
+    reply = await client.request("detailsView")
+    assert reply == ok(
+        {
+            "id": NON_EMPTY_STR,
+            "fingerprint": NON_EMPTY_STR,
+            "type": "webSocket",
+            "remoteIP": "127.0.0.1",
+            "remotePort": client.local_port,
+            "params": {},
+            "connectedAt": now_ms(),
+            "rooms": [],
+            "totalActions": 0,
+            "pendingActions": 0,
+        },
+        message_id=1,
+        count=1,
+    )
+
+
+async def test_detailsView_fingerprint_defaults_to_the_id(client):
+    details = await client.details()
+    assert details["fingerprint"] == details["id"]
+
+
+async def test_detailsView_fingerprint_from_cookie(server, connect):
+    client = await connect(server, headers={"Cookie": "a=1; sessionID=cookie-fp; b=2"})
+    assert (await client.details())["fingerprint"] == "cookie-fp"
+
+
+async def test_detailsView_fingerprint_from_query(server, connect):
+    client = await connect(server, query="?sessionID=query-fp")
+    assert (await client.details())["fingerprint"] == "query-fp"
+
+
+async def test_detailsView_fingerprint_cookie_wins_over_query(server, connect):
+    client = await connect(server, query="?sessionID=query-fp", headers={"Cookie": "sessionID=c"})
+    assert (await client.details())["fingerprint"] == "c"
+
+
+async def test_detailsView_ids_are_unique_per_socket(server, connect):
+    first, second = await connect(server), await connect(server)
+    assert (await first.details())["id"] != (await second.details())["id"]
+
+
+async def test_ping_answers_pong_with_server_time(client):
+    assert await client.request("ping") == ok({"pong": now_ms()}, message_id=1, count=1)
+
+
+async def test_ping_string_messageId_is_echoed(client):
+    await client.send({"event": "ping", "messageId": "abc-1"})
+    assert await client.reply("abc-1") == ok({"pong": now_ms()}, message_id="abc-1", count=1)
+
+
+async def test_ping_number_messageId_is_echoed(client):
+    await client.send({"event": "ping", "messageId": 42})
+    reply = await client.next(is_reply)
+    assert reply["messageId"] == 42
+    assert isinstance(reply["messageId"], int)
+
+
+async def test_ping_zero_messageId_is_echoed(client):
+    await client.send({"event": "ping", "messageId": 0})
+    assert (await client.next(is_reply))["messageId"] == 0
+
+
+async def test_ping_without_messageId_gets_a_uuid4(client):
+    await client.send({"event": "ping"})
+    await client.send({"event": "ping", "messageId": None})
+    first, second = await client.next(is_reply), await client.next(is_reply)
+    assert first == ok({"pong": now_ms()}, message_id=UUID4, count=1)
+    assert second == ok({"pong": now_ms()}, message_id=UUID4, count=2)
+    assert first["messageId"] != second["messageId"]
+
+
+async def test_messageCount_counts_frames_sent_including_this_one(client):
+    counts = []
+    for verb in ("ping", "detailsView", "documentation", "ping"):
+        counts.append((await client.request(verb))["messageCount"])
+    counts.append((await client.action("randomNumber"))["messageCount"])
+    assert counts == [1, 2, 3, 4, 5]
+
+
+async def test_unknown_verb_fails_with_its_name(client):
+    assert await client.request("fly") == failed(
+        "verb not found or not allowed (fly)", message_id=1, count=1
+    )
+
+
+async def test_quit_closes_with_4000(client):
+    await client.send({"event": "quit", "messageId": 1})
+    code, _ = await client.wait_closed()
+    assert code == 4000
+
+
+async def test_destroy_from_an_action_closes_with_4000(client):
+    await client.send({"event": "action", "messageId": 1, "params": {"action": "destroyTest"}})
+    code, _ = await client.wait_closed()
+    assert code == 4000
+
+
+async def test_send_pushes_frames_with_no_keys_added(client):
+    frames = [
+        {"context": "alert", "text": "hi"},
+        {"anything": [1, {"b": None}]},
+        {"context": "api"},
+    ]
+    await client.send(
+        {"event": "action", "messageId": 7, "params": {"action": "pushTest", "frames": frames}}
+    )
+    received = [await client.next() for _ in range(4)]
+    assert received == [*frames, action_reply({"pushed": 3}, message_id=7, count=1)]
+
+
+async def test_frame_json_array_gets_error_frame(client):
+    await client.send_raw("[1, 2]")
+    assert await client.next() == {"context": "error", "error": "a frame must be a JSON object"}
+
+
+async def test_frame_json_scalars_get_error_frames(client):
+    for text in ("42", '"ping"', "null", "true"):
+        await client.send_raw(text)
+        assert await client.next() == {"context": "error", "error": "a frame must be a JSON object"}
+
+
+async def test_frame_invalid_json_gets_error_frame(client):
+    await client.send_raw("{not json")
+    frame = await client.next()
+    assert set(frame) == {"context", "error"}
+    assert frame["context"] == "error"
+    assert frame["error"].startswith("invalid JSON: ")
+
+
+async def test_frame_binary_gets_error_frame(client):
+    await client.send_raw(json.dumps({"event": "ping", "messageId": 1}).encode())
+    assert await client.next() == {
+        "context": "error",
+        "error": "binary frames are not supported; send JSON text",
+    }
+
+
+async def test_frame_errors_keep_the_socket_open(client):
+    await client.send_raw("[]")
+    await client.send_raw(b"\x00\x01")
+    await client.send_raw("{")
+    errors = [await client.next() for _ in range(3)]
+    assert [frame["context"] for frame in errors] == ["error"] * 3
+    reply = await client.request("ping")
+    assert reply["status"] == "OK"
