@@ -57,7 +57,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="FILE",
         help="extra YAML file merged over the environment's config (repeatable)",
     )
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="event loop: uvloop when installed (auto), or force one (default: auto)",
+    )
     return parser.parse_args(argv)
+
+
+def run(main_coroutine: Any, loop: str) -> None:
+    """Run on uvloop when asked or available (``auto``), else on the stdlib's asyncio loop."""
+    if loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if loop == "uvloop":
+                raise SquallError("--loop uvloop: uvloop is not installed") from None
+        else:
+            uvloop.run(main_coroutine)
+            return
+    asyncio.run(main_coroutine)
 
 
 def configure_logging(level: str) -> None:
@@ -227,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(config.get("general.logLevel"))
     try:
-        asyncio.run(serve(config))
+        run(serve(config), args.loop)
     except SquallError as exc:
         log.error("cannot start: %s", exc)
         return 2
