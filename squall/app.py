@@ -30,6 +30,7 @@ from .middleware import by_priority, resolve
 from .processor import ActionProcessor
 from .protocol import SocketProtocol
 from .rooms import Rooms
+from .watchdog import LoopWatchdog
 
 __all__ = ["Squall"]
 
@@ -85,9 +86,18 @@ class Squall:
         )
         self.public_dir = config.path("general.paths.public")
         self.files = PublicFiles(self.public_dir, config.get("servers.web.directoryFileType"))
+        socket_options = config["servers"]["websocket"]["server"]
         self.protocol = SocketProtocol(
-            self.processor, self.rooms, self.files, self.actions, self.messages
+            self.processor,
+            self.rooms,
+            self.files,
+            self.actions,
+            self.messages,
+            rate_limit=socket_options["rateLimit"],
+            rate_burst=socket_options["rateBurst"],
         )
+        blocked_ms = general["blockedLoopWarning"]
+        self.watchdog = LoopWatchdog(blocked_ms, self.actions) if blocked_ms else None
         self.stopping = False
         self._cleanups: set[asyncio.Task[None]] = set()
 
@@ -96,6 +106,8 @@ class Squall:
     async def start(self) -> None:
         """Connect the broker, create the starting rooms, render the browser client."""
         await self.broker.start(self)
+        if self.watchdog is not None:
+            self.watchdog.start()
         for room in self.config.get("general.startingChatRooms") or {}:
             await self.rooms.add(str(room))
         if self.config.get("servers.websocket.enabled"):
@@ -108,6 +120,8 @@ class Squall:
         if self._cleanups:
             await asyncio.wait(list(self._cleanups), timeout=5)
         await self.broker.stop()
+        if self.watchdog is not None:
+            self.watchdog.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def drain(self) -> bool:

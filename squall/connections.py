@@ -59,6 +59,7 @@ class Connection:
         "on_destroy",
         "params",
         "pending_actions",
+        "rate_bucket",
         "remote_ip",
         "remote_port",
         "rooms",
@@ -91,6 +92,7 @@ class Connection:
         self.message_count = 0
         self.transport = transport
         self.closed = False
+        self.rate_bucket: list[float] | None = None
         self.on_destroy: Callable[[Connection], None] | None = None
 
     def send(self, message: Any) -> None:

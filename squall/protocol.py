@@ -30,6 +30,7 @@ from .errors import (
     FileNotFound,
     FrameNotObject,
     InvalidJson,
+    RateLimited,
     VerbNotFound,
 )
 from .files import PublicFiles
@@ -56,6 +57,8 @@ class SocketProtocol:
         files: serves the ``file`` verb (the static handler's own lookup).
         registry: documents the actions for ``documentation``.
         messages: the configured error texts.
+        rate_limit: inbound frames per second allowed per connection (None: no limit).
+        rate_burst: how many frames a connection may send at once within that rate.
     """
 
     def __init__(
@@ -65,8 +68,12 @@ class SocketProtocol:
         files: PublicFiles,
         registry: ActionRegistry,
         messages: ErrorMessages,
+        rate_limit: float | None = None,
+        rate_burst: int = 100,
     ) -> None:
         self.processor = processor
+        self.rate_limit = rate_limit
+        self.rate_burst = rate_burst
         self.rooms = rooms
         self.files = files
         self.registry = registry
@@ -103,7 +110,23 @@ class SocketProtocol:
         handler = self._verbs.get(verb) if isinstance(verb, str) else None
         if handler is None:
             return self.failure(VerbNotFound(verb), message_id, count)
+        if self.rate_limit is not None and not self._admit(connection):
+            return self.failure(RateLimited(), message_id, count)
         return handler(connection, frame, message_id, count)
+
+    def _admit(self, connection: Connection) -> bool:
+        """Token bucket: ``rate_limit`` tokens a second, at most ``rate_burst`` saved up."""
+        bucket = connection.rate_bucket
+        now = time.monotonic()
+        if bucket is None:
+            bucket = connection.rate_bucket = [float(self.rate_burst), now]
+        tokens = min(self.rate_burst, bucket[0] + (now - bucket[1]) * self.rate_limit)
+        bucket[1] = now
+        if tokens < 1:
+            bucket[0] = tokens
+            return False
+        bucket[0] = tokens - 1
+        return True
 
     # -- reply shapes (§2.2) -----------------------------------------------------------------
 
