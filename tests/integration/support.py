@@ -274,8 +274,8 @@ class Client:
     async def reply(self, message_id: Any, timeout: float = TIMEOUT) -> dict:
         return await self.next(lambda f: is_reply(f) and f.get("messageId") == message_id, timeout)
 
-    async def action(self, name: str, **params: Any) -> dict:
-        return await self.request("action", params={"action": name, **params})
+    async def action(self, action_name: str, /, **params: Any) -> dict:
+        return await self.request("action", params={"action": action_name, **params})
 
     async def details(self) -> dict:
         return (await self.request("detailsView"))["data"]

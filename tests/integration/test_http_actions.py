@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -133,23 +132,6 @@ def test_http_validator_message_is_422(server):
 def test_http_action_exception_is_500(server):
     response = http_request(server, "GET", "/api/failTest")
     assert (response.status, response.json()["error"]) == (500, "this action fails on purpose")
-
-
-def test_http_too_many_pending_for_one_fingerprint_is_429(server):
-    cookie = {"Cookie": "sessionID=busy-fingerprint"}
-    with ThreadPoolExecutor(6) as pool:
-        responses = list(
-            pool.map(
-                lambda _: http_request(
-                    server, "GET", "/api/sleepTest?sleepDuration=800", None, cookie
-                ),
-                range(6),
-            )
-        )
-    statuses = sorted(r.status for r in responses)
-    assert statuses == [200] * 5 + [429]
-    refused = next(r for r in responses if r.status == 429)
-    assert refused.json()["error"] == "you have too many pending requests"
 
 
 def test_http_cors_and_configured_headers(server):

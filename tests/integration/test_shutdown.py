@@ -14,7 +14,7 @@ import time
 import pytest
 
 from .conftest import running_server
-from .support import TIMEOUT, eventually, is_reply, open_client
+from .support import TIMEOUT, eventually, http_request, is_reply, open_client
 
 SHUTTING_DOWN = "the server is shutting down"
 
@@ -71,28 +71,24 @@ async def test_shutdown_finishes_in_flight_then_closes_1001(fresh_server, connec
 async def test_shutdown_http_in_flight_finishes_and_new_request_is_503(fresh_server, connect):
     server = fresh_server()
     watcher = await connect(server)
-    kept = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
-    kept.request("GET", "/api/randomNumber")
-    assert kept.getresponse().status == 200  # the connection stays open (HTTP/1.1 keep-alive)
+    with contextlib.closing(http.client.HTTPConnection("127.0.0.1", server.port)) as kept:
+        kept.request("GET", "/api/randomNumber")
+        first = kept.getresponse()
+        assert (first.status, first.read() != b"") == (200, True)  # HTTP/1.1: stays open
 
-    def slow_request() -> int:
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
-        conn.request("GET", "/api/sleepTest?sleepDuration=1000")
-        return conn.getresponse().status
+        in_flight = asyncio.ensure_future(
+            asyncio.to_thread(http_request, server, "GET", "/api/sleepTest?sleepDuration=1000")
+        )
+        await eventually(
+            lambda: watcher.action("status"), lambda s: s["connections"].get("web", 0) >= 1
+        )
+        server.signal()
+        await until_shutting_down(watcher)
 
-    in_flight = asyncio.ensure_future(asyncio.to_thread(slow_request))
-    await start_in_flight(watcher, 1000)
-    await eventually(
-        lambda: watcher.action("status"), lambda s: s["connections"].get("web", 0) >= 1
-    )
-    server.signal()
-    await until_shutting_down(watcher)
-
-    kept.request("GET", "/api/randomNumber")
-    response = kept.getresponse()
-    body = json.loads(response.read())
-    assert (response.status, body["error"]) == (503, SHUTTING_DOWN)
-    assert await in_flight == 200
+        kept.request("GET", "/api/randomNumber")
+        response = kept.getresponse()
+        assert (response.status, json.loads(response.read())["error"]) == (503, SHUTTING_DOWN)
+    assert (await in_flight).status == 200
     assert await asyncio.to_thread(server.wait_exit) == 0
 
 
