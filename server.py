@@ -13,12 +13,14 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import ssl
 import sys
 from pathlib import Path
 from typing import Any
 
 import tornado.httpserver
+import tornado.netutil
 import tornado.web
 
 ROOT = Path(__file__).resolve().parent
@@ -30,6 +32,7 @@ from handlers.websocket import CLOSE_GOING_AWAY, SocketHandler, SocketRegistry  
 from squall import Squall, SquallError, load_config  # noqa: E402
 from squall.config import Config  # noqa: E402
 from squall.loader import load_callable  # noqa: E402
+from squall.supervisor import supervise  # noqa: E402
 
 log = logging.getLogger("squall.server")
 
@@ -56,6 +59,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         metavar="FILE",
         help="extra YAML file merged over the environment's config (repeatable)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N server processes on the port, sharing rooms through Redis (default: 1)",
     )
     parser.add_argument(
         "--loop",
@@ -165,7 +175,7 @@ def _ssl_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config, sockets_bound: list[socket.socket] | None = None) -> None:
     """Run one server until a stop signal, then shut down as PROTOCOL.md §6 says."""
     app = Squall(config)
     web = config["servers"]["web"]
@@ -181,7 +191,10 @@ async def serve(config: Config) -> None:
         max_header_size=web["maxHeaderSize"],
         max_body_size=web["maxBodySize"],
     )
-    http_server.listen(web["port"], address=web["bindIP"])
+    if sockets_bound is None:
+        http_server.listen(web["port"], address=web["bindIP"])
+    else:
+        http_server.add_sockets(sockets_bound)
     sockets.start()
     _banner(app, config)
 
@@ -246,15 +259,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"squall: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.get("general.logLevel"))
+    if args.workers > 1:
+        return run_workers(config, args)
+    return run_server(config, args.loop)
+
+
+def run_server(config: Config, loop: str, sockets_bound: list[socket.socket] | None = None) -> int:
     try:
-        run(serve(config), args.loop)
-    except SquallError as exc:
-        log.error("cannot start: %s", exc)
-        return 2
-    except OSError as exc:
+        run(serve(config, sockets_bound), loop)
+    except (SquallError, OSError) as exc:
         log.error("cannot start: %s", exc)
         return 2
     return 0
+
+
+def run_workers(config: Config, args: argparse.Namespace) -> int:
+    """Bind once, then fork ``--workers`` servers that share the socket and meet in Redis."""
+    if not config.get("redis.enabled"):
+        log.error(
+            "--workers %d needs Redis so the workers share rooms and pushes: set redis.enabled "
+            "(or SQUALL_REDIS_URL)",
+            args.workers,
+        )
+        return 2
+    web = config["servers"]["web"]
+    try:
+        sockets_bound = tornado.netutil.bind_sockets(web["port"], address=web["bindIP"])
+    except OSError as exc:
+        log.error("cannot listen on %s:%s: %s", web["bindIP"], web["port"], exc)
+        return 2
+    return supervise(args.workers, lambda index: run_server(config, args.loop, sockets_bound))
 
 
 if __name__ == "__main__":

@@ -178,11 +178,16 @@ class Squall:
 
     # -- broker delegate ---------------------------------------------------------------------
 
-    async def deliver_room(self, room: str, payload: dict[str, Any]) -> None:
-        await self.rooms.deliver_room(room, payload)
+    async def deliver_room(self, room: str, frame: bytes) -> None:
+        await self.rooms.deliver_room(room, frame)
 
     async def room_destroyed(self, room: str) -> None:
         await self.rooms.room_destroyed(room)
+
+    def local_state(self) -> tuple[list[str], list[tuple[str, str, int]]]:
+        starting = [str(room) for room in self.config.get("general.startingChatRooms") or {}]
+        memberships = self.rooms.local_memberships()
+        return sorted({*starting, *(room for room, _, _ in memberships)}), memberships
 
     def deliver_to(self, connection_id: str, message: Any) -> bool:
         connection = self.connections.get(connection_id)

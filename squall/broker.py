@@ -13,14 +13,16 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from . import codec
+
 __all__ = ["Broker", "BrokerDelegate", "MemoryBroker"]
 
 
 class BrokerDelegate(Protocol):
     """What a broker calls on the server it belongs to."""
 
-    async def deliver_room(self, room: str, payload: dict[str, Any]) -> None:
-        """Give a room message to this server's members of ``room``."""
+    async def deliver_room(self, room: str, frame: bytes) -> None:
+        """Give an encoded room message to this server's members of ``room``."""
 
     def deliver_to(self, connection_id: str, message: Any) -> bool:
         """Push to a connection if this server holds it; False when it does not."""
@@ -30,6 +32,13 @@ class BrokerDelegate(Protocol):
 
     async def room_destroyed(self, room: str) -> None:
         """``room`` is gone: tell this server's members and drop them (leave middleware runs)."""
+
+    def local_state(self) -> tuple[list[str], list[tuple[str, str, int]]]:
+        """Rooms this server needs to exist, and its memberships ``(room, id, joinedAt)``.
+
+        A broker whose shared store was lost (a Redis restarted without persistence) writes
+        these back when it reconnects.
+        """
 
 
 class Broker(Protocol):
@@ -119,7 +128,7 @@ class MemoryBroker:
 
     async def publish(self, room: str, payload: dict[str, Any]) -> None:
         if self._delegate is not None:
-            await self._delegate.deliver_room(room, payload)
+            await self._delegate.deliver_room(room, codec.dumps(payload))
 
     async def send_to(self, connection_id: str, message: Any) -> bool:
         return self._delegate is not None and self._delegate.deliver_to(connection_id, message)

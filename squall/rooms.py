@@ -56,6 +56,7 @@ class Rooms:
         self._on_say_receive = hooks(ordered, "on_say_receive")
         self._say = hooks(ordered, "say")
         self._local: dict[str, dict[str, Connection]] = {}
+        self._joined_at: dict[tuple[str, str], int] = {}
 
     # -- server API -----------------------------------------------------------------------
 
@@ -95,12 +96,19 @@ class Rooms:
             raise RoomNotExist(room)
         for hook in self._join:
             await resolve(hook(connection, room))
-        if connection.closed:
-            return
+        if room in connection.rooms:  # a concurrent roomAdd for the same room won
+            raise AlreadyInRoom(room)
         joined_at = now_ms()
-        connection.rooms.append(room)
+        connection.rooms.append(room)  # reserved before the broker is awaited
+        try:
+            await self.broker.add_member(room, connection.id, joined_at)
+        except Exception:
+            connection.rooms.remove(room)
+            raise
         self._local.setdefault(room, {})[connection.id] = connection
-        await self.broker.add_member(room, connection.id, joined_at)
+        self._joined_at[(room, connection.id)] = joined_at
+        if connection.closed:  # it went away while the broker worked
+            await self._remove(connection, room)
 
     async def leave(self, connection: Connection, room: Any) -> None:
         """Leave on request: leave middleware may block it."""
@@ -132,16 +140,20 @@ class Rooms:
 
     # -- broker delegate --------------------------------------------------------------------
 
-    async def deliver_room(self, room: str, payload: dict[str, Any]) -> None:
-        """Write a room message to this server's members: one encoding for all of them."""
+    async def deliver_room(self, room: str, frame: bytes) -> None:
+        """Write an encoded room message to this server's members of ``room``.
+
+        Without ``say`` middleware the very same bytes go to every member (encoded once, by
+        whoever published). With it, each recipient gets its own copy, changed or dropped.
+        """
         members = self._local.get(room)
         if not members:
             return
         if not self._say:
-            frame = codec.dumps(payload)
             for connection in list(members.values()):
                 connection.send_encoded(frame)
             return
+        payload = codec.loads(frame)
         for connection in list(members.values()):
             copy: dict[str, Any] | None = dict(payload)
             for hook in self._say:
@@ -154,6 +166,10 @@ class Rooms:
                     break
             if copy is not None:
                 connection.send(copy)
+
+    def local_memberships(self) -> list[tuple[str, str, int]]:
+        """``(room, connection id, joinedAt)`` of every member here (to rebuild a lost Redis)."""
+        return [(room, cid, joined) for (room, cid), joined in self._joined_at.items()]
 
     async def room_destroyed(self, room: str) -> None:
         members = self._local.get(room)
@@ -203,6 +219,7 @@ class Rooms:
             members.pop(connection.id, None)
             if not members:
                 del self._local[room]
+        self._joined_at.pop((room, connection.id), None)
         await self.broker.remove_member(room, connection.id)
 
 
