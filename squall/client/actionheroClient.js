@@ -241,6 +241,12 @@
 
     _closed(socket, code, reason) {
       if (socket !== this._socket) return;
+      if (FINAL_CLOSE_CODES.includes(code)) {
+        const error = new Error(reason || "the server closed the connection (" + code + ")");
+        error.code = code;
+        this._finish(error);
+        return;
+      }
       this._socket = null;
       this._stopTimers();
       // Whatever was in flight may or may not have run; its reply is gone with the socket.
@@ -248,10 +254,6 @@
       this._pending = new Map();
       pending.forEach((settle, id) => settle.resolve(errorReply("the connection was lost", id)));
 
-      if (FINAL_CLOSE_CODES.includes(code)) {
-        this._finish(new Error(reason || "the server closed the connection (" + code + ")"));
-        return;
-      }
       const wasConnected = this.state === "connected";
       this.state = "reconnecting";
       if (wasConnected) this._emit("disconnected");
