@@ -1,0 +1,65 @@
+"""Fixtures: Debian's Chromium driven by Playwright (never a downloaded browser), Squall servers
+as subprocesses, and pages that fail their test on any uncaught script error."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from .support import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, Server
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The server most tests share."""
+    shared = Server(tmp_path_factory.mktemp("shared"))
+    try:
+        yield shared.start()
+    finally:
+        shared.stop()
+
+
+@pytest.fixture
+def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server for one test, which it may kill, freeze and restart."""
+    own = Server(tmp_path_factory.mktemp("own"))
+    try:
+        yield own.start()
+    finally:
+        own.stop()
+
+
+@pytest.fixture
+def page_errors() -> list[str]:
+    """Uncaught errors of this test's pages; a test that expects some clears them."""
+    return []
+
+
+@pytest.fixture
+def new_page(browser: Browser, page_errors: list[str]) -> Iterator[Callable[..., Page]]:
+    """``new_page(width=.., height=..)``: a page in a context of its own (its own cookies, so its
+    own fingerprint). Any uncaught error in a page fails the test."""
+    contexts: list[BrowserContext] = []
+
+    def _new_page(width: int = 1000, height: int = 700) -> Page:
+        context = browser.new_context(viewport={"width": width, "height": height})
+        context.set_default_timeout(TIMEOUT_MS)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda error: page_errors.append(error.message))
+        return page
+
+    yield _new_page
+    for context in contexts:
+        context.close()
+    assert page_errors == []
