@@ -1,0 +1,415 @@
+"""Discovery of drop-in files: what is collected, once, and how a broken file stops the boot."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from squall import ActionMiddleware, ChatMiddleware, ConfigError, ConnectionMiddleware
+from squall.errors import ActionLoadError
+from squall.loader import load_callable, load_folders
+
+
+def folder_with(root: Path, files: dict[str, str], name: str = "actions") -> Path:
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for file_name, text in files.items():
+        (folder / file_name).write_text(textwrap.dedent(text))
+    return folder
+
+
+def load_error(*folders: Path) -> ActionLoadError:
+    with pytest.raises(ActionLoadError) as caught:
+        load_folders(folders)
+    return caught.value
+
+
+def declaration(name: str, version: float = 1) -> str:
+    """A file declaring one action ``name`` at ``version``."""
+    return (
+        "from squall import action\n\n"
+        f"@action({name!r}, version={version!r})\n"
+        "async def run(data):\n"
+        "    return {}\n"
+    )
+
+
+GREETINGS = """
+    from squall import action, Input
+
+    @action(name="greet", version=1, inputs={"who": Input(default="world")})
+    async def greet_v1(data):
+        return {"greeting": "hello " + data.params["who"]}
+
+    @action(name="greet", version=2)
+    async def greet_v2(data):
+        return {"greeting": "hi"}
+
+    @action()
+    def shout(data):
+        return {"loud": True}
+"""
+
+MIDDLEWARE = """
+    from squall import ActionMiddleware, ChatMiddleware, ConnectionMiddleware
+
+    timing = ActionMiddleware(name="timing", priority=5)
+    auth = ActionMiddleware(name="auth", is_global=False)
+    audit = ConnectionMiddleware(name="audit")
+    vip = ChatMiddleware(name="vip")
+"""
+
+
+def test_load_folders_collects_several_actions_per_file(tmp_path):
+    folder = folder_with(tmp_path, {"greetings.py": GREETINGS})
+
+    loaded = load_folders([folder])
+
+    assert sorted((a.name, a.version) for a in loaded.actions) == [
+        ("greet", 1),
+        ("greet", 2),
+        ("shout", 1),
+    ]
+    assert loaded.actions.match("greet").version == 2
+    assert loaded.actions.match("greet", "1").run.__name__ == "greet_v1"
+    assert loaded.actions.match("greet", 2.0).run.__name__ == "greet_v2"
+    assert loaded.actions.match("greet", 3) is None
+    assert loaded.actions.match("shout").source == str(folder / "greetings.py")
+
+
+def test_load_folders_collects_every_kind_of_middleware(tmp_path):
+    folder = folder_with(tmp_path, {"mw.py": MIDDLEWARE})
+
+    loaded = load_folders([folder])
+
+    assert [m.name for m in loaded.action_middleware] == ["timing", "auth"]
+    assert all(isinstance(m, ActionMiddleware) for m in loaded.action_middleware)
+    assert [m.name for m in loaded.connection_middleware] == ["audit"]
+    assert isinstance(loaded.connection_middleware[0], ConnectionMiddleware)
+    assert [m.name for m in loaded.chat_middleware] == ["vip"]
+    assert isinstance(loaded.chat_middleware[0], ChatMiddleware)
+
+
+def test_load_folders_versions_across_files(tmp_path):
+    folder = folder_with(
+        tmp_path,
+        {"a_v1.py": declaration("x", 1), "b_v3.py": declaration("x", 3)},
+    )
+
+    loaded = load_folders([folder])
+
+    assert loaded.actions.match("x").version == 3
+    assert loaded.actions.match("x", "1").version == 1
+
+
+def test_load_folders_skips_underscore_files_and_non_python(tmp_path):
+    folder = folder_with(
+        tmp_path,
+        {
+            "_helpers.py": "raise RuntimeError('never imported')\n",
+            "__init__.py": "raise RuntimeError('never imported')\n",
+            "notes.txt": "not python",
+            "real.py": declaration("real"),
+        },
+    )
+
+    loaded = load_folders([folder])
+
+    assert [a.name for a in loaded.actions] == ["real"]
+
+
+def test_load_folders_reads_files_in_name_order(tmp_path):
+    folder = folder_with(
+        tmp_path,
+        {
+            f"{stem}.py": f"from squall import ActionMiddleware\n\nm = ActionMiddleware('{stem}')\n"
+            for stem in ("c", "a", "b")
+        },
+    )
+
+    loaded = load_folders([folder])
+
+    assert [m.name for m in loaded.action_middleware] == ["a", "b", "c"]
+
+
+def test_load_folders_several_folders(tmp_path):
+    first = folder_with(tmp_path, {"one.py": GREETINGS}, "first")
+    second = folder_with(tmp_path, {"two.py": MIDDLEWARE}, "second")
+
+    loaded = load_folders([first, second])
+
+    assert len(loaded.actions) == 3
+    assert len(loaded.action_middleware) == 2
+
+
+def test_load_folders_empty_folder(tmp_path):
+    loaded = load_folders([folder_with(tmp_path, {})])
+
+    assert len(loaded.actions) == 0
+    assert loaded.action_middleware == []
+
+
+def test_load_folders_missing_folder(tmp_path):
+    error = load_error(tmp_path / "nowhere")
+
+    assert str(error) == f"{tmp_path / 'nowhere'}: action folder does not exist"
+
+
+def test_load_folders_import_error_names_file_and_line(tmp_path):
+    folder = folder_with(tmp_path, {"broken.py": "import os\n\nvalue = 1 / 0\n"})
+
+    error = load_error(folder)
+
+    assert str(error) == f"{folder / 'broken.py'}:3: ZeroDivisionError: division by zero"
+    assert isinstance(error.__cause__, ZeroDivisionError)
+
+
+def test_load_folders_import_error_inside_a_function_names_the_calling_line(tmp_path):
+    folder = folder_with(
+        tmp_path,
+        {"broken.py": "def helper():\n    raise KeyError('cfg')\n\n\nhelper()\n"},
+    )
+
+    error = load_error(folder)
+
+    assert str(error) == f"{folder / 'broken.py'}:2: KeyError: 'cfg'"
+
+
+def test_load_folders_missing_module_names_file(tmp_path):
+    folder = folder_with(tmp_path, {"needs.py": "import squall_no_such_module\n"})
+
+    error = load_error(folder)
+
+    assert str(error) == (
+        f"{folder / 'needs.py'}:1: ModuleNotFoundError: No module named 'squall_no_such_module'"
+    )
+
+
+def test_load_folders_syntax_error_names_file_and_line(tmp_path):
+    folder = folder_with(tmp_path, {"syntax.py": "x = 1\n\ndef f(:\n    pass\n"})
+
+    error = load_error(folder)
+
+    assert str(error) == (
+        f"{folder / 'syntax.py'}:3: SyntaxError: invalid syntax (syntax.py, line 3)"
+    )
+
+
+def test_load_folders_failed_import_leaves_no_module_behind(tmp_path):
+    folder = folder_with(tmp_path, {"gone.py": "raise RuntimeError('no')\n"})
+    before = set(sys.modules)
+
+    load_error(folder)
+
+    assert set(sys.modules) - before == set()
+
+
+def test_load_folders_broken_declaration_names_file(tmp_path):
+    folder = folder_with(
+        tmp_path,
+        {
+            "bad.py": """
+                from squall import action
+
+                @action(name="bad name")
+                async def bad(data):
+                    return {}
+            """
+        },
+    )
+
+    error = load_error(folder)
+
+    assert str(error) == (
+        f"{folder / 'bad.py'}: action name 'bad name' must start with a letter and use only "
+        "letters, digits, '_', '.', ':' or '-'"
+    )
+
+
+def test_load_folders_non_input_input_names_file(tmp_path):
+    folder = folder_with(
+        tmp_path,
+        {
+            "bad.py": """
+                from squall import action
+
+                @action(inputs={"a": {"required": True}})
+                async def needs_a(data):
+                    return {}
+            """
+        },
+    )
+
+    error = load_error(folder)
+
+    assert str(error) == f"{folder / 'bad.py'}: action 'needs_a': input 'a' must be an Input(...)"
+
+
+def test_load_folders_duplicate_name_and_version_across_files(tmp_path):
+    folder = folder_with(tmp_path, {"a.py": declaration("twin"), "b.py": declaration("twin")})
+
+    error = load_error(folder)
+
+    first, second = folder / "a.py", folder / "b.py"
+    assert str(error) == (
+        f"{second}: action 'twin' version 1 is declared twice ({first} and {second})"
+    )
+
+
+def test_load_folders_duplicate_across_folders(tmp_path):
+    first = folder_with(tmp_path, {"a.py": declaration("twin")}, "first")
+    second = folder_with(tmp_path, {"b.py": declaration("twin")}, "second")
+
+    error = load_error(first, second)
+
+    assert str(error) == (
+        f"{second / 'b.py'}: action 'twin' version 1 is declared twice "
+        f"({first / 'a.py'} and {second / 'b.py'})"
+    )
+
+
+def test_load_folders_undeclared_middleware_names_action_and_file(tmp_path):
+    folder = folder_with(
+        tmp_path,
+        {
+            "guarded.py": """
+                from squall import action
+
+                @action(middleware=["auth"])
+                async def guarded(data):
+                    return {}
+            """
+        },
+    )
+
+    error = load_error(folder)
+
+    assert str(error) == (
+        f"{folder / 'guarded.py'}: action 'guarded' names middleware 'auth', which no file declares"
+    )
+
+
+def test_load_folders_middleware_declared_in_another_file(tmp_path):
+    folder = folder_with(
+        tmp_path,
+        {
+            "a_guarded.py": """
+                from squall import action
+
+                @action(middleware=["auth"])
+                async def guarded(data):
+                    return {}
+            """,
+            "z_auth.py": MIDDLEWARE,
+        },
+    )
+
+    loaded = load_folders([folder])
+
+    assert loaded.actions.match("guarded").middleware == ("auth",)
+
+
+def test_load_folders_objects_imported_from_a_sibling_are_collected_once(tmp_path):
+    folder = folder_with(
+        tmp_path,
+        {
+            "a.py": """
+                from squall import ActionMiddleware, ChatMiddleware, action
+
+                @action()
+                async def hello(data):
+                    return {}
+
+                auth = ActionMiddleware(name="auth", is_global=False)
+                vip = ChatMiddleware(name="vip")
+            """,
+            "b.py": """
+                from squall import action
+                from squall_app.actions.a import hello as again
+                from .a import auth, hello, vip
+
+                @action(middleware=["auth"])
+                async def bye(data):
+                    return {}
+            """,
+        },
+    )
+
+    loaded = load_folders([folder])
+
+    assert [a.name for a in loaded.actions] == ["hello", "bye"]
+    assert loaded.actions.match("hello").source == str(folder / "a.py")
+    assert [m.name for m in loaded.action_middleware] == ["auth"]
+    assert [m.name for m in loaded.chat_middleware] == ["vip"]
+
+
+def test_load_folders_action_bound_to_two_names_is_collected_once(tmp_path):
+    folder = folder_with(
+        tmp_path,
+        {
+            "alias.py": """
+                from squall import action
+
+                @action()
+                async def hello(data):
+                    return {}
+
+                greet = hello  # an alias is the same declaration, not a second one
+            """
+        },
+    )
+
+    loaded = load_folders([folder])
+
+    assert [a.name for a in loaded.actions] == ["hello"]
+
+
+def test_load_folders_action_around_a_partial_is_collected(tmp_path):
+    folder = folder_with(
+        tmp_path,
+        {
+            "partial.py": """
+                import functools
+
+                from squall import Action
+
+                async def reply(word, data):
+                    return {"word": word}
+
+                yes = Action(name="yes", run=functools.partial(reply, "yes"))
+            """
+        },
+    )
+
+    loaded = load_folders([folder])
+
+    assert [a.name for a in loaded.actions] == ["yes"]
+
+
+# -- load_callable ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dotted", ["os.path.join", "os.path:join"])
+def test_load_callable_finds_the_function(dotted):
+    assert load_callable(dotted, "servers.websocket.server.authorization") is os.path.join
+
+
+@pytest.mark.parametrize(
+    ("dotted", "why"),
+    [
+        ("join", "expected module.function, got 'join'"),
+        ("squall_no_such_module.check", "cannot import 'squall_no_such_module': "
+         "No module named 'squall_no_such_module'"),
+        ("os.path.nope", "'os.path' has no function 'nope'"),
+        ("os.sep", "'os' has no function 'sep'"),
+    ],
+)  # fmt: skip
+def test_load_callable_errors_name_the_option(dotted, why):
+    with pytest.raises(ConfigError) as caught:
+        load_callable(dotted, "servers.websocket.server.authorization")
+
+    assert str(caught.value) == f"config: servers.websocket.server.authorization: {why}"
