@@ -9,11 +9,13 @@ Every wait has a timeout; nothing sleeps to synchronise.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -25,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 from websockets.asyncio.client import ClientConnection, connect
@@ -89,16 +91,20 @@ def free_port() -> int:
 class Server:
     """``server.py --port N --env test --config <name>.yaml`` as a subprocess.
 
-    ``leave_log`` is a file our chat middleware appends ``<connection id> <room>`` to on every
-    leave from a ``notify-*`` room, so tests can see leave middleware run even after a shutdown.
+    ``event_log`` is a file our test middleware appends to (``leave <id> <room>`` on every leave
+    from a ``notify-*`` room, ``destroy <id>`` per connection destroy hook), so tests see
+    middleware run even after the server has exited.
     """
+
+    #: Every server this session started, for the stray-error check after each test.
+    started: ClassVar[list[Server]] = []
 
     def __init__(self, name: str, workdir: Path, options: dict[str, Any] | None = None) -> None:
         self.name = name
         self.port = free_port()
         self.config_path = workdir / f"{name}.yaml"
         self.log_path = workdir / f"{name}.log"
-        self.leave_log = workdir / f"{name}.leaves"
+        self.event_log = workdir / f"{name}.events"
         self.config_path.write_text(yaml.safe_dump(deep_merge(BASE_OPTIONS, options or {})))
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -113,12 +119,13 @@ class Server:
     def start(self) -> Server:
         env = {k: v for k, v in os.environ.items() if k not in ("PORT", "SQUALL_ENV")}
         env.pop("SQUALL_REDIS_URL", None)
-        env["SQUALL_TEST_LEAVE_LOG"] = str(self.leave_log)
-        self.leave_log.write_text("")
+        env["SQUALL_TEST_EVENT_LOG"] = str(self.event_log)
+        self.event_log.write_text("")
         command = [sys.executable, "server.py", "--port", str(self.port), "--env", "test"]
         command += ["--config", str(self.config_path)]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log, env=env)
+        Server.started.append(self)
         deadline = time.monotonic() + BOOT_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -150,15 +157,44 @@ class Server:
             self.proc.kill()
             self.proc.wait(timeout=TIMEOUT)
 
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    def log_text(self, start: int = 0) -> str:
+        """The server's stderr from byte ``start`` on."""
+        with self.log_path.open("rb") as log:
+            log.seek(start)
+            return log.read().decode(errors="replace")
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
+    def events(self, kind: str) -> list[str]:
+        """What follows ``kind`` on each event log line of that kind."""
+        lines = self.event_log.read_text().splitlines()
+        return [line.split(" ", 1)[1] for line in lines if line.startswith(kind + " ")]
+
     def leaves(self) -> list[tuple[str, str]]:
         """``(connection id, room)`` per leave middleware call on a ``notify-*`` room."""
-        return [tuple(line.split(" ", 1)) for line in self.leave_log.read_text().splitlines()]
+        return [tuple(entry.split(" ", 1)) for entry in self.events("leave")]
+
+    def destroyed(self) -> list[str]:
+        """Connection ids the connection middleware ``destroy`` hook saw."""
+        return self.events("destroy")
+
+
+_RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d[ T]", re.MULTILINE)
+
+
+def error_records(log: str, allowed: tuple[str, ...] = ()) -> list[str]:
+    """Log records at ERROR or above, or holding a traceback, that mention none of ``allowed``.
+
+    A record starts at a timestamped line; the lines after it (a traceback) belong to it."""
+    starts = [m.start() for m in _RECORD_START.finditer(log)]
+    bounds = zip([0, *starts], [*starts, len(log)], strict=True)
+    records = [log[a:b] for a, b in bounds if log[a:b].strip()]
+    bad = [r for r in records if " ERROR " in r or " CRITICAL " in r or "Traceback" in r]
+    return [r for r in bad if not any(text in r for text in allowed)]
 
 
 # --- HTTP -----------------------------------------------------------------------------------
@@ -323,6 +359,79 @@ async def open_client(
     if await_welcome:
         await client.next(lambda f: isinstance(f, dict) and f.get("context") == "api")
     return client
+
+
+class RawPeer:
+    """A WebSocket peer on a bare blocking socket: it answers no ping and reads only when told,
+    to play the silent or stalled client the server must get rid of."""
+
+    def __init__(self, server: Server, receive_buffer: int | None = None) -> None:
+        self.sock = socket.socket()
+        if receive_buffer:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(TIMEOUT)
+        self.sock.connect(("127.0.0.1", server.port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            (
+                f"GET /primus HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(1)
+            assert chunk, "closed during the handshake"
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 101"), head
+
+    def send(self, frame: Any) -> None:
+        """Send one masked text frame (RFC 6455 5.3: client frames are masked)."""
+        payload = json.dumps(frame).encode()
+        mask = os.urandom(4)
+        size = len(payload)
+        if size < 126:
+            header = struct.pack("!BB", 0x81, 0x80 | size)
+        elif size < 65536:
+            header = struct.pack("!BBH", 0x81, 0x80 | 126, size)
+        else:
+            header = struct.pack("!BBQ", 0x81, 0x80 | 127, size)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(header + mask + masked)
+
+    def _exact(self, count: int) -> bytes:
+        data = b""
+        while len(data) < count:
+            chunk = self.sock.recv(count - len(data))
+            if not chunk:
+                raise EOFError
+            data += chunk
+        return data
+
+    def frames(self) -> list[tuple[int, bytes]]:
+        """Read ``(opcode, payload)`` until the server closes the TCP connection."""
+        found = []
+        try:
+            while True:
+                first, second = self._exact(2)
+                size = second & 0x7F
+                if size == 126:
+                    size = struct.unpack("!H", self._exact(2))[0]
+                elif size == 127:
+                    size = struct.unpack("!Q", self._exact(8))[0]
+                found.append((first & 0x0F, self._exact(size)))
+        except (EOFError, ConnectionResetError):
+            return found
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def close_code(frames: list[tuple[int, bytes]]) -> int | None:
+    """The code of the close frame (opcode 8) among ``frames``, if any."""
+    closes = [payload for opcode, payload in frames if opcode == 8]
+    return struct.unpack("!H", closes[0][:2])[0] if closes and len(closes[0]) >= 2 else None
 
 
 # --- matchers: stand-ins for values a test cannot know, compared with == ---------------------

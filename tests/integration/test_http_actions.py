@@ -95,6 +95,15 @@ def test_http_unknown_action_is_404(server):
     )
 
 
+@pytest.mark.parametrize("path", ["/api", "/api/", "/api?action="])
+def test_http_without_action_is_404(server, path):
+    response = http_request(server, "GET", path)
+    assert (response.status, response.json()["error"]) == (
+        404,
+        "unknown action or invalid apiVersion",
+    )
+
+
 def test_http_unknown_apiVersion_is_404(server):
     response = http_request(server, "GET", "/api/versionTest?apiVersion=9")
     assert (response.status, response.json()["error"]) == (
@@ -129,6 +138,7 @@ def test_http_validator_message_is_422(server):
     assert (response.status, response.json()["error"]) == (422, "word must be lower case")
 
 
+@pytest.mark.server_errors("this action fails on purpose")
 def test_http_action_exception_is_500(server):
     response = http_request(server, "GET", "/api/failTest")
     assert (response.status, response.json()["error"]) == (500, "this action fails on purpose")
@@ -156,12 +166,29 @@ def test_http_with_cookie_sets_no_cookie(server):
     assert response.json()["requesterInformation"]["fingerprint"] == "kept"
 
 
+def test_http_fingerprint_cookie_flags_follow_config(server):
+    [header] = set_cookies(http_request(server, "GET", "/api/status"))
+    flags = {part.strip() for part in header.split(";")[1:]}
+    assert flags == {"Path=/", "HttpOnly", "SameSite=Lax"}
+
+
+async def test_http_cookie_becomes_the_socket_fingerprint(server, connect):
+    [header] = set_cookies(http_request(server, "GET", "/"))
+    page_fingerprint = cookie_value(header)
+    client = await connect(server, headers={"Cookie": f"sessionID={page_fingerprint}"})
+    details = await client.details()
+    assert (details["fingerprint"], details["id"] != page_fingerprint) == (page_fingerprint, True)
+
+
 def test_http_new_fingerprints_differ(server):
     first = cookie_value(set_cookies(http_request(server, "GET", "/api/status"))[0])
     second = cookie_value(set_cookies(http_request(server, "GET", "/api/status"))[0])
     assert first != second
 
 
-@pytest.mark.parametrize("path", ["/api/noSuchAction", "/public/index.html", "/public/nope"])
+@pytest.mark.parametrize(
+    "path", ["/api/noSuchAction", "/api/failTest", "/public/index.html", "/public/nope", "/"]
+)
+@pytest.mark.server_errors("this action fails on purpose")
 def test_http_every_response_without_cookie_sets_it(server, path):
     assert len(set_cookies(http_request(server, "GET", path))) == 1

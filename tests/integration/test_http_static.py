@@ -54,6 +54,7 @@ def test_static_if_none_match_is_304(server):
     etag = http_request(server, "GET", "/public/index.html").headers["ETag"]
     response = http_request(server, "GET", "/public/index.html", headers={"If-None-Match": etag})
     assert (response.status, response.body) == (304, b"")
+    assert len(response.headers.get_all("Set-Cookie") or []) == 1  # no cookie sent: it is set
 
 
 def test_static_if_modified_since_is_304(server):

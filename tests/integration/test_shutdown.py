@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import http.client
 import json
+import signal
 import time
 
 import pytest
@@ -53,6 +54,8 @@ async def until_shutting_down(client) -> dict:
 async def test_shutdown_finishes_in_flight_then_closes_1001(fresh_server, connect):
     server = fresh_server()
     busy, idle = await connect(server), await connect(server)
+    await idle.request("roomAdd", room="notify-room")
+    idle_id = (await idle.details())["id"]
     await start_in_flight(busy, 1000)
 
     server.signal()
@@ -66,6 +69,7 @@ async def test_shutdown_finishes_in_flight_then_closes_1001(fresh_server, connec
     assert (await busy.wait_closed())[0] == 1001
     assert (await idle.wait_closed())[0] == 1001
     assert await asyncio.to_thread(server.wait_exit) == 0
+    assert (idle_id, "notify-room") in server.leaves()  # a disconnect leaves rooms (§5)
 
 
 async def test_shutdown_http_in_flight_finishes_and_new_request_is_503(fresh_server, connect):
@@ -103,6 +107,16 @@ async def test_shutdown_destroys_clients_with_4000_when_configured(fresh_server,
     assert (await client.wait_closed())[0] == 4000
     assert await asyncio.to_thread(server.wait_exit) == 0
     assert (client_id, "notify-room") in server.leaves()
+
+
+async def test_shutdown_on_sigint_closes_1001_and_exits_0(fresh_server, connect):
+    server = fresh_server()
+    client = await connect(server)
+
+    server.signal(signal.SIGINT)
+
+    assert (await client.wait_closed())[0] == 1001
+    assert await asyncio.to_thread(server.wait_exit) == 0
 
 
 async def test_shutdown_waits_at_most_shutdownTimeout(fresh_server, connect):

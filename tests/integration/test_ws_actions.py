@@ -4,6 +4,8 @@ documentation verb (PROTOCOL.md §2.1-§2.3, §3, §4)."""
 
 from __future__ import annotations
 
+import pytest
+
 from .support import (
     POSITIVE_INT,
     action_reply,
@@ -102,6 +104,7 @@ async def test_action_valid_inputs_are_formatted(client):
     )
 
 
+@pytest.mark.server_errors("this action fails on purpose")
 async def test_action_exception_becomes_error_and_server_lives(client):
     assert await client.action("failTest") == action_reply(
         {"error": "this action fails on purpose"}, message_id=1, count=1
@@ -123,6 +126,14 @@ async def test_action_slow_reply_does_not_delay_a_fast_action(client):
     first, second = await client.next(is_reply), await client.next(is_reply)
     assert (first["messageId"], second["messageId"]) == (2, 1)
     assert (first["sleepDuration"], second["sleepDuration"]) == (0, 400)
+
+
+async def test_action_plain_function_does_not_block_the_loop(client):
+    await client.send(action_frame("sync", "syncTest", duration=400))
+    await client.send({"event": "ping", "messageId": "fast"})
+    first, second = await client.next(is_reply), await client.next(is_reply)
+    assert (first["messageId"], second["messageId"]) == ("fast", "sync")
+    assert second == action_reply({"slept": 400}, message_id="sync")
 
 
 async def test_action_params_are_not_sticky(client):

@@ -128,6 +128,39 @@ async def test_say_reaches_every_member_and_the_sender(server, connect):
     assert [f for f in outsider.inbox if is_user_frame(f)] == []
 
 
+async def test_say_reaches_only_the_room_it_was_said_in(server, connect):
+    speaker, neighbour = await connect(server), await connect(server)
+    room, other_room = await new_room(speaker), await new_room(speaker)
+    await speaker.request("roomAdd", room=room)
+    await speaker.request("roomAdd", room=other_room)
+    await neighbour.request("roomAdd", room=other_room)
+    await speaker.request("say", room=room, message="first room only")
+    await speaker.request("say", room=other_room, message="second room")
+    assert (await neighbour.next(is_user_frame))["message"] == "second room"
+    assert [f["room"] for f in speaker.inbox if is_user_frame(f)] == [room, other_room]
+
+
+async def test_say_stops_reaching_a_member_who_left(server, connect):
+    speaker, leaver = await connect(server), await connect(server)
+    room = await new_room(speaker)
+    await speaker.request("roomAdd", room=room)
+    await leaver.request("roomAdd", room=room)
+    await leaver.request("roomLeave", room=room)
+    await leaver.request("roomAdd", room="defaultRoom")
+    await speaker.request("roomAdd", room="defaultRoom")
+    await speaker.request("say", room=room, message="after you left")
+    await speaker.request("say", room="defaultRoom", message="marker")
+    # one sender's messages keep their order: the marker arriving first proves the drop
+    assert (await leaver.next(is_user_frame))["message"] == "marker"
+    assert [f for f in leaver.inbox if is_user_frame(f)] == []
+
+
+async def test_detailsView_lists_rooms_in_join_order(client):
+    await client.request("roomAdd", room="notify-room")
+    await client.request("roomAdd", room="defaultRoom")
+    assert (await client.details())["rooms"] == ["notify-room", "defaultRoom"]
+
+
 async def test_say_object_message_arrives_as_object(server, connect):
     speaker = await connect(server)
     room = await new_room(speaker)
@@ -193,6 +226,22 @@ async def test_say_refused_by_middleware_fails_with_its_message(client):
     )
 
 
+async def test_room_destroyed_tells_members_and_removes_them(server, connect):
+    member, other = await connect(server), await connect(server)
+    room = await new_room(member, prefix="notify-")
+    await member.request("roomAdd", room=room)
+    await other.request("roomAdd", room=room)
+    member_id = (await member.details())["id"]
+
+    assert (await other.action("destroyRoomTest", name=room))["destroyed"] is True
+
+    notice = await member.next(is_user_frame)
+    assert (notice["room"], notice["message"]) == (room, "this room has been deleted")
+    assert (await member.details())["rooms"] == []
+    assert (member_id, room) in server.leaves()
+    assert await member.request("roomAdd", room=room) == failed("room does not exist")
+
+
 async def test_disconnect_leaves_rooms_and_runs_leave_middleware(server, connect):
     stayer, leaver = await connect(server), await connect(server)
     await stayer.request("roomAdd", room="notify-room")
@@ -231,7 +280,7 @@ async def test_say_fans_out_to_500_members_complete_and_in_order(server, client)
     try:
         await asyncio.gather(*(m.request("roomAdd", room=room) for m in members))
         senders = members[:3]
-        per_sender = 20
+        per_sender = 10
 
         async def speak(index: int, sender) -> None:
             for n in range(per_sender):

@@ -10,6 +10,7 @@ from .support import (
     UUID4,
     WELCOME,
     action_reply,
+    eventually,
     failed,
     is_reply,
     now_ms,
@@ -60,6 +61,29 @@ async def test_detailsView_fingerprint_from_query(server, connect):
 async def test_detailsView_fingerprint_cookie_wins_over_query(server, connect):
     client = await connect(server, query="?sessionID=query-fp", headers={"Cookie": "sessionID=c"})
     assert (await client.details())["fingerprint"] == "c"
+
+
+async def test_detailsView_ignores_forwarded_for_without_trustProxy(server, connect):
+    client = await connect(
+        server, headers={"X-Forwarded-For": "203.0.113.9", "X-Real-IP": "1.2.3.4"}
+    )
+    assert (await client.details())["remoteIP"] == "127.0.0.1"
+
+
+async def test_upgrade_any_origin_is_admitted_by_default(server, connect):
+    client = await connect(server, origin="http://anywhere.example")
+    assert (await client.request("ping"))["status"] == "OK"
+
+
+async def test_close_runs_connection_destroy_middleware(server, connect):
+    client = await connect(server)
+    client_id = (await client.details())["id"]
+    await client.close()
+
+    async def destroyed():
+        return server.destroyed()
+
+    await eventually(destroyed, lambda ids: client_id in ids)
 
 
 async def test_detailsView_ids_are_unique_per_socket(server, connect):

@@ -6,6 +6,12 @@ import os
 from squall import ChatMiddleware, ConnectionMiddleware
 
 
+def _record(line):
+    """Append to the event log the test harness reads (SQUALL_TEST_EVENT_LOG)."""
+    with open(os.environ["SQUALL_TEST_EVENT_LOG"], "a") as log:
+        log.write(line + "\n")
+
+
 def _join(connection, room):
     if room == "mw-blocked":
         raise PermissionError("this room is closed to you")
@@ -15,8 +21,7 @@ def _leave(connection, room):
     if room == "mw-sticky":
         raise PermissionError("you cannot leave this room")
     if room.startswith("notify-"):
-        with open(os.environ["SQUALL_TEST_LEAVE_LOG"], "a") as log:
-            log.write(f"{connection.id} {room}\n")
+        _record(f"leave {connection.id} {room}")
 
 
 def _on_say_receive(connection, room, payload):
@@ -45,4 +50,10 @@ def _create(connection):
         raise PermissionError("you are not welcome here")
 
 
-connection_probe = ConnectionMiddleware(name="integrationConnection", create=_create)
+def _destroy(connection):
+    _record(f"destroy {connection.id}")
+
+
+connection_probe = ConnectionMiddleware(
+    name="integrationConnection", create=_create, destroy=_destroy
+)

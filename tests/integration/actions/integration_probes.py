@@ -4,6 +4,7 @@ Each one exercises a single behaviour of PROTOCOL.md from inside the server.
 """
 
 import asyncio
+import time
 
 from squall import Input, action
 
@@ -90,3 +91,22 @@ async def doc_test(data):
 async def destroy_test(data):
     data.connection.destroy()
     return {}
+
+
+@action(
+    name="syncTest",
+    description="A plain function that blocks its thread for `duration` ms",
+    inputs={"duration": Input(default=300, formatter=int)},
+)
+def sync_test(data):
+    time.sleep(data.params["duration"] / 1000)  # the behaviour under test: blocking code
+    return {"slept": data.params["duration"]}
+
+
+@action(
+    name="destroyRoomTest",
+    description="Destroy a room through the server API",
+    inputs={"name": Input(required=True)},
+)
+async def destroy_room_test(data):
+    return {"destroyed": await data.app.rooms.destroy(data.params["name"])}
