@@ -1,0 +1,43 @@
+"""Test-only actions for the cluster tier (loaded through general.paths.actions): server code
+pushing to one connection, to a room and to everyone, and destroying a room, on any server."""
+
+from squall import Input, action
+
+
+@action(
+    name="sendToTest",
+    description="connection.send by id: push `message` to connection `to`, held by any server",
+    inputs={"to": Input(required=True), "message": Input(required=True)},
+)
+async def send_to_test(data):
+    pushed = {"context": "alert", "message": data.params["message"], "by": data.app.id}
+    return {"delivered": await data.app.send_to(data.params["to"], pushed)}
+
+
+@action(
+    name="sendAllTest",
+    description="Push `message` to every connection of every server",
+    inputs={"message": Input(required=True)},
+)
+async def send_all_test(data):
+    await data.app.send_all({"context": "alert", "message": data.params["message"]})
+    return {"sent": True}
+
+
+@action(
+    name="broadcastTest",
+    description="Say `message` in `room` from server code",
+    inputs={"room": Input(required=True), "message": Input(required=True)},
+)
+async def broadcast_test(data):
+    await data.app.rooms.broadcast(data.params["room"], data.params["message"])
+    return {"said": True}
+
+
+@action(
+    name="destroyRoomTest",
+    description="Destroy room `name` on every server",
+    inputs={"name": Input(required=True, formatter=str)},
+)
+async def destroy_room_test(data):
+    return {"didDestroy": await data.app.rooms.destroy(data.params["name"])}
