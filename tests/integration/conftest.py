@@ -35,9 +35,9 @@ def no_stray_server_errors(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @contextlib.contextmanager
 def running_server(
-    tmp_path_factory: pytest.TempPathFactory, name: str, options: dict
+    tmp_path_factory: pytest.TempPathFactory, name: str, options: dict, **settings
 ) -> Iterator[Server]:
-    server = Server(name, tmp_path_factory.mktemp(name), options)
+    server = Server(name, tmp_path_factory.mktemp(name), options, **settings)
     try:
         yield server.start()
     finally:

@@ -99,8 +99,15 @@ class Server:
     #: Every server this session started, for the stray-error check after each test.
     started: ClassVar[list[Server]] = []
 
-    def __init__(self, name: str, workdir: Path, options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        workdir: Path,
+        options: dict[str, Any] | None = None,
+        port_from_env: bool = False,
+    ) -> None:
         self.name = name
+        self.port_from_env = port_from_env
         self.port = free_port()
         self.config_path = workdir / f"{name}.yaml"
         self.log_path = workdir / f"{name}.log"
@@ -121,8 +128,11 @@ class Server:
         env.pop("SQUALL_REDIS_URL", None)
         env["SQUALL_TEST_EVENT_LOG"] = str(self.event_log)
         self.event_log.write_text("")
-        command = [sys.executable, "server.py", "--port", str(self.port), "--env", "test"]
-        command += ["--config", str(self.config_path)]
+        command = [sys.executable, "server.py", "--env", "test", "--config", str(self.config_path)]
+        if self.port_from_env:
+            env["PORT"] = str(self.port)
+        else:
+            command += ["--port", str(self.port)]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log, env=env)
         Server.started.append(self)
