@@ -62,6 +62,7 @@ BASE_OPTIONS: dict[str, Any] = {
             "mw-blocked": {},
             "mw-sticky": {},
             "mw-chat": {},
+            "mw-order": {},
             "notify-room": {},
         },
     },

@@ -56,6 +56,16 @@ async def test_roomAdd_room_made_by_createChatRoom(client):
     assert await client.request("roomAdd", room=room) == ok(True)
 
 
+async def test_rooms_server_api_sees_created_and_destroyed_rooms(client):
+    room = await new_room(client)
+    reply = await client.action("roomsTest", name=room)
+    assert reply["exists"] is True
+    assert {"defaultRoom", "mw-chat", room} <= set(reply["list"])
+    await client.action("destroyRoomTest", name=room)
+    reply = await client.action("roomsTest", name=room)
+    assert (reply["exists"], room in reply["list"]) == (False, False)
+
+
 async def test_roomAdd_blocked_by_join_middleware(client):
     assert await client.request("roomAdd", room="mw-blocked") == failed(
         "this room is closed to you", message_id=1, count=1
@@ -206,6 +216,12 @@ async def test_say_changed_by_middleware_per_recipient(server, connect):
     expected = said("mw-chat", "QUIET PLEASE", speaker_id)
     assert await speaker.next(is_user_frame) == {**expected, "to": speaker_id}
     assert await listener.next(is_user_frame) == {**expected, "to": listener_id}
+
+
+async def test_say_middleware_runs_by_ascending_priority(client):
+    await client.request("roomAdd", room="mw-order")
+    await client.request("say", room="mw-order", message="x")
+    assert (await client.next(is_user_frame))["message"] == "x|early|default|late"
 
 
 async def test_say_dropped_by_middleware_reaches_nobody(server, connect):

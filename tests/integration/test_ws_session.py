@@ -129,6 +129,13 @@ async def test_messageCount_counts_frames_sent_including_this_one(client):
     assert counts == [1, 2, 3, 4, 5]
 
 
+async def test_messageCount_counts_frames_that_were_not_verbs(client):
+    await client.send_raw("[]")
+    await client.send_raw(b"binary")
+    assert [(await client.next())["context"] for _ in range(2)] == ["error", "error"]
+    assert (await client.request("ping"))["messageCount"] == 3
+
+
 async def test_unknown_verb_fails_with_its_name(client):
     assert await client.request("fly") == failed(
         "verb not found or not allowed (fly)", message_id=1, count=1
@@ -141,10 +148,17 @@ async def test_quit_closes_with_4000(client):
     assert code == 4000
 
 
-async def test_destroy_from_an_action_closes_with_4000(client):
-    await client.send({"event": "action", "messageId": 1, "params": {"action": "destroyTest"}})
+async def test_destroy_from_an_action_closes_with_4000_and_leaves_rooms(server, client):
+    await client.request("roomAdd", room="notify-room")
+    client_id = (await client.details())["id"]
+    await client.send({"event": "action", "messageId": 9, "params": {"action": "destroyTest"}})
     code, _ = await client.wait_closed()
     assert code == 4000
+
+    async def leaves():
+        return server.leaves()
+
+    await eventually(leaves, lambda found: (client_id, "notify-room") in found)
 
 
 async def test_send_pushes_frames_with_no_keys_added(client):

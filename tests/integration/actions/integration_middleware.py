@@ -45,6 +45,21 @@ chat_probe = ChatMiddleware(
 )
 
 
+def _tag(tag):
+    def on_say_receive(connection, room, payload):
+        if room != "mw-order":
+            return payload
+        return {**payload, "message": f"{payload['message']}|{tag}"}
+
+    return on_say_receive
+
+
+# Declared late-first on purpose: priority, not declaration order, decides who runs first.
+order_late = ChatMiddleware(name="integrationLate", on_say_receive=_tag("late"), priority=150)
+order_early = ChatMiddleware(name="integrationEarly", on_say_receive=_tag("early"), priority=50)
+order_default = ChatMiddleware(name="integrationDefault", on_say_receive=_tag("default"))
+
+
 def _create(connection):
     if connection.fingerprint == "reject-me":
         raise PermissionError("you are not welcome here")

@@ -110,3 +110,13 @@ def sync_test(data):
 )
 async def destroy_room_test(data):
     return {"destroyed": await data.app.rooms.destroy(data.params["name"])}
+
+
+@action(
+    name="roomsTest",
+    description="What the server API says about a room",
+    inputs={"name": Input(required=True)},
+)
+async def rooms_test(data):
+    rooms = data.app.rooms
+    return {"exists": await rooms.exists(data.params["name"]), "list": await rooms.list()}
