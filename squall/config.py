@@ -197,8 +197,10 @@ def _read_yaml(path: Path, root: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = " ".join((getattr(exc, "problem", None) or str(exc)).split())
         raise ConfigError(shown, "", f"invalid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(shown, "", "invalid YAML: nested too deeply") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -221,7 +223,7 @@ def _validate(
         if value is None and (expected is None or dotted in DISABLEABLE):
             continue
         if expected is None:
-            _check_nullable(value, dotted, source)
+            _check_nullable(value, dotted, source, null_allowed=True)
         elif isinstance(expected, dict):
             if not isinstance(value, dict):
                 raise ConfigError(source, dotted, f"expected a map, got {_kind(value)}")
@@ -229,18 +231,20 @@ def _validate(
                 _validate(value, expected, source, dotted + ".")
         elif not _same_type(value, expected):
             if dotted in NULLABLE:
-                _check_nullable(value, dotted, source)
+                _check_nullable(value, dotted, source, null_allowed=False)
             else:
                 want = _TYPE_NAMES.get(type(expected), type(expected).__name__)
                 raise ConfigError(source, dotted, f"expected {want}, got {_kind(value)}")
 
 
-def _check_nullable(value: Any, dotted: str, source: str) -> None:
+def _check_nullable(value: Any, dotted: str, source: str, null_allowed: bool) -> None:
     allowed = NULLABLE.get(dotted)
-    if allowed is None or any(_same_type(value, t()) for t in allowed):
+    if allowed is None or (value is not None and any(_same_type(value, t()) for t in allowed)):
         return
     want = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in allowed)
-    raise ConfigError(source, dotted, f"expected {want} or null, got {_kind(value)}")
+    if null_allowed or dotted in DISABLEABLE:
+        want += " or null"
+    raise ConfigError(source, dotted, f"expected {want}, got {_kind(value)}")
 
 
 def _same_type(value: Any, expected: Any) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import traceback
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,14 +42,14 @@ def load_folders(folders: Iterable[Path]) -> Loaded:
             raise ActionLoadError(str(folder), "action folder does not exist")
         for path in sorted(folder.glob("*.py")):
             if not path.name.startswith("_"):
-                module_name, namespace = _import(path)
-                _collect(namespace, module_name, path, loaded)
+                _collect(_import(path), path, loaded)
     _check_middleware_names(loaded)
     return loaded
 
 
-def _import(path: Path) -> tuple[str, dict[str, object]]:
-    module_name = f"squall_app.{path.parent.name}.{path.stem}"
+def _import(path: Path) -> dict[str, object]:
+    # Unique per file: two folders may both hold an "actions/status.py".
+    module_name = f"squall_app.{path.stem}_{zlib.crc32(str(path).encode()):08x}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ActionLoadError(str(path), "cannot be imported as a Python module")
@@ -60,7 +61,7 @@ def _import(path: Path) -> tuple[str, dict[str, object]]:
         del sys.modules[module_name]
         line = _line_in(path, exc)
         raise ActionLoadError(f"{path}{line}", f"{type(exc).__name__}: {exc}") from exc
-    return module_name, vars(module)
+    return vars(module)
 
 
 def _line_in(path: Path, exc: BaseException) -> str:
@@ -70,12 +71,12 @@ def _line_in(path: Path, exc: BaseException) -> str:
     return f":{frames[-1].lineno}" if frames else ""
 
 
-def _collect(namespace: dict[str, object], module_name: str, path: Path, loaded: Loaded) -> None:
-    """Keep what this file defines; objects it merely imports from a sibling are skipped."""
+def _collect(namespace: dict[str, object], path: Path, loaded: Loaded) -> None:
+    """Keep every declaration of this file once, even when bound to two names or imported."""
     for value in namespace.values():
         if isinstance(value, Action):
-            if getattr(value.run, "__module__", None) != module_name:
-                continue
+            if any(existing is value for existing in loaded.actions):
+                continue  # bound to two names, or imported from a file loaded before
             problems = value.problems()
             if problems:
                 raise ActionLoadError(str(path), "; ".join(problems))

@@ -216,18 +216,23 @@ def apply_inputs(inputs: Mapping[str, Input], params: dict[str, Any]) -> None:
     """
     for key, spec in inputs.items():
         value = params.get(key, MISSING)
-        if (value is MISSING or value is None or value == "") and spec.default is not MISSING:
+        if _absent(value) and spec.default is not MISSING:
             value = spec.default(params) if callable(spec.default) else spec.default
-        if value is not MISSING and value is not None and value != "":
-            if spec.formatter is not None:
-                value = _checked(spec.formatter, value, key, keep_message=False)
-            if spec.validator is not None:
-                verdict = _checked(spec.validator, value, key, keep_message=True)
-                if verdict is False or isinstance(verdict, str):
-                    raise InvalidParam(key, verdict if isinstance(verdict, str) else None)
+        if not _absent(value) and spec.formatter is not None:
+            value = _checked(spec.formatter, value, key, keep_message=False)
+        if not _absent(value) and spec.validator is not None:
+            verdict = _checked(spec.validator, value, key, keep_message=True)
+            if verdict is False or isinstance(verdict, str):
+                raise InvalidParam(key, verdict if isinstance(verdict, str) else None)
+        if not _absent(value):
             params[key] = value
         elif spec.required:
             raise MissingParam(key)
+
+
+def _absent(value: Any) -> bool:
+    """Missing, null and the empty string all count as "not given" (as in a query string)."""
+    return value is MISSING or value is None or (isinstance(value, str) and value == "")
 
 
 def _checked(step: Callable[[Any], Any], value: Any, key: str, keep_message: bool) -> Any:
