@@ -287,3 +287,16 @@ def test_a_throwing_listener_does_not_break_the_client(page, page_errors):
     assert details["type"] == "webSocket"
     assert page_errors == ["listener bug"]
     page_errors.clear()
+
+
+def test_a_readable_session_cookie_goes_in_the_socket_url(page):
+    page.evaluate("() => { document.cookie = 'readableSession=abc 123'; }")
+
+    with page.expect_websocket() as socket:
+        page.evaluate("""async () => {
+            const client = new ActionheroClient({cookieKey: "readableSession"});
+            await within(client.connect(), "connect");
+            client.disconnect();
+        }""")
+
+    assert socket.value.url.endswith("/primus?readableSession=abc%20123")
