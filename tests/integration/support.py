@@ -13,6 +13,7 @@ import base64
 import contextlib
 import datetime
 import http.client
+import inspect
 import json
 import os
 import re
@@ -520,11 +521,13 @@ def action_reply(fields: dict, message_id: Any = POSITIVE_INT, count: Any = POSI
 async def eventually(
     fetch: Callable[[], Any], accept: Callable[[Any], bool], timeout: float = TIMEOUT
 ) -> Any:
-    """Poll ``await fetch()`` until ``accept`` takes its value, for server state that has no
-    event to await (the server's view after a peer vanished). Returns the accepted value."""
+    """Poll ``fetch()`` (sync or async) until ``accept`` takes its value, for server state that
+    has no event to await (the server's view after a peer vanished). Returns that value."""
     deadline = time.monotonic() + timeout
     while True:
-        value = await fetch()
+        value = fetch()
+        if inspect.isawaitable(value):
+            value = await value
         if accept(value):
             return value
         if time.monotonic() > deadline:

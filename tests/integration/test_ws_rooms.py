@@ -270,10 +270,7 @@ async def test_disconnect_leaves_rooms_and_runs_leave_middleware(server, connect
 
     await eventually(members, lambda found: leaver_id not in found)
 
-    async def leaves():
-        return server.leaves()
-
-    await eventually(leaves, lambda found: (leaver_id, "notify-room") in found)
+    await eventually(server.leaves, lambda found: (leaver_id, "notify-room") in found)
 
 
 # --- load: fan-out and abrupt disconnects ----------------------------------------------------
@@ -348,3 +345,4 @@ async def test_abrupt_disconnects_leave_no_trace(server, client):
     assert list(final["members"]) == [(await client.details())["id"]]
     await eventually(lambda: status_connections(client), lambda total: total <= baseline)
     assert {cid for cid, left in server.leaves() if left == room} == ids
+    assert ids <= set(server.destroyed())  # connection middleware destroy ran for each

@@ -80,10 +80,7 @@ async def test_close_runs_connection_destroy_middleware(server, connect):
     client_id = (await client.details())["id"]
     await client.close()
 
-    async def destroyed():
-        return server.destroyed()
-
-    await eventually(destroyed, lambda ids: client_id in ids)
+    await eventually(server.destroyed, lambda ids: client_id in ids)
 
 
 async def test_detailsView_ids_are_unique_per_socket(server, connect):
@@ -155,10 +152,7 @@ async def test_destroy_from_an_action_closes_with_4000_and_leaves_rooms(server, 
     code, _ = await client.wait_closed()
     assert code == 4000
 
-    async def leaves():
-        return server.leaves()
-
-    await eventually(leaves, lambda found: (client_id, "notify-room") in found)
+    await eventually(server.leaves, lambda found: (client_id, "notify-room") in found)
 
 
 async def test_send_pushes_frames_with_no_keys_added(client):
