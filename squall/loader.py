@@ -10,8 +10,10 @@ objects. A file that fails to import, or declares something broken, stops the bo
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 import traceback
+import types
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -37,19 +39,46 @@ class Loaded:
 def load_folders(folders: Iterable[Path]) -> Loaded:
     """Import every ``*.py`` (not starting with ``_``) of each folder, in name order."""
     loaded = Loaded()
+    taken: set[str] = set()
     for folder in folders:
         if not folder.is_dir():
             raise ActionLoadError(str(folder), "action folder does not exist")
+        package = _package_for(folder, taken)
         for path in sorted(folder.glob("*.py")):
             if not path.name.startswith("_"):
-                _collect(_import(path), path, loaded)
+                _collect(_import(path, package), path, loaded)
     _check_middleware_names(loaded)
     return loaded
 
 
-def _import(path: Path) -> dict[str, object]:
-    # Unique per file: two folders may both hold an "actions/status.py".
-    module_name = f"squall_app.{path.stem}_{zlib.crc32(str(path).encode()):08x}"
+def _package_for(folder: Path, taken: set[str]) -> str:
+    """Make ``folder`` the package ``squall_app.<name>``, so its files can import each other
+    (``from ._shared import helper``, ``from squall_app.actions.chat import lobby``).
+
+    A later load of another folder with the same name (a reload, a test) replaces the earlier
+    package and its modules; two such folders in one load get distinct names.
+    """
+    if "squall_app" not in sys.modules:
+        root = types.ModuleType("squall_app")
+        root.__path__ = []
+        sys.modules["squall_app"] = root
+    location = str(folder.resolve())
+    name = "squall_app." + re.sub(r"\W", "_", folder.name)
+    if name in taken:
+        name += f"_{zlib.crc32(location.encode()):08x}"
+    taken.add(name)
+    for stale in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+        del sys.modules[stale]
+    package = types.ModuleType(name)
+    package.__path__ = [location]
+    sys.modules[name] = package
+    return name
+
+
+def _import(path: Path, package: str) -> dict[str, object]:
+    module_name = f"{package}.{path.stem}"
+    if module_name in sys.modules:  # already imported by a sibling's import statement
+        return vars(sys.modules[module_name])
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ActionLoadError(str(path), "cannot be imported as a Python module")
