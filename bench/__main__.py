@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from bench import floor, scenarios
+from bench import floor, runner, scenarios
 from bench.limits import require_loopback
 from bench.workers import Target
 
@@ -62,7 +62,7 @@ def load(argv: list[str]) -> None:
 
 def main(argv: list[str]) -> None:
     """Dispatch on the first word."""
-    commands = {"load": load, "floor": floor.main}
+    commands = {"run": runner.main, "load": load, "floor": floor.main}
     if not argv or argv[0] not in commands:
         print(__doc__, file=sys.stderr)
         sys.exit(2)

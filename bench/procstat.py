@@ -7,6 +7,7 @@ same way, and summing over descendants makes multi-process servers comparable to
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -69,3 +70,30 @@ def machine() -> dict[str, str]:
             model = line.split(":", 1)[1].strip()
             break
     return {"nproc": str(os.cpu_count()), "cpu": model, "kernel": os.uname().release}
+
+
+def machine_busy_seconds() -> float:
+    """Busy CPU seconds of the whole machine, all cores (user nice system irq softirq steal).
+
+    Minus the server's and the generator's own CPU this is what everything else on the machine
+    used during a measurement: the noise the report shows next to the numbers.
+    """
+    with open("/proc/stat") as stat:
+        ticks = [int(x) for x in stat.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+def wait_idle(pids: list[int], below: float = 0.1, limit_s: float = 60.0) -> float:
+    """Wait until ``pids`` use less than ``below`` of a core (sampled over 0.3 s); return the wait.
+
+    A server that is still tearing down the previous scenario's connections (10 000 of them can
+    take ActionHero tens of seconds) would otherwise be measured while busy with that.
+    """
+    start = time.monotonic()
+    while time.monotonic() - start < limit_s:
+        before = cpu_seconds(pids)
+        time.sleep(0.3)
+        if cpu_seconds(pids) - before < below * 0.3:
+            break
+    return time.monotonic() - start

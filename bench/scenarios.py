@@ -19,6 +19,7 @@ from bench.workers import Target
 
 now = time.perf_counter
 FANOUT_CAP_S = 60.0  # a fan-out run that has not delivered everything by then is cut off
+WARM_CONNECTIONS = 20  # opened and closed before the RSS baseline of the connect scenario
 
 
 def percentile_ms(values: list[float], pct: float) -> float | None:
@@ -157,9 +158,13 @@ def connect(
     ``idle_s`` > 0, hold the last stage that long and read the server's CPU over it.
 
     Run this first on a freshly started server: RSS does not shrink after connections close, so
-    the baseline must be an untouched process. Keys are suffixed with the stage, e.g. ``@2000``.
+    the baseline must be a process that has served nothing but a short warm-up. Keys are
+    suffixed with the stage, e.g. ``@2000``.
     """
     out: dict[str, Any] = {}
+    with LoadGenerator(target, 1) as warm:  # first-use allocations are not per-connection costs
+        _open(warm, WARM_CONNECTIONS)
+    time.sleep(settle_s)
     rss0 = procstat.rss_kib(pids)
     with LoadGenerator(target, procs) as gen:
         for stage in stages:

@@ -1,0 +1,340 @@
+"""``python -m bench run``: every scenario against every server, interleaved, repeated; one table.
+
+Each repetition starts fresh servers (in a rotated order), then runs each scenario on each server
+in turn, so the servers see the same machine conditions within minutes of each other. Idle RSS is
+measured first, on the untouched processes. Before every measurement the server must be idle
+(it may still be closing the previous scenario's connections). Raw results go to a JSON-lines
+file in the run directory; the summary table goes to stdout (and to bench/RESULTS.md on request).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import cluster, httpload, procstat, report, scenarios, servers
+from bench.workers import Target
+
+SCENARIOS = ("connect", "rpc", "fanout", "http", "cluster")
+STAGES = (2000, 10000)
+MIN_JOINED = 0.9  # a fan-out with fewer of its members joined measures another room: n/a
+RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How long and how big each scenario is; ``--quick`` trades precision for time."""
+
+    rpc_s: float
+    fanout: tuple[tuple[int, int], ...]  # (members, messages)
+    idle_s: float
+    http_s: float
+    cluster: tuple[int, int]  # (members, messages)
+
+
+FULL = Sizes(rpc_s=10, fanout=((200, 300), (2000, 40)), idle_s=30, http_s=8, cluster=(2000, 30))
+QUICK = Sizes(rpc_s=3, fanout=((200, 100), (2000, 12)), idle_s=10, http_s=3, cluster=(2000, 10))
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Meter:
+    """The CPU everything else on the machine used while one measurement ran."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.wall = time.monotonic()
+        self.busy = procstat.machine_busy_seconds()
+        self.server = procstat.cpu_seconds(pids)
+        self.children = _children_cpu()  # our generator processes and wrk, once reaped
+
+    def other_cpu_pct(self) -> float:
+        """% of one core used by neither the server nor our generator."""
+        wall = time.monotonic() - self.wall
+        own = procstat.cpu_seconds(self.pids) - self.server + _children_cpu() - self.children
+        return 100 * max(0.0, procstat.machine_busy_seconds() - self.busy - own) / wall
+
+
+class Runner:
+    """The run's settings and results; one method per scenario, each measuring one server."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.sizes = QUICK if args.quick else FULL
+        self.results = report.Results(repeat=args.repeat)
+        self.run_dir = Path(tempfile.mkdtemp(prefix="squall-bench-"))
+        self.raw_path = self.run_dir / "measurements.jsonl"
+        self.squall_cfg = servers.squall_config(self.run_dir, args.ping_ms)
+
+    # -- bookkeeping
+    def _log(self, rep: int, name: str, scenario: str, result: dict[str, Any]) -> None:
+        with open(self.raw_path, "a") as raw:
+            line = {"rep": rep, "server": name, "scenario": scenario, **result}
+            raw.write(json.dumps(line, default=str) + "\n")
+        print(f"  rep {rep + 1} {name:10s} {scenario:17s} {_brief(result)}", file=sys.stderr)
+
+    def _problem(self, rep: int, name: str, what: str, result: dict, keys: list[str]) -> None:
+        """Note any non-zero error counters of a measurement that still produced numbers."""
+        bad = {k: result[k] for k in keys if result.get(k)}
+        if bad:
+            self.results.problems.append(f"rep {rep + 1}, {name}, {what}: {bad}")
+
+    def _failed(self, rep: int, name: str, prefix: str, exc: Exception) -> None:
+        text = f"{type(exc).__name__}: {exc}"[:300]
+        self.results.problems.append(f"rep {rep + 1}, {name}, {prefix}: {text}")
+        self.results.missing(prefix, name, "failed, see problems")
+        print(f"  rep {rep + 1} {name:10s} {prefix:17s} FAILED {text}", file=sys.stderr)
+
+    def _measure(
+        self, rep: int, server: servers.Server, scenario: str, fn: Callable[[], dict]
+    ) -> dict | None:
+        """Wait for an idle server, run ``fn``, log it with the background CPU; None on failure."""
+        waited = procstat.wait_idle(server.pids)
+        meter = Meter(server.pids)
+        try:
+            result = fn()
+        except Exception as exc:  # one failed measurement must not stop the others
+            self._failed(rep, server.name, scenario, exc)
+            return None
+        other = meter.other_cpu_pct()
+        self.results.background[server.name].append(other)
+        self._log(
+            rep, server.name, scenario, {"waited_idle_s": waited, "other_cpu_pct": other, **result}
+        )
+        return result
+
+    def _add_fanout(self, rep: int, name: str, prefix: str, members: int, result: dict) -> None:
+        self._problem(
+            rep, name, prefix, result, ["missing", "say_errors", "join_errors", "bad_frames"]
+        )
+        if result["members"] < MIN_JOINED * members:
+            reason = f"only {result['members']} of {members} joined"
+            self.results.missing(prefix, name, reason)
+            return
+        for key in ("deliveries_per_s", "p50_ms", "p99_ms", "cpu_us_per_delivery"):
+            self.results.add(f"{prefix}.{key}", name, rep, result.get(key))
+
+    # -- scenarios
+    def connect(self, rep: int, server: servers.Server) -> None:
+        idle = self.sizes.idle_s if server.name == "squall" else 0.0
+        target, procs = _target(server), self.args.procs
+        result = self._measure(
+            rep,
+            server,
+            "connect",
+            lambda: scenarios.connect(target, server.pids, STAGES, idle, procs),
+        )
+        if result is None:
+            return
+        for key in ("connects_per_s", "rss_kib_per_conn"):
+            for stage in STAGES:
+                self.results.add(
+                    f"connect.{key}@{stage}", server.name, rep, result[f"{key}@{stage}"]
+                )
+        self._problem(rep, server.name, "connect", result, [f"connect_errors@{s}" for s in STAGES])
+        if not idle:
+            return
+        self.results.add("connect.idle_cpu_pct", server.name, rep, result["idle_cpu_pct"])
+        if not result["idle_pings_answered"]:
+            self.results.problems.append(
+                f"rep {rep + 1}, {server.name}: no heartbeat in {idle:.0f} s"
+            )
+        if result["idle_alive"] < STAGES[-1]:
+            self.results.problems.append(
+                f"rep {rep + 1}, {server.name}: {result['idle_alive']} of {STAGES[-1]} idle "
+                "connections survived the hold"
+            )
+
+    def rpc(self, rep: int, server: servers.Server) -> None:
+        target, seconds, procs = _target(server), self.sizes.rpc_s, self.args.procs
+        result = self._measure(
+            rep,
+            server,
+            "rpc",
+            lambda: scenarios.rpc(target, server.pids, 50, seconds, procs=procs),
+        )
+        if result is None:
+            return
+        for key in ("rt_per_s", "p50_ms", "p99_ms", "cpu_us_per_rt"):
+            self.results.add(f"rpc.{key}", server.name, rep, result[key])
+        self._problem(rep, server.name, "rpc", result, ["errors", "lost", "connect_errors"])
+
+    def fanout(self, rep: int, server: servers.Server) -> None:
+        for members, messages in self.sizes.fanout:
+            prefix = f"fanout{members}"
+            result = self._measure(
+                rep,
+                server,
+                prefix,
+                lambda m=members, n=messages: scenarios.fanout(
+                    _target(server), server.pids, m, n, procs=self.args.procs
+                ),
+            )
+            if result is not None:
+                self._add_fanout(rep, server.name, prefix, members, result)
+
+    def http(self, rep: int, server: servers.Server) -> None:
+        for action in ("randomNumber", "status"):
+            result = self._measure(
+                rep,
+                server,
+                f"http.{action}",
+                lambda a=action: httpload.http(
+                    "127.0.0.1", server.port, f"/api/{a}", server.pids, 50, self.sizes.http_s
+                ),
+            )
+            if result is None:
+                continue
+            for key in ("req_per_s", "p99_ms", "cpu_us_per_req"):
+                self.results.add(f"http.{action}.{key}", server.name, rep, result.get(key))
+            self._problem(rep, server.name, f"http {action}", result, ["errors", "socket_errors"])
+
+    def cluster(self, rep: int) -> None:
+        members, messages = self.sizes.cluster
+        for processes in (1, 2):
+            prefix = f"cluster{processes}"
+            try:
+                result = cluster.fanout(
+                    self.run_dir, self.squall_cfg, processes, members, messages, self.args.procs
+                )
+            except cluster.ClusterUnavailable as exc:
+                self.results.missing(prefix, "squall", str(exc)[:200])
+                print(f"  rep {rep + 1} squall     {prefix:17s} n/a: {exc}", file=sys.stderr)
+                continue
+            except Exception as exc:  # a broken cluster must not lose the rest of the run
+                self._failed(rep, "squall", prefix, exc)
+                continue
+            self._log(rep, "squall", prefix, result)
+            self._add_fanout(rep, "squall", prefix, members, result)
+
+    # -- the run
+    def repetition(self, rep: int) -> None:
+        """Fresh servers, rotated order; every WS/HTTP scenario on each; then the cluster."""
+        names = list(self.args.servers)
+        order = names[rep % len(names) :] + names[: rep % len(names)]
+        running: dict[str, servers.Server] = {}
+        try:
+            for name in order:
+                try:
+                    running[name] = servers.start(name, self.run_dir, self.squall_cfg)
+                except Exception as exc:  # a server that cannot start leaves its column n/a
+                    self.results.problems.append(
+                        f"rep {rep + 1}, {name} did not start: {exc}"[:300]
+                    )
+                    self.results.missing("", name, "did not start")
+            for scenario in self.args.scenarios:
+                if scenario == "cluster":
+                    continue
+                for name in order:
+                    if name in running:
+                        getattr(self, scenario)(rep, running[name])
+        finally:
+            for server in running.values():
+                server.stop()
+        if "cluster" in self.args.scenarios and "squall" in self.args.servers:
+            self.cluster(rep)
+
+    def run(self) -> str:
+        """All repetitions; returns the table."""
+        started = time.monotonic()
+        for rep in range(self.args.repeat):
+            print(
+                f"repetition {rep + 1}/{self.args.repeat} (raw: {self.raw_path})", file=sys.stderr
+            )
+            self.repetition(rep)
+        print(f"done in {time.monotonic() - started:.0f} s", file=sys.stderr)
+        return report.table(self.results)
+
+
+def _target(server: servers.Server) -> Target:
+    return Target("127.0.0.1", (server.port,), server.path, server.dialect)
+
+
+def _brief(result: dict[str, Any]) -> str:
+    keys = (
+        "rt_per_s",
+        "deliveries_per_s",
+        "req_per_s",
+        "p99_ms",
+        "rss_kib_per_conn@10000",
+        "idle_cpu_pct",
+        "other_cpu_pct",
+    )
+    return " ".join(f"{k}={result[k]:.1f}" for k in keys if isinstance(result.get(k), float))
+
+
+def _version(cmd: list[str]) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
+    except OSError:
+        return "not installed"
+
+
+def machine() -> dict[str, str]:
+    """procstat.machine() plus the versions that shape the numbers."""
+    info = procstat.machine()
+    versions = [f"Python {platform.python_version()}", f"node {_version(['node', '--version'])}"]
+    for module in ("tornado", "uvloop", "orjson"):
+        try:
+            versions.append(f"{module} {__import__(module).__version__}")
+        except ImportError:
+            versions.append(f"{module} not installed")
+    info["versions"] = ", ".join(versions)
+    return info
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The ``run`` command line; drops ActionHero with a note when its anchor is unavailable."""
+    parser = argparse.ArgumentParser(prog="python -m bench run", description=__doc__.split("\n")[0])
+    parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
+    parser.add_argument("--servers", nargs="+", choices=servers.NAMES, default=list(servers.NAMES))
+    parser.add_argument("--repeat", type=int, default=None, help="repetitions (default 3, quick 1)")
+    parser.add_argument("--quick", action="store_true", help="shorter scenarios: about 3 minutes")
+    parser.add_argument(
+        "--procs", type=int, default=1, help="load-generator processes per scenario"
+    )
+    parser.add_argument(
+        "--ping-ms",
+        type=int,
+        default=25000,
+        help="Squall's servers.websocket.server.pingInterval for the run (default: its default)",
+    )
+    parser.add_argument("--write-results", action="store_true", help="also write bench/RESULTS.md")
+    args = parser.parse_args(argv)
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
+    args.repeat = max(1, min(args.repeat, 20))
+    if "actionhero" in args.servers and not servers.actionhero_available():
+        print("ActionHero anchor not available (no ../shared or node): skipped", file=sys.stderr)
+        args.servers.remove("actionhero")
+    return args
+
+
+def main(argv: list[str]) -> None:
+    """Run, print the table, optionally write RESULTS.md."""
+    args = parse_args(argv)
+    runner = Runner(args)
+    table = runner.run()
+    print(table)
+    if args.write_results:
+        command = "python -m bench run " + shlex.join(argv)
+        date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        RESULTS_MD.write_text(
+            report.results_markdown(runner.results, command.strip(), date, machine())
+        )
+        print(f"wrote {RESULTS_MD}", file=sys.stderr)

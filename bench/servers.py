@@ -1,0 +1,178 @@
+"""Start, identify and stop the servers under test: Squall, the floor and ActionHero.
+
+The runner starts every server itself so each repetition gets fresh processes (RSS per connection
+is only meaningful on a process that has not served a load before) and so logging is known to be
+off: Squall at logLevel warning through a bench config file, the floor with no access log,
+ActionHero at LOG_LEVEL=warning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import procstat
+
+REPO = Path(__file__).resolve().parent.parent
+SQUALL_PYTHON = REPO / ".venv" / "bin" / "python"
+ANCHORS = REPO.parent / "shared" / "anchors"
+START_ACTIONHERO = ANCHORS / "start_actionhero.sh"
+ACTIONHERO_RUN_DIR = Path("/tmp/anchors")
+READY_TIMEOUT_S = 60.0
+NAMES = ("squall", "floor", "actionhero")
+
+
+class ServerError(RuntimeError):
+    """A server did not start; the message carries the end of its log."""
+
+
+@dataclass
+class Server:
+    """A running server: what the generator needs (dialect, port, path) and what /proc needs."""
+
+    name: str
+    dialect: str
+    port: int
+    log: Path
+    pids: list[int] = field(default_factory=list)
+    path: str = "/primus"
+    _proc: subprocess.Popen | None = None
+    _stop_cmd: list[str] | None = None
+    _stop_env: dict[str, str] | None = None
+
+    def stop(self) -> None:
+        """SIGTERM and wait (SIGKILL after 10 s), or the anchor's own stop command."""
+        if self._stop_cmd is not None:
+            subprocess.run(self._stop_cmd, env=self._stop_env, capture_output=True, timeout=30)
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=5)
+
+    def alive(self) -> bool:
+        """True while the main process exists."""
+        return bool(self.pids) and Path(f"/proc/{self.pids[0]}").exists()
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tail(path: Path, lines: int = 5) -> str:
+    """The last lines of a log, for error messages."""
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_ready(server: Server, proc: subprocess.Popen | None = None) -> None:
+    """Poll GET /api/status until it answers 200; fail fast if the process died."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    url = f"http://127.0.0.1:{server.port}/api/status"
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise ServerError(f"{server.name} exited with {proc.returncode}: {tail(server.log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    server.stop()
+    raise ServerError(f"{server.name} not ready on :{server.port}: {tail(server.log)}")
+
+
+def _spawn(name: str, dialect: str, cmd: list[str], log: Path, env: dict | None = None) -> Server:
+    port = int(cmd[cmd.index("--port") + 1])
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    server = Server(name, dialect, port, log, [proc.pid], _proc=proc)
+    wait_ready(server, proc)
+    server.pids = procstat.process_tree(proc.pid)
+    return server
+
+
+def squall_config(run_dir: Path, ping_ms: int) -> Path:
+    """The bench's override for Squall (merged last): no per-request logging, a known heartbeat.
+
+    JSON is YAML, so no YAML writer is needed.
+    """
+    config = {
+        "general": {"logLevel": "warning"},
+        "servers": {"websocket": {"server": {"pingInterval": ping_ms}}},
+    }
+    path = run_dir / "squall-bench.yaml"
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+def start_squall(port: int, run_dir: Path, config: Path, env: dict | None = None) -> Server:
+    """``server.py --port N --env production --config <bench override>`` from the repo root."""
+    cmd = [str(SQUALL_PYTHON), str(REPO / "server.py"), "--port", str(port)]
+    cmd += ["--env", "production", "--config", str(config)]
+    full_env = {**os.environ, **(env or {})}
+    return _spawn("squall", "plain", cmd, run_dir / f"squall-{port}.log", full_env)
+
+
+def start_floor(port: int, run_dir: Path) -> Server:
+    """``python -m bench floor --port N`` with the bench's interpreter."""
+    cmd = [sys.executable, "-m", "bench", "floor", "--port", str(port)]
+    return _spawn("floor", "plain", cmd, run_dir / f"floor-{port}.log")
+
+
+def actionhero_available() -> bool:
+    """The anchor script exists (``../shared`` is present) and node is installed."""
+    return (
+        START_ACTIONHERO.exists()
+        and subprocess.run(["which", "node"], capture_output=True).returncode == 0
+    )
+
+
+def start_actionhero(port: int) -> Server:
+    """The anchor's ``start_actionhero.sh start`` (installs on first use) at LOG_LEVEL=warning."""
+    env = {**os.environ, "PORT": str(port), "LOG_LEVEL": "warning"}
+    log = ACTIONHERO_RUN_DIR / f"ah-{port}.log"
+    done = subprocess.run(
+        [str(START_ACTIONHERO), "all"], env=env, capture_output=True, text=True, timeout=600
+    )
+    if done.returncode != 0:
+        raise ServerError(f"actionhero: {done.stderr.strip()[-300:]} {tail(log)}")
+    pid = int((ACTIONHERO_RUN_DIR / f"ah-{port}.pid").read_text())
+    server = Server(
+        "actionhero",
+        "primus",
+        port,
+        log,
+        procstat.process_tree(pid),
+        _stop_cmd=[str(START_ACTIONHERO), "stop"],
+        _stop_env=env,
+    )
+    wait_ready(server)
+    return server
+
+
+def start(name: str, run_dir: Path, squall_cfg: Path) -> Server:
+    """Start server ``name`` (one of NAMES) on a fresh port."""
+    port = free_port()
+    if name == "squall":
+        return start_squall(port, run_dir, squall_cfg)
+    if name == "floor":
+        return start_floor(port, run_dir)
+    return start_actionhero(port)
