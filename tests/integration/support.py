@@ -347,6 +347,11 @@ class Client:
         self.ws.transport.abort()
 
 
+def action_frame(message_id: Any, action_name: str, /, **params: Any) -> dict:
+    """The frame of an ``action`` verb, for tests that send without waiting for the reply."""
+    return {"event": "action", "messageId": message_id, "params": {"action": action_name, **params}}
+
+
 def is_reply(frame: Frame) -> bool:
     return isinstance(frame, dict) and frame.get("context") == "response"
 

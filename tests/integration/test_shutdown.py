@@ -15,7 +15,7 @@ import time
 import pytest
 
 from .conftest import running_server
-from .support import TIMEOUT, eventually, http_request, is_reply, open_client
+from .support import TIMEOUT, action_frame, eventually, http_request, is_reply, open_client
 
 SHUTTING_DOWN = "the server is shutting down"
 
@@ -29,10 +29,6 @@ def fresh_server(tmp_path_factory):
             return stack.enter_context(running_server(tmp_path_factory, "stopping", options or {}))
 
         yield start
-
-
-def action_frame(message_id, name: str, **params) -> dict:
-    return {"event": "action", "messageId": message_id, "params": {"action": name, **params}}
 
 
 async def start_in_flight(client, duration_ms: int) -> None:

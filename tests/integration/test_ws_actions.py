@@ -8,15 +8,12 @@ import pytest
 
 from .support import (
     POSITIVE_INT,
+    action_frame,
     action_reply,
     is_reply,
     now_ms,
     ok,
 )
-
-
-def action_frame(message_id, name: str, **params) -> dict:
-    return {"event": "action", "messageId": message_id, "params": {"action": name, **params}}
 
 
 async def test_action_sleepTest_reply_shape(client):
@@ -39,6 +36,11 @@ async def test_action_echo_returns_its_params(client):
     assert reply == action_reply(
         {"action": "echo", "hello": "world", "n": 3, "nested": {"a": [1]}}, message_id=1, count=1
     )
+
+
+async def test_action_reply_keys_win_over_returned_fields(client):
+    reply = await client.action("echo", context="user", messageId="spoof", messageCount=999)
+    assert (reply["context"], reply["messageId"], reply["messageCount"]) == ("response", 1, 1)
 
 
 async def test_action_randomNumber_has_no_error(client):

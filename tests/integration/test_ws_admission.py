@@ -14,11 +14,13 @@ from .support import open_client
 ALLOWED = "http://allowed.example"
 GOOD = {"X-Test-Token": "good"}
 MAX_SIZE = 4096
+MAX_CONNECTIONS = 2
 
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory):
-    """A server with an origin list, an async authorization function and a small frame limit."""
+    """A server with an origin list, an async authorization function, a small frame limit and
+    a cap of two sockets."""
     options = {
         "servers": {
             "websocket": {
@@ -26,6 +28,7 @@ def guarded(tmp_path_factory):
                     "origins": [ALLOWED],
                     "authorization": "tests.integration.authz.admit",
                     "maxMessageSize": MAX_SIZE,
+                    "maxConnections": MAX_CONNECTIONS,
                 }
             }
         }
@@ -59,6 +62,18 @@ async def test_upgrade_unauthorized_is_401_with_json(guarded):
 async def test_upgrade_authorization_exception_is_401_with_its_message(guarded):
     status, body = await refused(guarded, origin=ALLOWED, headers={"X-Test-Token": "bad"})
     assert (status, json.loads(body)) == (401, {"error": "token rejected"})
+
+
+async def test_upgrade_past_maxConnections_is_503(guarded, connect):
+    for _ in range(MAX_CONNECTIONS):
+        await connect(guarded, origin=ALLOWED, headers=GOOD)
+    status, _ = await refused(guarded, origin=ALLOWED, headers=GOOD)
+    assert status == 503
+
+
+async def test_upgrade_without_compression_negotiates_none(guarded, connect):
+    client = await connect(guarded, origin=ALLOWED, headers=GOOD)
+    assert client.ws.response.headers.get("Sec-WebSocket-Extensions") is None
 
 
 def padded_echo(size: int) -> str:

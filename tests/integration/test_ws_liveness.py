@@ -16,12 +16,18 @@ PING_INTERVAL, PING_TIMEOUT = 200, 600
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
-    """Fast heartbeat, proxy headers trusted, short action timeout."""
+    """Fast heartbeat, proxy headers trusted, short action timeout, permessage-deflate."""
     options = {
         "general": {"actionTimeout": 300},
         "servers": {
             "web": {"trustProxy": True},
-            "websocket": {"server": {"pingInterval": PING_INTERVAL, "timeout": PING_TIMEOUT}},
+            "websocket": {
+                "server": {
+                    "pingInterval": PING_INTERVAL,
+                    "timeout": PING_TIMEOUT,
+                    "compression": True,
+                }
+            },
         },
     }
     with running_server(tmp_path_factory, "tuned", options) as server:
@@ -65,6 +71,13 @@ async def test_heartbeat_keeps_an_answering_peer(tuned, connect):
 async def test_detailsView_honours_forwarded_for_with_trustProxy(tuned, connect):
     client = await connect(tuned, headers={"X-Forwarded-For": "203.0.113.9"})
     assert (await client.details())["remoteIP"] == "203.0.113.9"
+
+
+async def test_compression_negotiates_permessage_deflate(tuned, connect):
+    client = await connect(tuned)
+    assert "permessage-deflate" in client.ws.response.headers["Sec-WebSocket-Extensions"]
+    reply = await client.action("echo", text="squall " * 2000)
+    assert reply["text"] == "squall " * 2000
 
 
 @pytest.mark.server_errors("timed out after 300 ms")

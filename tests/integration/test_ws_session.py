@@ -9,6 +9,7 @@ from .support import (
     NON_EMPTY_STR,
     UUID4,
     WELCOME,
+    action_frame,
     action_reply,
     eventually,
     failed,
@@ -56,6 +57,12 @@ async def test_detailsView_fingerprint_from_cookie(server, connect):
 async def test_detailsView_fingerprint_from_query(server, connect):
     client = await connect(server, query="?sessionID=query-fp")
     assert (await client.details())["fingerprint"] == "query-fp"
+
+
+async def test_detailsView_empty_query_fingerprint_falls_back_to_id(server, connect):
+    client = await connect(server, query="?sessionID=")
+    details = await client.details()
+    assert details["fingerprint"] == details["id"]
 
 
 async def test_detailsView_fingerprint_cookie_wins_over_query(server, connect):
@@ -145,10 +152,30 @@ async def test_quit_closes_with_4000(client):
     assert code == 4000
 
 
+async def test_quit_with_an_action_in_flight_drops_its_reply_quietly(server, client, connect):
+    watcher = await connect(server)
+    await client.send(action_frame(1, "sleepTest", sleepDuration=200))
+    await client.send({"event": "quit", "messageId": 2})
+    assert (await client.wait_closed())[0] == 4000
+    # started after the first one, so when it answers the orphaned action has finished too
+    assert "error" not in await watcher.action("sleepTest", sleepDuration=250)
+    assert (await watcher.request("ping"))["status"] == "OK"
+
+
+async def test_reset_with_an_action_in_flight_leaves_no_trace(server, client, connect):
+    watcher = await connect(server)
+    client_id = (await client.details())["id"]
+    await client.send(action_frame(1, "sleepTest", sleepDuration=200))
+    await client.request("ping")  # the action is running
+    client.reset()
+    assert "error" not in await watcher.action("sleepTest", sleepDuration=250)
+    await eventually(server.destroyed, lambda ids: client_id in ids)
+
+
 async def test_destroy_from_an_action_closes_with_4000_and_leaves_rooms(server, client):
     await client.request("roomAdd", room="notify-room")
     client_id = (await client.details())["id"]
-    await client.send({"event": "action", "messageId": 9, "params": {"action": "destroyTest"}})
+    await client.send(action_frame(9, "destroyTest"))
     code, _ = await client.wait_closed()
     assert code == 4000
 
@@ -161,9 +188,7 @@ async def test_send_pushes_frames_with_no_keys_added(client):
         {"anything": [1, {"b": None}]},
         {"context": "api"},
     ]
-    await client.send(
-        {"event": "action", "messageId": 7, "params": {"action": "pushTest", "frames": frames}}
-    )
+    await client.send(action_frame(7, "pushTest", frames=frames))
     received = [await client.next() for _ in range(4)]
     assert received == [*frames, action_reply({"pushed": 3}, message_id=7, count=1)]
 
