@@ -76,6 +76,7 @@ def test_chat_survives_a_server_restart(own_server, new_page):
     own_server.kill()
     expect(alice.locator("#state")).to_have_attribute("data-state", "reconnecting")
     expect(alice.locator("#state")).to_have_text("reconnecting")
+    expect(alice.locator(".notice", has_text="Connection lost, reconnecting")).to_be_visible()
     own_server.start()  # the same port
     expect(alice.locator("#state")).to_have_attribute("data-state", "connected")
     expect(alice.locator(".notice", has_text="Reconnected, back in defaultRoom")).to_be_visible()
