@@ -191,7 +191,8 @@ def write_app(root: Path, files: dict[str, str] | None = None, extra_yaml: str =
     """An application folder: the repository's config files, ``actions/`` and ``public/``.
 
     ``files`` maps paths relative to ``root`` to their (dedented) text. ``config/unit.yaml``
-    switches the client renderer off (no socket is served here); ``extra_yaml`` goes to
+    switches the client renderer off (no socket is served here) and the blocked-loop watchdog
+    (a loaded test machine must not make it speak); ``extra_yaml`` goes to
     ``config/extra.yaml``. Both are meant to be merged last, as ``--config`` files are.
     """
     (root / "config").mkdir(parents=True)
@@ -199,7 +200,7 @@ def write_app(root: Path, files: dict[str, str] | None = None, extra_yaml: str =
         shutil.copy(source, root / "config" / source.name)
     (root / "actions").mkdir()
     (root / "public").mkdir()
-    unit = "servers:\n  websocket:\n    enabled: false\n"
+    unit = "general:\n  blockedLoopWarning: null\nservers:\n  websocket:\n    enabled: false\n"
     (root / "config" / "unit.yaml").write_text(unit)
     (root / "config" / "extra.yaml").write_text(textwrap.dedent(extra_yaml))
     for relative, text in (files or {}).items():
