@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FACTOR = float(os.environ.get("SQUALL_TESTS_TIMEOUT_FACTOR", "1"))
 TIMEOUT = 5.0 * FACTOR
 BOOT_TIMEOUT = 20.0 * FACTOR
+SHUTDOWN_TIMEOUT = 10.0 * FACTOR  # config/test.yaml: shutdownTimeout 5000, plus closing
 POLL = 0.1  # seconds between two looks at state that has no event to await
 
 #: Short enough that crash tests are fast, long enough for a loaded test machine.
@@ -59,17 +60,26 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def _stop_process(proc: subprocess.Popen[bytes], timeout: float) -> int:
-    """SIGTERM, then SIGKILL to the process group if it does not exit in time."""
+#: The exit status ``stop`` reports for a process that ignored SIGTERM and had to be killed.
+HUNG = "hung"
+
+
+def _stop_process(
+    proc: subprocess.Popen[bytes], timeout: float, signalled: bool = False
+) -> int | str:
+    """SIGTERM (unless ``signalled`` already: a second one may cut a clean shutdown short),
+    then SIGKILL to the process group if it does not exit in time (``HUNG``)."""
     if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
+        if not signalled:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)  # its own session: only what we started
             proc.wait(timeout=TIMEOUT)
+            return HUNG
     return proc.returncode
 
 
@@ -180,6 +190,7 @@ class SquallServer:
         self.cluster = options.get("redis", {}).get("clusterName")
         self.proc: subprocess.Popen[bytes] | None = None
         self.id: str | None = None
+        self.killed = False  # by the test, on purpose: its exit status says nothing
 
     def __repr__(self) -> str:
         return f"<server {self.name} :{self.port} {self.id}>"
@@ -240,14 +251,15 @@ class SquallServer:
 
     def kill9(self) -> None:
         assert self.proc is not None
+        self.killed = True
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=TIMEOUT)
 
-    def stop(self) -> int:
+    def stop(self, signalled: bool = False) -> int | str:
         """SIGTERM and wait; whatever state it is in, nothing of it keeps running."""
         if self.proc is None:
             return 0
-        return _stop_process(self.proc, TIMEOUT * 3)
+        return _stop_process(self.proc, SHUTDOWN_TIMEOUT, signalled)
 
     def wait_exit(self, timeout: float = TIMEOUT) -> int:
         assert self.proc is not None
@@ -261,12 +273,23 @@ class SquallServer:
 
 
 def stop_all(servers: Iterable[SquallServer]) -> None:
-    """Stop several servers at once: all get SIGTERM, then each is waited for."""
+    """Stop several servers at once: all get SIGTERM, then each is waited for.
+
+    Raises:
+        AssertionError: a server (not killed on purpose) crashed, or did not stop cleanly
+            (exit 0 within ``SHUTDOWN_TIMEOUT``) on SIGTERM; after all are stopped.
+    """
+    servers = list(servers)
+    signalled = []
     for server in servers:
         if server.alive():
             server.proc.send_signal(signal.SIGTERM)
-    for server in servers:
-        server.stop()
+            signalled.append(server)
+    codes = {server: server.stop(signalled=server in signalled) for server in servers}
+    bad = {s.name: code for s, code in codes.items() if code != 0 and not s.killed}
+    if bad:
+        tails = "\n".join(f"--- {s.name}:\n{s.log_tail()}" for s in servers if s.name in bad)
+        raise AssertionError(f"servers did not stop cleanly on SIGTERM: {bad}\n{tails}")
 
 
 def start_all(servers: Iterable[SquallServer]) -> list[SquallServer]:
@@ -276,7 +299,8 @@ def start_all(servers: Iterable[SquallServer]) -> list[SquallServer]:
         for server in started:
             server.wait_ready()
     except Exception:
-        stop_all(started)
+        with contextlib.suppress(AssertionError):  # the boot failure is the news
+            stop_all(started)
         raise
     return started
 
