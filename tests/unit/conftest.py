@@ -115,7 +115,7 @@ def declared(
     return Action(name=name or run.__name__, run=run, version=version, **options)
 
 
-@dataclass
+@dataclass(repr=False)
 class Core:
     """Processor, rooms, memory broker and protocol, wired as :class:`Squall` wires them."""
 
@@ -127,6 +127,9 @@ class Core:
     protocol: SocketProtocol
     executor: ThreadPoolExecutor
     connections: list[Connection] = field(default_factory=list)
+
+    def __repr__(self) -> str:  # short, for hypothesis' falsifying-example reports
+        return f"<Core {len(self.registry)} actions, {len(self.connections)} connections>"
 
     def connect(self, connection_id: str | None = None) -> Connection:
         connection = socket_connection(connection_id, port=50000 + len(self.connections))
