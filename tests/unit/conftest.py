@@ -146,6 +146,8 @@ async def build_core(
     simultaneous_actions: int = 5,
     timeout_ms: int | None = None,
     messages: ErrorMessages = MESSAGES,
+    rate_limit: float | None = None,
+    rate_burst: int = 100,
 ) -> Core:
     registry = ActionRegistry(actions)
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="unit-action")
@@ -163,7 +165,15 @@ async def build_core(
     for room in rooms:
         await room_service.add(room)
     files = PublicFiles(public)
-    protocol = SocketProtocol(processor, room_service, files, registry, messages)
+    protocol = SocketProtocol(
+        processor,
+        room_service,
+        files,
+        registry,
+        messages,
+        rate_limit=rate_limit,
+        rate_burst=rate_burst,
+    )
     return Core(registry, processor, broker, room_service, files, protocol, executor)
 
 

@@ -748,3 +748,79 @@ async def test_receive_answers_simple_verbs_at_once(core, conn):
     for verb in ("ping", "detailsView", "documentation", "nope"):
         reply = core.protocol.receive(conn, f'{{"event": "{verb}"}}')
         assert isinstance(reply, dict), verb
+
+
+# -- rate limit (servers.websocket.server.rateLimit) ------------------------------------------
+
+NEVER_REFILLS = 1e-9  # tokens a second: nothing comes back within a test
+
+
+async def test_rate_limit_off_by_default(core, conn):
+    for number in range(1, 301):
+        reply = await feed(core.protocol, conn, {"event": "ping", "messageId": number})
+        assert reply["status"] == "OK"
+
+
+async def test_rate_limit_refuses_beyond_the_burst(make_core):
+    core = await make_core(rate_limit=NEVER_REFILLS, rate_burst=3)
+    conn = core.connect()
+
+    admitted = [
+        await feed(core.protocol, conn, {"event": "ping", "messageId": n}) for n in (1, 2, 3)
+    ]
+    refused = await feed(core.protocol, conn, {"event": "ping", "messageId": 4})
+    action = await feed(
+        core.protocol, conn, {"event": "action", "messageId": 5, "params": {"action": "echo"}}
+    )
+
+    assert [reply["status"] for reply in admitted] == ["OK", "OK", "OK"]
+    assert refused == failed("too many messages; slow down", 4, 4)
+    assert action == failed("too many messages; slow down", 5, 5)
+    assert conn.total_actions == 0
+
+
+async def test_rate_limit_is_per_connection(make_core):
+    core = await make_core(rate_limit=NEVER_REFILLS, rate_burst=1)
+    first, second = core.connect(), core.connect()
+
+    await feed(core.protocol, first, {"event": "ping"})
+
+    assert (await feed(core.protocol, first, {"event": "ping"}))["status"] == (
+        "too many messages; slow down"
+    )
+    assert (await feed(core.protocol, second, {"event": "ping"}))["status"] == "OK"
+
+
+async def test_rate_limit_refills_with_time(make_core):
+    core = await make_core(rate_limit=2, rate_burst=5)
+    conn = core.connect()
+    for _ in range(5):
+        await feed(core.protocol, conn, {"event": "ping"})
+    assert (await feed(core.protocol, conn, {"event": "ping"}))["status"] != "OK"
+
+    conn.rate_bucket[1] -= 1.0  # as if one second had passed: 2 tokens come back
+
+    statuses = [(await feed(core.protocol, conn, {"event": "ping"}))["status"] for _ in range(3)]
+    assert statuses == ["OK", "OK", "too many messages; slow down"]
+
+
+async def test_rate_limit_never_saves_more_than_the_burst(make_core):
+    core = await make_core(rate_limit=0.01, rate_burst=2)  # one token per 100 s
+    conn = core.connect()
+    await feed(core.protocol, conn, {"event": "ping"})
+
+    conn.rate_bucket[1] -= 1_000_000.0  # idle for days: still only rate_burst tokens saved
+
+    statuses = [(await feed(core.protocol, conn, {"event": "ping"}))["status"] for _ in range(3)]
+    assert statuses == ["OK", "OK", "too many messages; slow down"]
+
+
+async def test_rate_limit_text_is_configurable(make_core):
+    messages = ErrorMessages({"rateLimited": "easy now"})
+    core = await make_core(rate_limit=NEVER_REFILLS, rate_burst=1, messages=messages)
+    conn = core.connect()
+    await feed(core.protocol, conn, {"event": "ping"})
+
+    assert await feed(core.protocol, conn, {"event": "ping", "messageId": 2}) == failed(
+        "easy now", 2, 2
+    )
