@@ -141,7 +141,6 @@ def build_application(app: Squall, sockets: SocketRegistry) -> tornado.web.Appli
     return tornado.web.Application(
         routes,
         log_function=_log_request,
-        websocket_max_message_size=server["maxMessageSize"],
         squall_headers=web["httpHeaders"],
         squall_cookie={
             "key": cookie["cookieKey"],
@@ -153,9 +152,7 @@ def build_application(app: Squall, sockets: SocketRegistry) -> tornado.web.Appli
         squall_file_cache_seconds=web["flatFileCacheDuration"] // 1000,
         squall_origins=server["origins"],
         squall_max_connections=server["maxConnections"],
-        squall_max_buffered_bytes=server["maxBufferedBytes"],
         squall_compression=server["compression"],
-        squall_welcome=config.get("general.welcomeMessage"),
     )
 
 
@@ -180,7 +177,14 @@ async def serve(config: Config, sockets_bound: list[socket.socket] | None = None
     app = Squall(config)
     web = config["servers"]["web"]
     server_options = config["servers"]["websocket"]["server"]
-    sockets = SocketRegistry(server_options["pingInterval"], server_options["timeout"])
+    sockets = SocketRegistry(
+        app,
+        ping_interval_ms=server_options["pingInterval"],
+        timeout_ms=server_options["timeout"],
+        max_message_size=server_options["maxMessageSize"],
+        max_buffered_bytes=server_options["maxBufferedBytes"],
+        welcome=config.get("general.welcomeMessage"),
+    )
     application = build_application(app, sockets)
     await app.start()
     http_server = tornado.httpserver.HTTPServer(
@@ -221,14 +225,14 @@ async def close_sockets(app: Squall, sockets: SocketRegistry) -> None:
     """Close every socket: 1001 so clients reconnect elsewhere, or destroy (4000) if configured."""
     destroy = app.config.get("servers.websocket.destroyClientsOnShutdown")
     sockets.stop()
-    for handler in sockets:
-        if destroy and handler.connection is not None:
-            handler.connection.destroy()
+    for pump in sockets:
+        if destroy:
+            pump.connection.destroy()
         else:
-            handler.close(CLOSE_GOING_AWAY, "the server is shutting down")
+            pump.close(CLOSE_GOING_AWAY, "the server is shutting down")
     if not await sockets.wait_empty(timeout=3):
-        for handler in sockets:
-            handler.abort()
+        for pump in sockets:
+            pump.abort()
 
 
 def _banner(app: Squall, config: Config) -> None:

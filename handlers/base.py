@@ -7,6 +7,7 @@ the same value and gets the same ``connection.fingerprint``.
 
 from __future__ import annotations
 
+import http.cookies
 from typing import Any
 
 import tornado.web
@@ -15,12 +16,29 @@ from squall import Squall
 from squall.connections import new_id
 
 
+def cookie_header(key: str, value: str, options: dict[str, Any]) -> str:
+    """The ``Set-Cookie`` value of the fingerprint cookie, with the configured flags."""
+    morsel: http.cookies.Morsel[str] = http.cookies.Morsel()
+    morsel.set(key, value, value)
+    morsel["path"] = "/"
+    if options["httponly"]:
+        morsel["httponly"] = True
+    if options["secure"]:
+        morsel["secure"] = True
+    if options["samesite"]:
+        morsel["samesite"] = options["samesite"]
+    if options["max_age"]:
+        morsel["max-age"] = options["max_age"]
+    return morsel.OutputString()
+
+
 class SquallMixin:
     """Shared by the API, static and WebSocket handlers (all ``RequestHandler`` subclasses)."""
 
     app: Squall
     request: Any
     _fingerprint: str | None = None
+    _cookie_header: str | None = None
 
     def initialize(self, app: Squall) -> None:
         self.app = app
@@ -45,15 +63,14 @@ class SquallMixin:
         return self._fingerprint
 
     def _set_fingerprint_cookie(self, key: str, value: str, options: dict[str, Any]) -> None:
-        self.set_cookie(  # type: ignore[attr-defined]
-            key,
-            value,
-            path="/",
-            httponly=options["httponly"],
-            samesite=options["samesite"],
-            secure=options["secure"],
-            max_age=options["max_age"],
-        )
+        self._cookie_header = cookie_header(key, value, options)
+        self.add_header("Set-Cookie", self._cookie_header)  # type: ignore[attr-defined]
+
+    def clear(self) -> None:
+        """Keep the fingerprint cookie when an error page replaces the response."""
+        super().clear()  # type: ignore[misc]
+        if self._cookie_header is not None:
+            self.add_header("Set-Cookie", self._cookie_header)  # type: ignore[attr-defined]
 
     @property
     def remote_port(self) -> int:

@@ -1,28 +1,50 @@
-"""The WebSocket endpoint: a thin pump between Tornado and :class:`squall.protocol.SocketProtocol`.
+"""The WebSocket endpoint: Tornado answers the upgrade, then a lean pump carries the frames.
 
-Per frame: feed it to the protocol, write the reply (or run the verb as a task and write its
-reply when it finishes), close when told. Everything the protocol decides is tested without a
-socket; what is here is what only a socket has: the upgrade checks (origin, connection cap,
-authorization), the outbound buffer bound, the heartbeat and the close codes (PROTOCOL.md §6).
+:class:`SocketHandler` is an ordinary Tornado handler: it refuses what must be refused
+(connection cap 503, authorization 401, origin 403, bad handshake 400/426), then writes the
+``101 Switching Protocols`` itself and hands the socket to a :class:`SocketPump`. The pump is an
+asyncio protocol, the shape of the websockets library: bytes arrive (``data_received``), the
+sans-I/O :class:`~squall.wsframes.FrameParser` turns them into messages, the sans-I/O
+:class:`~squall.protocol.SocketProtocol` turns messages into replies, and the pump writes them.
+No future, task or coroutine is created per frame unless a verb really waits.
+
+Why not Tornado's ``WebSocketHandler`` after the handshake: its frame loop awaits several
+futures per frame, frames every message per recipient, and keeps the whole request handler
+alive per connection; the pump does less of each (see bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import tornado.iostream
 import tornado.web
-import tornado.websocket
 
 from squall import Squall, codec
-from squall.connections import Connection
+from squall.connections import Connection, new_id
+from squall.wsframes import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    Deflate,
+    FrameError,
+    FrameParser,
+    accept_key,
+    close_payload,
+    encode,
+    parse_close,
+)
 
-from .base import SquallMixin
+from .base import SquallMixin, cookie_header
 
 log = logging.getLogger("squall.websocket")
 
@@ -32,13 +54,12 @@ CLOSE_REFUSED = 4001
 CLOSE_GOING_AWAY = 1001
 #: A client that stopped reading while its outbound queue grew past ``maxBufferedBytes``.
 CLOSE_POLICY = 1008
+#: How long a closing peer has to answer our close frame before the TCP connection is dropped.
+CLOSE_GRACE = 5.0
 
 
-class SocketHandler(SquallMixin, tornado.websocket.WebSocketHandler):
-    """One WebSocket client: a :class:`~squall.connections.Connection` of type ``webSocket``.
-
-    The handler is the connection's transport (``write_frame``/``close``).
-    """
+class SocketHandler(SquallMixin, tornado.web.RequestHandler):
+    """The upgrade request of one WebSocket client."""
 
     def initialize(  # type: ignore[override]
         self,
@@ -49,178 +70,390 @@ class SocketHandler(SquallMixin, tornado.websocket.WebSocketHandler):
         SquallMixin.initialize(self, app)
         self.sockets = sockets
         self.authorize = authorize
-        self.connection: Connection | None = None
-        self.last_seen = time.monotonic()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    # -- the upgrade ---------------------------------------------------------------------------
-
-    def check_origin(self, origin: str) -> bool:
-        """``servers.websocket.server.origins``: ``"*"`` or a list of allowed ``Origin`` values.
-
-        A refused origin gets 403: the most likely cause of a 403 at the upgrade.
-        """
-        allowed = self.settings["squall_origins"]
-        return allowed == "*" or origin in allowed
 
     async def prepare(self) -> None:
-        _ = self.fingerprint
         cap = self.settings["squall_max_connections"]
         if cap is not None and len(self.sockets) >= cap:
             self._refuse(503, "the server has too many connections")
             return
         if self.authorize is not None:
+            unauthorized = self.app.messages.render("unauthorized", {})
             try:
                 verdict = self.authorize(self.request)
                 if inspect.isawaitable(verdict):
                     verdict = await verdict
             except Exception as exc:
-                self._refuse(401, str(exc) or self.app.messages.render("unauthorized", {}))
+                self._refuse(401, str(exc) or unauthorized)
                 return
             if not verdict:
-                self._refuse(401, self.app.messages.render("unauthorized", {}))
+                self._refuse(401, unauthorized)
 
     def _refuse(self, status: int, text: str) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(codec.dumps({"error": text}))
 
-    def get_compression_options(self) -> dict[str, Any] | None:
-        return {} if self.settings["squall_compression"] else None
+    def check_origin(self, origin: str) -> bool:
+        """``servers.websocket.server.origins``: ``"*"`` or a list of allowed ``Origin`` values.
 
-    # -- the connection ------------------------------------------------------------------------
+        A refused origin gets 403 at the upgrade: the most likely cause of a 403 there.
+        """
+        allowed = self.settings["squall_origins"]
+        return allowed == "*" or origin in allowed
 
-    async def open(self) -> None:
-        self.set_nodelay(True)
-        stream = self.ws_connection.stream  # type: ignore[union-attr]
-        stream.max_write_buffer_size = self.settings["squall_max_buffered_bytes"]
+    async def get(self) -> None:
+        headers = self.request.headers
+        if headers.get("Upgrade", "").lower() != "websocket" or "upgrade" not in [
+            part.strip().lower() for part in headers.get("Connection", "").split(",")
+        ]:
+            self.set_status(400)
+            self.finish("this endpoint speaks WebSocket only: send an Upgrade request")
+            return
+        key = headers.get("Sec-WebSocket-Key")
+        if headers.get("Sec-WebSocket-Version") != "13" or not key:
+            self.set_status(426)
+            self.set_header("Sec-WebSocket-Version", "13")
+            self.finish("WebSocket version 13 with a Sec-WebSocket-Key is required")
+            return
+        origin = headers.get("Origin")
+        if origin is not None and not self.check_origin(origin):
+            self.set_status(403)
+            self.finish("origin not allowed")
+            return
+
+        connection_id = new_id()
+        cookie_key = self.settings["squall_cookie"]["key"]
+        cookie = self.get_cookie(cookie_key)
+        fingerprint = cookie or self.get_query_argument("sessionID", None) or connection_id
+        lines = [
+            "HTTP/1.1 101 Switching Protocols",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Accept: {accept_key(key)}",
+        ]
+        deflate = None
+        if self.settings["squall_compression"]:
+            negotiated = Deflate.negotiate(headers.get("Sec-WebSocket-Extensions"))
+            if negotiated is not None:
+                deflate, extension = negotiated
+                lines.append(f"Sec-WebSocket-Extensions: {extension}")
+        if not cookie:
+            # the page's later requests then share the socket's fingerprint (PROTOCOL.md §4)
+            options = self.settings["squall_cookie"]
+            lines.append("Set-Cookie: " + cookie_header(cookie_key, fingerprint, options))
+        handshake = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
         connection = Connection(
             "webSocket",
             self.request.remote_ip or "",
             self.remote_port,
-            fingerprint=self._socket_fingerprint(),
-            transport=self,
+            fingerprint=fingerprint,
+            connection_id=connection_id,
         )
+        stream = self.detach()
+        await self.sockets.adopt(stream, connection, handshake, deflate)
+
+
+class SocketPump(asyncio.Protocol):
+    """One WebSocket after the handshake: frames in, replies out; the connection's transport."""
+
+    def __init__(
+        self,
+        app: Squall,
+        registry: SocketRegistry,
+        connection: Connection,
+        handshake: bytes,
+        deflate: Deflate | None,
+    ) -> None:
+        self.app = app
+        self.registry = registry
         self.connection = connection
-        self.sockets.add(self)
+        self.handshake = handshake
+        self.deflate = deflate
+        self.parser = FrameParser(registry.max_message_size, deflate)
+        self.transport: Any = None
+        self.last_seen = time.monotonic()
+        self.closing = False
+        self.failed = False
+        self.ready = False  # the welcome is out: frames before it wait in the backlog
+        self._backlog: list[Any] = []
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        connection.transport = self
+
+    # -- asyncio protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        transport.write(self.handshake)
+        self.handshake = b""
+        self.registry.add(self)
+        task = asyncio.ensure_future(self._open())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _open(self) -> None:
+        connection = self.connection
         try:
             await self.app.open_connection(connection)
         except Exception as exc:
             log.info("connection %s refused by middleware: %s", connection.id, exc)
-            self.close(CLOSE_REFUSED, str(exc)[:120] or "refused")
+            self.close(CLOSE_REFUSED, str(exc) or "refused")
             return
-        connection.send({"context": "api", "welcome": self.settings["squall_welcome"]})
-
-    def _socket_fingerprint(self) -> str | None:
-        """The cookie, else ``?sessionID=``, else (None) the connection id."""
-        key = self.settings["squall_cookie"]["key"]
-        return self.get_cookie(key) or self.get_query_argument("sessionID", None) or None
-
-    def on_message(self, message: str | bytes) -> None:
-        connection = self.connection
-        if connection is None or connection.closed:
+        if connection.closed:
             return
+        connection.send({"context": "api", "welcome": self.registry.welcome})
+        self.ready = True
+        backlog, self._backlog = self._backlog, []
+        self._handle(backlog)
+
+    def data_received(self, data: bytes) -> None:
         self.last_seen = time.monotonic()
+        if self.failed:
+            return
+        try:
+            events = self.parser.feed(data)
+        except FrameError as error:
+            self._fail(error)
+            return
+        if self.ready or self.closing:  # a closing socket only looks for the close frame
+            self._handle(events)
+        else:
+            self._backlog.extend(events)
+
+    def _handle(self, events: list[Any]) -> None:
+        for event in events:
+            if self.closing and event.opcode != OP_CLOSE:
+                continue
+            opcode = event.opcode
+            if opcode == OP_TEXT:
+                self._message(event.text)
+            elif opcode == OP_BINARY:
+                self._message(event.data)
+            elif opcode == OP_PING:
+                self._write(encode(OP_PONG, event.data))
+            elif opcode == OP_CLOSE:
+                self._peer_closed(event.data)
+                return
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        self.registry.discard(self)
+        self.app.close_connection(self.connection)
+
+    # -- frames in -------------------------------------------------------------------------------
+
+    def _message(self, message: str | bytes) -> None:
+        connection = self.connection
+        if connection.closed:
+            return
         reply = self.app.protocol.receive(connection, message)
         if reply is None:
             return
         if isinstance(reply, dict):
             connection.send(reply)
             return
-        task = asyncio.ensure_future(self._reply_when_done(connection, reply))
+        task = asyncio.ensure_future(self._reply_when_done(reply))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _reply_when_done(self, connection: Connection, pending: Any) -> None:
+    async def _reply_when_done(self, pending: Any) -> None:
         try:
             reply = await pending
         except Exception:
-            log.exception("verb failed unexpectedly on connection %s", connection.id)
+            log.exception("verb failed unexpectedly on connection %s", self.connection.id)
             return
         if reply is not None:
-            connection.send(reply)
+            self.connection.send(reply)
 
-    def on_pong(self, data: bytes) -> None:
-        self.last_seen = time.monotonic()
+    def _fail(self, error: FrameError) -> None:
+        """The peer broke the protocol: close with its code, then drop the link (RFC 6455 7.1.7)."""
+        log.info("closing %s with %d: %s", self.connection.id, error.code, error.reason)
+        self.failed = self.closing = True
+        self._write(encode(OP_CLOSE, close_payload(error.code, error.reason)))
+        self.transport.close()
 
-    def on_ping(self, data: bytes) -> None:
-        self.last_seen = time.monotonic()
+    def _peer_closed(self, payload: bytes) -> None:
+        """The client sent a close frame: answer it (RFC 6455 §5.5.1) and drop the TCP link."""
+        if not self.closing:
+            code, _ = parse_close(payload)
+            self.closing = True
+            echo = b"" if code == 1005 else payload[:2]
+            self._write(encode(OP_CLOSE, echo))
+        self.transport.close()
 
-    def on_close(self) -> None:
-        self.sockets.discard(self)
-        if self.connection is not None:
-            self.app.close_connection(self.connection)
-
-    # -- the transport -------------------------------------------------------------------------
+    # -- the connection's transport (squall.connections.Transport) ------------------------------
 
     def write_frame(self, payload: bytes) -> None:
-        """Queue a frame; a peer that lets ``maxBufferedBytes`` pile up is closed with 1008."""
-        if self.ws_connection is None or self.ws_connection.is_closing():
+        """Queue one text frame; the frame of a broadcast is built once for all members."""
+        if self.closing:
             return
-        try:
-            self.write_message(payload)
-        except tornado.iostream.StreamBufferFullError:
+        if self.deflate is not None:
+            frame = encode(OP_TEXT, self.deflate.deflate(payload), rsv1=True)
+        else:
+            frame = self.registry.frame_of(payload)
+        self._write(frame)
+        if self.transport.get_write_buffer_size() > self.registry.max_buffered_bytes:
             self._drop_slow_reader()
-        except tornado.websocket.WebSocketClosedError:
-            pass
 
-    def _drop_slow_reader(self) -> None:
-        connection = self.connection
-        log.warning(
-            "closing %s: it stopped reading and %d bytes are queued for it",
-            connection.id if connection else "?",
-            self.settings["squall_max_buffered_bytes"],
-        )
-        stream = self.ws_connection.stream  # type: ignore[union-attr]
-        stream.max_write_buffer_size = None  # room for the close frame
-        if connection is not None:
-            self.app.close_connection(connection)
-        self.close(CLOSE_POLICY, "outbound buffer full: the client is not reading")
+    def close(self, code: int, reason: str) -> None:
+        """Send a close frame; the peer has :data:`CLOSE_GRACE` seconds to answer it."""
+        if self.closing or self.transport is None:
+            return
+        self.closing = True
+        self._write(encode(OP_CLOSE, close_payload(code, reason)))
+        loop = asyncio.get_running_loop()
+        self._close_timer = loop.call_later(CLOSE_GRACE, self.abort)
 
     def abort(self) -> None:
-        """Drop the TCP connection without a close handshake (a peer that stopped answering)."""
-        if self.ws_connection is not None:
-            self.ws_connection.stream.close()  # type: ignore[attr-defined]
+        """Drop the TCP connection at once (a peer that stopped answering)."""
+        self.closing = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def ping(self) -> None:
+        if not self.closing:
+            self._write(encode(OP_PING, b""))
+
+    def _write(self, frame: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(frame)
+
+    def _drop_slow_reader(self) -> None:
+        log.warning(
+            "closing %s: it stopped reading and %d bytes wait for it",
+            self.connection.id,
+            self.transport.get_write_buffer_size(),
+        )
+        self.app.close_connection(self.connection)
+        self.close(CLOSE_POLICY, "outbound buffer full: the client is not reading")
+
+
+class StreamTransport:
+    """The few asyncio-transport methods a :class:`SocketPump` uses, over a Tornado IOStream.
+
+    Used for TLS connections, whose encryption state lives in Tornado's ``SSLIOStream`` and
+    cannot move to an asyncio transport.
+    """
+
+    def __init__(self, stream: tornado.iostream.IOStream, pump: SocketPump) -> None:
+        self.stream = stream
+        self.pump = pump
+        self._last_write: Any = None
+        self._reader = asyncio.ensure_future(self._read_forever())
+
+    async def _read_forever(self) -> None:
+        try:
+            while True:
+                self.pump.data_received(await self.stream.read_bytes(65536, partial=True))
+        except tornado.iostream.StreamClosedError:
+            self.pump.connection_lost(None)
+
+    def write(self, data: bytes) -> None:
+        with contextlib.suppress(tornado.iostream.StreamClosedError):
+            self._last_write = self.stream.write(data)
+
+    def get_write_buffer_size(self) -> int:
+        return self.stream._write_buffer_size  # Tornado exposes no public equivalent
+
+    def is_closing(self) -> bool:
+        return self.stream.closed()
+
+    def close(self) -> None:
+        """Close once what was written has gone out."""
+        if self._last_write is None or self._last_write.done():
+            self.stream.close()
+        else:
+            self._last_write.add_done_callback(lambda _: self.stream.close())
+
+    def abort(self) -> None:
+        self.stream.close()
 
 
 class SocketRegistry:
-    """The open sockets, and the one heartbeat timer for all of them.
+    """The open sockets of this server, and what they share.
 
-    One periodic callback pings every socket each ``pingInterval`` and aborts those silent for
-    longer than ``timeout``: O(1) timers whatever the number of clients, instead of Tornado's
-    one timer per connection.
+    - One heartbeat timer for all sockets: each ``pingInterval`` every socket is pinged and
+      those silent for longer than ``timeout`` are dropped (O(1) timers, not one per socket).
+    - The frame cache: a broadcast hands the same payload object to every member; its frame is
+      built once (:meth:`frame_of`).
     """
 
-    def __init__(self, ping_interval_ms: int, timeout_ms: int) -> None:
-        self._sockets: set[SocketHandler] = set()
+    def __init__(
+        self,
+        app: Squall,
+        ping_interval_ms: int,
+        timeout_ms: int,
+        max_message_size: int,
+        max_buffered_bytes: int,
+        welcome: str,
+    ) -> None:
+        self.app = app
         self.ping_interval = ping_interval_ms / 1000
         self.timeout = timeout_ms / 1000
+        self.max_message_size = max_message_size
+        self.max_buffered_bytes = max_buffered_bytes
+        self.welcome = welcome
+        self._pumps: set[SocketPump] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._empty = asyncio.Event()
         self._empty.set()
+        self._cached_payload: bytes | None = None
+        self._cached_frame = b""
 
-    def add(self, handler: SocketHandler) -> None:
-        self._sockets.add(handler)
+    async def adopt(
+        self,
+        stream: tornado.iostream.IOStream,
+        connection: Connection,
+        handshake: bytes,
+        deflate: Deflate | None,
+    ) -> None:
+        """Take a detached Tornado stream over: plain TCP moves to an asyncio transport."""
+        pump = SocketPump(self.app, self, connection, handshake, deflate)
+        if isinstance(stream, tornado.iostream.SSLIOStream):
+            pump.connection_made(StreamTransport(stream, pump))
+            return
+        # The client waits for our 101 before sending frames, so Tornado holds no bytes of
+        # ours; its socket is duplicated and closed, and the duplicate goes to asyncio.
+        sock = stream.socket.dup()
+        stream.close()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(lambda: pump, sock=sock)
+        except OSError:
+            sock.close()
+
+    def frame_of(self, payload: bytes) -> bytes:
+        if payload is not self._cached_payload:
+            self._cached_payload = payload
+            self._cached_frame = encode(OP_TEXT, payload)
+        return self._cached_frame
+
+    def add(self, pump: SocketPump) -> None:
+        self._pumps.add(pump)
         self._empty.clear()
 
-    def discard(self, handler: SocketHandler) -> None:
-        self._sockets.discard(handler)
-        if not self._sockets:
+    def discard(self, pump: SocketPump) -> None:
+        self._pumps.discard(pump)
+        if not self._pumps:
             self._empty.set()
 
+    def __len__(self) -> int:
+        return len(self._pumps)
+
+    def __iter__(self) -> Iterator[SocketPump]:
+        return iter(list(self._pumps))
+
     async def wait_empty(self, timeout: float) -> bool:
-        """Wait until every socket has closed; False when some are still open after ``timeout``."""
+        """Wait until every socket has closed; False if some are still open after ``timeout``."""
         try:
             await asyncio.wait_for(self._empty.wait(), timeout)
         except TimeoutError:
             return False
         return True
-
-    def __len__(self) -> int:
-        return len(self._sockets)
-
-    def __iter__(self):
-        return iter(list(self._sockets))
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -233,17 +466,11 @@ class SocketRegistry:
 
     def _beat(self) -> None:
         now = time.monotonic()
-        for handler in list(self._sockets):
-            if now - handler.last_seen > self.timeout:
-                log.info("closing a silent peer (no pong for %.0f s)", now - handler.last_seen)
-                handler.abort()
-                continue
-            try:
-                handler.ping()
-            except tornado.websocket.WebSocketClosedError:
-                self.discard(handler)
+        for pump in list(self._pumps):
+            silent = now - pump.last_seen
+            if silent > self.timeout:
+                log.info("dropping %s: silent for %.0f s", pump.connection.id, silent)
+                pump.abort()
+            else:
+                pump.ping()
         self.start()
-
-    def close_all(self, code: int, reason: str) -> None:
-        for handler in list(self._sockets):
-            handler.close(code, reason)
