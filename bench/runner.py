@@ -29,6 +29,7 @@ from bench.workers import Target
 
 SCENARIOS = ("connect", "rpc", "fanout", "http", "cluster")
 STAGES = (2000, 10000)
+QUIET_CORES = 0.3  # --quiet-wait: the machine counts as quiet below this many busy cores
 MIN_JOINED = 0.9  # a fan-out with fewer of its members joined measures another room: n/a
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -105,6 +106,8 @@ class Runner:
     ) -> dict | None:
         """Wait for an idle server, run ``fn``, log it with the background CPU; None on failure."""
         waited = procstat.wait_idle(server.pids)
+        if self.args.quiet_wait:
+            waited += procstat.wait_quiet_machine(QUIET_CORES, self.args.quiet_wait)
         meter = Meter(server.pids)
         try:
             result = fn()
@@ -223,10 +226,8 @@ class Runner:
             self._add_fanout(rep, "squall", prefix, members, result)
 
     # -- the run
-    def repetition(self, rep: int) -> None:
-        """Fresh servers, rotated order; every WS/HTTP scenario on each; then the cluster."""
-        names = list(self.args.servers)
-        order = names[rep % len(names) :] + names[: rep % len(names)]
+    def _phase(self, rep: int, order: list[str], scenarios_: list[str]) -> None:
+        """Start fresh servers, run ``scenarios_`` on each in ``order``, stop them."""
         running: dict[str, servers.Server] = {}
         try:
             for name in order:
@@ -237,16 +238,26 @@ class Runner:
                         f"rep {rep + 1}, {name} did not start: {exc}"[:300]
                     )
                     self.results.missing("", name, "did not start")
-            for scenario in self.args.scenarios:
-                if scenario == "cluster":
-                    continue
+            for scenario in scenarios_:
                 for name in order:
                     if name in running:
                         getattr(self, scenario)(rep, running[name])
         finally:
             for server in running.values():
                 server.stop()
-        if "cluster" in self.args.scenarios and "squall" in self.args.servers:
+
+    def repetition(self, rep: int) -> None:
+        """Servers in a rotated order. ``connect`` gets processes of its own: RSS needs an untouched
+        baseline, and tearing down 10 000 connections must not leak into the next scenario."""
+        names = list(self.args.servers)
+        order = names[rep % len(names) :] + names[: rep % len(names)]
+        wanted = self.args.scenarios
+        if "connect" in wanted:
+            self._phase(rep, order, ["connect"])
+        rest = [s for s in wanted if s not in ("connect", "cluster")]
+        if rest:
+            self._phase(rep, order, rest)
+        if "cluster" in wanted and "squall" in names:
             self.cluster(rep)
 
     def run(self) -> str:
@@ -313,6 +324,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=int,
         default=25000,
         help="Squall's servers.websocket.server.pingInterval for the run (default: its default)",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help=f"before each measurement wait up to S s for the machine to be under {QUIET_CORES} "
+        "busy cores (other sessions share it); default 0: do not wait",
     )
     parser.add_argument("--write-results", action="store_true", help="also write bench/RESULTS.md")
     args = parser.parse_args(argv)
