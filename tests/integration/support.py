@@ -110,11 +110,16 @@ class Server:
     ) -> None:
         self.name = name
         self.port_from_env = port_from_env
+        merged = deep_merge(BASE_OPTIONS, options or {})
+        servers = merged.get("servers", {})
+        #: where the socket and the actions answer, following the options given
+        self.ws_path = servers.get("websocket", {}).get("server", {}).get("pathname", "/primus")
+        self.api_path = "/" + servers.get("web", {}).get("urlPathForActions", "api")
         self.port = free_port()
         self.config_path = workdir / f"{name}.yaml"
         self.log_path = workdir / f"{name}.log"
         self.event_log = workdir / f"{name}.events"
-        self.config_path.write_text(yaml.safe_dump(deep_merge(BASE_OPTIONS, options or {})))
+        self.config_path.write_text(yaml.safe_dump(merged))
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -123,7 +128,7 @@ class Server:
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/primus"
+        return f"ws://127.0.0.1:{self.port}{self.ws_path}"
 
     def start(self) -> Server:
         env = {k: v for k, v in os.environ.items() if k not in ("PORT", "SQUALL_ENV")}
@@ -143,7 +148,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server {self.name} exited at boot:\n{self.log_tail()}")
             with contextlib.suppress(OSError):
-                if http_request(self, "GET", "/api/status", timeout=1).status == 200:
+                if http_request(self, "GET", f"{self.api_path}/status", timeout=1).status == 200:
                     return self
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=0.1)  # poll interval while booting; exits are caught above
@@ -391,8 +396,8 @@ class RawPeer:
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall(
             (
-                f"GET /primus HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                f"GET {server.ws_path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                 "Sec-WebSocket-Version: 13\r\n\r\n"
             ).encode()
         )

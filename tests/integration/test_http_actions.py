@@ -74,6 +74,11 @@ def test_http_json_body_keeps_types(server):
     assert body["requesterInformation"]["receivedParams"] == {"action": "echo", **payload}
 
 
+def test_http_action_named_in_json_body(server):
+    response = http_request(server, "POST", "/api", json.dumps({"action": "echo", "z": 1}), JSON)
+    assert (response.status, response.json()["action"], response.json()["z"]) == (200, "echo", 1)
+
+
 def test_http_form_body(server):
     body = urllib.parse.urlencode({"a": "1", "b": "x y"})
     response = http_request(server, "POST", "/api/echo", body, FORM)
@@ -192,3 +197,8 @@ def test_http_new_fingerprints_differ(server):
 @pytest.mark.server_errors("this action fails on purpose")
 def test_http_every_response_without_cookie_sets_it(server, path):
     assert len(set_cookies(http_request(server, "GET", path))) == 1
+
+
+def test_http_error_400_without_cookie_sets_it(server):
+    response = http_request(server, "POST", "/api/echo", "{", JSON)
+    assert (response.status, len(set_cookies(response))) == (400, 1)

@@ -9,7 +9,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from .conftest import running_server
-from .support import open_client
+from .support import TIMEOUT, open_client
 
 ALLOWED = "http://allowed.example"
 GOOD = {"X-Test-Token": "good"}
@@ -54,6 +54,13 @@ async def test_upgrade_disallowed_origin_is_403(guarded):
     assert status == 403
 
 
+@pytest.mark.parametrize("token", [None, "bad"])
+async def test_upgrade_disallowed_origin_is_403_whatever_the_authorization(guarded, token):
+    headers = {"X-Test-Token": token} if token else {}
+    status, _ = await refused(guarded, origin="http://evil.example", headers=headers)
+    assert status == 403
+
+
 async def test_upgrade_unauthorized_is_401_with_json(guarded):
     status, body = await refused(guarded, origin=ALLOWED)
     assert (status, json.loads(body)) == (401, {"error": "unauthorized"})
@@ -62,6 +69,11 @@ async def test_upgrade_unauthorized_is_401_with_json(guarded):
 async def test_upgrade_authorization_exception_is_401_with_its_message(guarded):
     status, body = await refused(guarded, origin=ALLOWED, headers={"X-Test-Token": "bad"})
     assert (status, json.loads(body)) == (401, {"error": "token rejected"})
+
+
+async def test_upgrade_authorization_exception_without_message_is_401_unauthorized(guarded):
+    status, body = await refused(guarded, origin=ALLOWED, headers={"X-Test-Token": "mute"})
+    assert (status, json.loads(body)) == (401, {"error": "unauthorized"})
 
 
 async def test_upgrade_past_maxConnections_is_503(guarded, connect):
@@ -102,4 +114,5 @@ async def test_frame_over_max_size_closes_1009(guarded, connect):
 
 async def test_connection_middleware_refusal_closes_4001_with_reason(server, connect):
     client = await connect(server, query="?sessionID=reject-me", await_welcome=False)
-    assert await client.wait_closed() == (4001, "you are not welcome here")
+    # twice the server's close grace, so a lost close frame shows as 1006, not as a timeout
+    assert await client.wait_closed(timeout=TIMEOUT * 2) == (4001, "you are not welcome here")
