@@ -18,6 +18,7 @@ a plain ``def`` (it runs in a thread pool, so it may block). It receives an
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -71,7 +72,7 @@ class Action:
     to_document: bool = True
     source: str = "<unknown>"
 
-    @property
+    @functools.cached_property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.run)
 

@@ -7,6 +7,7 @@ cannot hold (sets, datetimes, objects) are turned into strings rather than faili
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 __all__ = ["DecodeError", "dumps", "loads"]
@@ -59,8 +60,27 @@ else:
 
 
 def _stdlib_dumps(value: Any) -> bytes:
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_fallback)
+    try:
+        text = _STDLIB.encode(value)
+    except ValueError:  # NaN or an infinity: JSON has none, orjson writes null
+        text = _STDLIB.encode(_finite(value))
     return text.encode("utf-8", "replace")
+
+
+_STDLIB = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_fallback
+)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN and infinity replaced by None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _stdlib_loads(data: bytes | str) -> Any:

@@ -101,8 +101,8 @@ class ActionProcessor:
         self.registry = registry
         self.messages = messages
         self.simultaneous_actions = simultaneous_actions
-        self.timeout = timeout_ms / 1000 if timeout_ms else None
         self.timeout_ms = timeout_ms
+        self._deadlines = Deadlines(timeout_ms / 1000) if timeout_ms else None
         self.executor = executor
         self.app = app
         self.stopping = False
@@ -166,20 +166,25 @@ class ActionProcessor:
                 await resolve(middleware.post(data))
 
     async def _call(self, declared: Action, data: ActionData) -> Any:
-        if declared.is_async:
-            if self.timeout is None:
-                return await declared.run(data)
+        deadlines = self._deadlines
+        if not declared.is_async:
+            loop = asyncio.get_running_loop()
+            future = loop.run_in_executor(self.executor, declared.run, data)
             try:
-                async with asyncio.timeout(self.timeout):
-                    return await declared.run(data)
+                return await asyncio.wait_for(future, deadlines.timeout if deadlines else None)
             except TimeoutError:
                 raise ActionTimeout(self.timeout_ms) from None
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.executor, declared.run, data)
+        if deadlines is None:
+            return await declared.run(data)
+        task = deadlines.enter()
         try:
-            return await asyncio.wait_for(future, self.timeout)
-        except TimeoutError:
-            raise ActionTimeout(self.timeout_ms) from None
+            return await declared.run(data)
+        except asyncio.CancelledError:
+            if deadlines.expired(task):
+                raise ActionTimeout(self.timeout_ms) from None
+            raise
+        finally:
+            deadlines.leave(task)
 
     def _chain(self, declared: Action) -> list[ActionMiddleware]:
         key = (declared.name, float(declared.version))
@@ -205,6 +210,58 @@ class ActionProcessor:
             log.error(
                 "action %s failed (connection %s)", declared.name, connection.id, exc_info=error
             )
+
+
+class Deadlines:
+    """Action timeouts with one timer for all of them.
+
+    ``asyncio.timeout`` arms and cancels a timer per action, a cost paid by every fast action.
+    Here each running action's task is noted with its deadline, and one sweep a second (or
+    four times per timeout, when shorter) cancels the tasks past theirs.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._running: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def enter(self) -> asyncio.Task[Any] | None:
+        """Start the clock for the current task; None when it is already timed (nested)."""
+        task = asyncio.current_task()
+        if task is None or task in self._running:
+            return None
+        self._running[task] = time.monotonic() + self.timeout
+        if self._timer is None:
+            self._schedule()
+        return task
+
+    def leave(self, task: asyncio.Task[Any] | None) -> None:
+        if task is not None:
+            self._running.pop(task, None)
+
+    def expired(self, task: asyncio.Task[Any] | None) -> bool:
+        """True (once) when ``task`` was cancelled by the sweep, which is then undone."""
+        if task is None or task not in self._expired:
+            return False
+        self._expired.discard(task)
+        task.uncancel()
+        return True
+
+    def _schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(min(1.0, self.timeout / 4), self._sweep)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for task, deadline in list(self._running.items()):
+            if now >= deadline:
+                del self._running[task]
+                self._expired.add(task)
+                task.cancel()
+        self._timer = None
+        if self._running:
+            self._schedule()
 
 
 def apply_inputs(inputs: Mapping[str, Input], params: dict[str, Any]) -> None:
