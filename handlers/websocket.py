@@ -72,6 +72,12 @@ class SocketHandler(SquallMixin, tornado.web.RequestHandler):
         self.authorize = authorize
 
     async def prepare(self) -> None:
+        """Refuse early, cheapest first: origin (403), connection cap (503), authorization (401)."""
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not self.check_origin(origin):
+            self.set_status(403)
+            self.finish("origin not allowed")
+            return
         cap = self.settings["squall_max_connections"]
         if cap is not None and len(self.sockets) >= cap:
             self._refuse(503, "the server has too many connections")
@@ -115,12 +121,6 @@ class SocketHandler(SquallMixin, tornado.web.RequestHandler):
             self.set_header("Sec-WebSocket-Version", "13")
             self.finish("WebSocket version 13 with a Sec-WebSocket-Key is required")
             return
-        origin = headers.get("Origin")
-        if origin is not None and not self.check_origin(origin):
-            self.set_status(403)
-            self.finish("origin not allowed")
-            return
-
         connection_id = new_id()
         cookie_key = self.settings["squall_cookie"]["key"]
         cookie = self.get_cookie(cookie_key)
