@@ -26,7 +26,7 @@ import tornado.web
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from handlers.api import ApiHandler  # noqa: E402
+from handlers.api import Router  # noqa: E402
 from handlers.static import StaticHandler  # noqa: E402
 from handlers.websocket import CLOSE_GOING_AWAY, SocketHandler, SocketRegistry  # noqa: E402
 from squall import Squall, SquallError, load_config  # noqa: E402
@@ -124,8 +124,8 @@ def build_application(app: Squall, sockets: SocketRegistry) -> tornado.web.Appli
         if authorization
         else None
     )
-    api, files = web["urlPathForActions"].strip("/"), web["urlPathForFiles"].strip("/")
-    routes: list[Any] = [(rf"/{api}/?([^/]*)", ApiHandler, {"app": app})]
+    files = web["urlPathForFiles"].strip("/")
+    routes: list[Any] = []
     if websocket["enabled"]:
         routes.append(
             (
@@ -137,22 +137,43 @@ def build_application(app: Squall, sockets: SocketRegistry) -> tornado.web.Appli
     routes.append((rf"/{files}/(.*)", StaticHandler, {"app": app}))
     if web["rootEndpointType"] == "file":
         routes.append((r"/(.*)", StaticHandler, {"app": app}))
-    cookie = web["fingerprint"]
     return tornado.web.Application(
         routes,
         log_function=_log_request,
         squall_headers=web["httpHeaders"],
-        squall_cookie={
-            "key": cookie["cookieKey"],
-            "httponly": cookie["httpOnly"],
-            "samesite": cookie["sameSite"],
-            "secure": web["secure"],
-            "max_age": cookie["maxAge"] // 1000 if cookie["maxAge"] else None,
-        },
+        squall_cookie=cookie_options(config),
         squall_file_cache_seconds=web["flatFileCacheDuration"] // 1000,
         squall_origins=server["origins"],
         squall_max_connections=server["maxConnections"],
         squall_compression=server["compression"],
+    )
+
+
+def cookie_options(config: Config) -> dict[str, Any]:
+    """The fingerprint cookie's name and flags (PROTOCOL.md §4), as the handlers use them."""
+    web = config["servers"]["web"]
+    cookie = web["fingerprint"]
+    return {
+        "key": cookie["cookieKey"],
+        "httponly": cookie["httpOnly"],
+        "samesite": cookie["sameSite"],
+        "secure": web["secure"],
+        "max_age": cookie["maxAge"] // 1000 if cookie["maxAge"] else None,
+    }
+
+
+def build_router(app: Squall, application: tornado.web.Application) -> Router:
+    """Actions go to the lean HTTP path; everything else to the Tornado application."""
+    web = app.config["servers"]["web"]
+    return Router(
+        app,
+        application,
+        {
+            "api_path": web["urlPathForActions"],
+            "cookie": cookie_options(app.config),
+            "headers": web["httpHeaders"],
+            "api_version": app.config.get("general.apiVersion"),
+        },
     )
 
 
@@ -188,7 +209,7 @@ async def serve(config: Config, sockets_bound: list[socket.socket] | None = None
     application = build_application(app, sockets)
     await app.start()
     http_server = tornado.httpserver.HTTPServer(
-        application,
+        build_router(app, application),
         xheaders=web["trustProxy"],
         ssl_options=_ssl_context(config),
         idle_connection_timeout=web["idleConnectionTimeout"] / 1000,

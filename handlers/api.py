@@ -1,36 +1,148 @@
 """Actions over HTTP: ``/api/<action>`` and ``/api?action=<action>`` (PROTOCOL.md §1, §3).
 
-Params come from the query string, then a form body, then a JSON object body (later sources win).
-The reply is the action's fields plus ``serverInformation`` and ``requesterInformation``; a
-failed action keeps its fields and adds ``error``, with the status of PROTOCOL.md §3.
+Params come from the query string, then a form body, then a JSON object body (later sources
+win). The reply is the action's fields plus ``serverInformation`` and ``requesterInformation``;
+a failed action adds ``error`` and gets the status of PROTOCOL.md §3.
+
+This is a bare :class:`tornado.httputil.HTTPMessageDelegate`, not a ``RequestHandler``: an
+action call needs none of a handler's machinery (per-request object graph, header policy,
+ETag hashing of every reply, cookie jar), and skipping it is most of the cost of a small reply.
+:class:`Router` sends ``/api`` requests here and everything else to the Tornado application.
 """
 
 from __future__ import annotations
 
+import asyncio
+import email.utils
+import logging
 import time
 from typing import Any
+from urllib.parse import parse_qsl
 
-from squall import codec
-from squall.connections import Connection
+import tornado.escape
+import tornado.httputil
+import tornado.web
+
+from squall import Squall, codec
+from squall.connections import Connection, new_id
 from squall.errors import http_status_of
 
-from .base import SquallHandler
+from .base import cookie_header
+
+log = logging.getLogger("squall.http")
+
+_JSON = "application/json; charset=utf-8"
 
 
-class ApiHandler(SquallHandler):
-    """Runs one action per request, each request being a connection of type ``web``."""
+class Router(tornado.httputil.HTTPServerConnectionDelegate):
+    """The HTTP server's delegate: ``/<urlPathForActions>`` to :class:`ApiRequest`, the rest
+    (WebSocket upgrade, static files) to the Tornado application."""
 
-    async def get(self, name: str | None = None) -> None:
-        started = time.monotonic()
-        params = self._params()
-        if params is None:
+    def __init__(self, app: Squall, application: tornado.web.Application, options: dict) -> None:
+        self.app = app
+        self.application = application
+        self.options = options
+        prefix = "/" + options["api_path"].strip("/")
+        self.prefixes = (prefix + "/", prefix + "?")
+        self.exact = prefix
+
+    def start_request(
+        self, server_conn: object, request_conn: tornado.httputil.HTTPConnection
+    ) -> tornado.httputil.HTTPMessageDelegate:
+        return _Dispatch(self, server_conn, request_conn)
+
+    def on_close(self, server_conn: object) -> None:
+        self.application.on_close(server_conn)
+
+    def is_api(self, path: str) -> bool:
+        return path == self.exact or path.startswith(self.prefixes)
+
+
+class _Dispatch(tornado.httputil.HTTPMessageDelegate):
+    """Chooses, once the request line is known, who handles the request."""
+
+    def __init__(self, router: Router, server_conn: object, request_conn: Any) -> None:
+        self.router = router
+        self.server_conn = server_conn
+        self.request_conn = request_conn
+        self.delegate: tornado.httputil.HTTPMessageDelegate | None = None
+
+    def headers_received(self, start_line: Any, headers: tornado.httputil.HTTPHeaders) -> Any:
+        if self.router.is_api(start_line.path):
+            self.delegate = ApiRequest(self.router, self.request_conn)
+        else:
+            self.delegate = self.router.application.start_request(
+                self.server_conn, self.request_conn
+            )
+        return self.delegate.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Any:
+        return self.delegate.data_received(chunk)  # type: ignore[union-attr]
+
+    def finish(self) -> None:
+        self.delegate.finish()  # type: ignore[union-attr]
+
+    def on_connection_close(self) -> None:
+        if self.delegate is not None:
+            self.delegate.on_connection_close()
+
+
+class ApiRequest(tornado.httputil.HTTPMessageDelegate):
+    """One HTTP action call: a connection of type ``web`` that lives for one request."""
+
+    def __init__(self, router: Router, request_conn: Any) -> None:
+        self.app = router.app
+        self.router = router
+        self.options = router.options
+        self.request_conn = request_conn
+        self.started = time.monotonic()
+        self.method = ""
+        self.path = ""
+        self.query = ""
+        self.headers: tornado.httputil.HTTPHeaders | None = None
+        self.body: list[bytes] = []
+        self.remote_ip = ""
+        self.remote_port = 0
+
+    def headers_received(self, start_line: Any, headers: tornado.httputil.HTTPHeaders) -> None:
+        self.method = start_line.method
+        self.path, _, self.query = start_line.path.partition("?")
+        self.headers = headers
+        context = self.request_conn.context
+        self.remote_ip = getattr(context, "remote_ip", "") or ""
+        address = getattr(context, "address", None)
+        self.remote_port = address[1] if isinstance(address, tuple) and len(address) > 1 else 0
+
+    def data_received(self, chunk: bytes) -> None:
+        self.body.append(chunk)
+
+    def on_connection_close(self) -> None:
+        self.request_conn = None
+
+    def finish(self) -> None:
+        if self.method == "OPTIONS":  # CORS preflight: the configured headers say it all
+            self._respond(204, b"", None)
             return
+        task = asyncio.ensure_future(self._run())
+        task.add_done_callback(_log_crash)
+
+    async def _run(self) -> None:
+        headers = self.headers
+        cookie_key = self.options["cookie"]["key"]
+        fingerprint = _cookie(headers, cookie_key)
+        new_cookie = None
+        if not fingerprint:
+            fingerprint = new_id()
+            new_cookie = cookie_header(cookie_key, fingerprint, self.options["cookie"])
+        params, problem = self._params()
+        if problem is not None:
+            self._respond(400, codec.dumps({"error": problem}), new_cookie)
+            return
+        name = self.path[len(self.router.exact) + 1 :] if self.path != self.router.exact else ""
         if name:
-            params["action"] = name
+            params["action"] = tornado.escape.url_unescape(name)
         received = dict(params)
-        connection = Connection(
-            "web", self.request.remote_ip or "", self.remote_port, fingerprint=self.fingerprint
-        )
+        connection = Connection("web", self.remote_ip, self.remote_port, fingerprint=fingerprint)
         connections = self.app.connections
         connections.add(connection)
         try:
@@ -40,50 +152,89 @@ class ApiHandler(SquallHandler):
         reply = result.response
         reply["serverInformation"] = {
             "serverName": self.app.name,
-            "apiVersion": self.app.config.get("general.apiVersion"),
-            "requestDuration": int((time.monotonic() - started) * 1000),
+            "apiVersion": self.options["api_version"],
+            "requestDuration": int((time.monotonic() - self.started) * 1000),
             "currentTime": int(time.time() * 1000),
         }
         reply["requesterInformation"] = {
             "id": connection.id,
-            "fingerprint": connection.fingerprint,
+            "fingerprint": fingerprint,
             "remoteIP": connection.remote_ip,
             "receivedParams": received,
         }
-        if result.error is not None:
-            self.set_status(http_status_of(result.error))
-        self._write_json(reply)
+        status = 200 if result.error is None else http_status_of(result.error)
+        self._respond(status, codec.dumps(reply), new_cookie)
 
-    post = put = delete = get
-
-    def options(self, name: str | None = None) -> None:
-        """CORS preflight: the configured headers are all a browser needs."""
-        self.set_status(204)
-        self.finish()
-
-    def _params(self) -> dict[str, Any] | None:
-        """Query, form and JSON params merged; None after answering 400 for a bad JSON body."""
-        params: dict[str, Any] = {}
-        for source in (self.request.query_arguments, self.request.body_arguments):
-            for key, values in source.items():
-                params[key] = values[-1].decode("utf-8", "replace")
-        content_type = self.request.headers.get("Content-Type", "")
-        if self.request.body and "json" in content_type.lower():
+    def _params(self) -> tuple[dict[str, Any], str | None]:
+        """Query, form and JSON params merged, or the reason a JSON body was refused."""
+        params: dict[str, Any] = dict(parse_qsl(self.query, keep_blank_values=True))
+        if not self.body:
+            return params, None
+        body = b"".join(self.body)
+        content_type = self.headers.get("Content-Type", "")  # type: ignore[union-attr]
+        if "json" in content_type.lower():
             try:
-                body = codec.loads(self.request.body)
+                decoded = codec.loads(body)
             except codec.DecodeError as exc:
-                self._reject(f"invalid JSON body: {exc}")
-                return None
-            if not isinstance(body, dict):
-                self._reject("a JSON body must be an object of params")
-                return None
-            params.update(body)
-        return params
+                return params, f"invalid JSON body: {exc}"
+            if not isinstance(decoded, dict):
+                return params, "a JSON body must be an object of params"
+            params.update(decoded)
+            return params, None
+        arguments: dict[str, list[bytes]] = {}
+        try:
+            tornado.httputil.parse_body_arguments(content_type, body, arguments, {})
+        except tornado.httputil.HTTPInputError as exc:
+            return params, f"unreadable body: {exc}"
+        for key, values in arguments.items():
+            params[key] = values[-1].decode("utf-8", "replace")
+        return params, None
 
-    def _reject(self, text: str) -> None:
-        self.set_status(400)
-        self._write_json({"error": text})
+    def _respond(self, status: int, body: bytes, new_cookie: str | None) -> None:
+        if self.request_conn is None:
+            return  # the client went away; the reply is dropped
+        headers = tornado.httputil.HTTPHeaders(self.options["headers"])
+        headers["Date"] = _http_date()
+        if status != 204:
+            headers["Content-Type"] = _JSON
+            headers["Content-Length"] = str(len(body))
+        if new_cookie is not None:
+            headers["Set-Cookie"] = new_cookie
+        reason = tornado.httputil.responses.get(status, "Unknown")
+        start = tornado.httputil.ResponseStartLine("HTTP/1.1", status, reason)
+        if self.method == "HEAD":
+            body = b""
+        self.request_conn.write_headers(start, headers, body)
+        self.request_conn.finish()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%d %s %s (%s) %.1f ms",
+                status,
+                self.method,
+                self.path,
+                self.remote_ip,
+                1000 * (time.monotonic() - self.started),
+            )
 
-    def _write_json(self, reply: dict[str, Any]) -> None:
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(codec.dumps(reply))
+
+def _cookie(headers: tornado.httputil.HTTPHeaders | None, key: str) -> str | None:
+    if headers is None or "Cookie" not in headers:
+        return None
+    return tornado.httputil.parse_cookie(headers["Cookie"]).get(key) or None
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    """The ``Date`` header, formatted once a second rather than once a reply."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("HTTP action request failed", exc_info=task.exception())
