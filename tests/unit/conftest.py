@@ -47,6 +47,15 @@ WAIT = 5.0
 MESSAGES = ErrorMessages(DEFAULT_TEMPLATES)
 
 
+def strict_json(data: bytes | str) -> Any:
+    """Parse as a browser's ``JSON.parse`` would: NaN and Infinity are not JSON."""
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(data, parse_constant=refuse)
+
+
 class RecordingTransport:
     """A transport that keeps what the core asked of it: frames written, closes requested."""
 
