@@ -840,3 +840,73 @@ async def test_drain_gives_up_after_its_timeout(connection):
 
     gate.opened.set()
     await bounded(running)
+
+
+async def test_process_several_timeouts_at_once(connection, caplog):
+    async def hang(data):
+        await asyncio.Event().wait()
+
+    processor = processor_for(declared(hang), declared(ok), timeout_ms=20)
+    with caplog.at_level(logging.ERROR, LOGGER):
+        results = await bounded(
+            asyncio.gather(*(processor.process(connection, {"action": "hang"}) for _ in "123"))
+        )
+        after = await processor.process(connection, {"action": "ok"})
+
+    assert [r.response for r in results] == [{"error": "the action timed out after 20 ms"}] * 3
+    assert after.response == {"ok": True}
+    assert (connection.pending_actions, processor.in_flight) == (0, 0)
+
+
+async def test_process_timeout_in_the_callers_own_task(connection, caplog):
+    """The deadline cancels the task awaiting process(); the caller's task goes on unharmed."""
+
+    async def hang(data):
+        await asyncio.Event().wait()
+
+    processor = processor_for(declared(hang), timeout_ms=20)
+    with caplog.at_level(logging.ERROR, LOGGER):
+        result = await processor.process(connection, {"action": "hang"})
+
+    assert result.response == {"error": "the action timed out after 20 ms"}
+    current = asyncio.current_task()
+    assert current is not None and current.cancelling() == 0
+    await asyncio.sleep(0)  # a pending cancel would be delivered at this await
+
+
+async def test_process_nested_action_times_out_with_its_caller(connection, caplog):
+    async def inner(data):
+        await asyncio.Event().wait()
+
+    async def outer(data):
+        result = await data.app.process(data.connection, {"action": "inner"})
+        return {"inner": result.response}
+
+    processor = processor_for(declared(inner), declared(outer), timeout_ms=20)
+    processor.app = processor
+    with caplog.at_level(logging.ERROR, LOGGER):
+        result = await bounded(processor.process(connection, {"action": "outer"}))
+
+    assert result.response == {"error": "the action timed out after 20 ms"}
+    assert (connection.total_actions, connection.pending_actions) == (2, 0)
+    assert processor.in_flight == 0
+
+
+async def test_process_action_finishing_in_time_is_not_cancelled_later(connection):
+    async def quick(data):
+        return {"quick": True}
+
+    async def post(data):
+        data.response["post"] = True
+
+    processor = processor_for(
+        declared(quick), timeout_ms=20, middleware=[ActionMiddleware("p", post=post)]
+    )
+
+    result = await processor.process(connection, {"action": "quick"})
+    # Real time is the behaviour here: outlive the 20 ms deadline and its sweep. A stray
+    # cancel of this task would surface as CancelledError instead of the TimeoutError.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(asyncio.Event().wait(), 0.08)
+
+    assert result.response == {"quick": True, "post": True}
