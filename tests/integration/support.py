@@ -367,6 +367,7 @@ async def open_client(
     headers: dict[str, str] | None = None,
     origin: str | None = None,
     await_welcome: bool = True,
+    compression: str | None = "deflate",
 ) -> Client:
     """Connect to ``server``; by default also take the welcome frame out of the inbox."""
     ws = await connect(
@@ -376,6 +377,7 @@ async def open_client(
         open_timeout=TIMEOUT,
         ping_interval=None,
         max_size=None,
+        compression=compression,
     )
     client = Client(ws)
     if await_welcome:
@@ -408,19 +410,21 @@ class RawPeer:
             head += chunk
         assert head.startswith(b"HTTP/1.1 101"), head
 
-    def send(self, frame: Any) -> None:
-        """Send one masked text frame (RFC 6455 5.3: client frames are masked)."""
+    def send(self, frame: Any, masked: bool = True) -> None:
+        """Send one text frame, masked as RFC 6455 5.3 requires of clients unless told not to."""
         payload = json.dumps(frame).encode()
-        mask = os.urandom(4)
         size = len(payload)
+        mask_bit = 0x80 if masked else 0
         if size < 126:
-            header = struct.pack("!BB", 0x81, 0x80 | size)
+            header = struct.pack("!BB", 0x81, mask_bit | size)
         elif size < 65536:
-            header = struct.pack("!BBH", 0x81, 0x80 | 126, size)
+            header = struct.pack("!BBH", 0x81, mask_bit | 126, size)
         else:
-            header = struct.pack("!BBQ", 0x81, 0x80 | 127, size)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(header + mask + masked)
+            header = struct.pack("!BBQ", 0x81, mask_bit | 127, size)
+        if masked:
+            mask = os.urandom(4)
+            payload = mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(header + payload)
 
     def _exact(self, count: int) -> bytes:
         data = b""
