@@ -10,8 +10,6 @@ from __future__ import annotations
 import http.cookies
 from typing import Any
 
-import tornado.web
-
 from squall import Squall
 from squall.connections import new_id
 
@@ -76,10 +74,3 @@ class SquallMixin:
     def remote_port(self) -> int:
         address = getattr(self.request.connection.context, "address", None)
         return address[1] if isinstance(address, tuple) and len(address) > 1 else 0
-
-
-class SquallHandler(SquallMixin, tornado.web.RequestHandler):
-    """A plain HTTP handler of Squall's."""
-
-    def prepare(self) -> None:
-        _ = self.fingerprint
