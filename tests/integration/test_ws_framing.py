@@ -5,9 +5,11 @@ fragments and after decompression (PROTOCOL.md §6 maxMessageSize)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from .conftest import running_server
 from .support import TIMEOUT, RawPeer, action_frame, close_code
@@ -55,10 +57,28 @@ async def test_unmasked_client_frame_closes_1002(server):
 
 
 async def test_fragments_past_maxMessageSize_close_1009(limited, connect):
-    client = await connect(limited, compression=None)
+    # Ten sockets: the close frame must reach a client that is still sending, every time.
     big = action_frame(1, "echo", pad="y" * (LIMIT * 2))
-    await client.ws.send(fragments(big, 6))  # each fragment alone is under the limit
-    assert (await client.wait_closed())[0] == 1009
+    codes = []
+    for _ in range(10):
+        client = await connect(limited, compression=None)
+        with contextlib.suppress(ConnectionClosed, OSError):
+            await client.ws.send(fragments(big, 6))  # each fragment alone is under the limit
+        codes.append((await client.wait_closed())[0])
+    assert codes == [1009] * 10
+
+
+async def test_oversize_frame_then_more_frames_close_1009(limited, connect):
+    # A client does not wait between frames: the close must survive the frames still coming.
+    codes = []
+    for _ in range(20):
+        client = await connect(limited, compression=None)
+        with contextlib.suppress(ConnectionClosed, OSError):
+            await client.send({"pad": "y" * (LIMIT + 100)})
+            for n in range(5):
+                await client.send({"event": "ping", "messageId": n})
+        codes.append((await client.wait_closed())[0])
+    assert codes == [1009] * 20
 
 
 async def test_compressed_message_inflating_past_maxMessageSize_closes_1009(limited, connect):
