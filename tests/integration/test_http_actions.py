@@ -94,6 +94,7 @@ def test_http_malformed_json_body_is_400(server):
 
 def test_http_unknown_action_is_404(server):
     response = http_request(server, "GET", "/api/noSuchAction")
+    assert response.headers["Content-Type"].startswith("application/json")
     assert (response.status, response.json()["error"]) == (
         404,
         "unknown action or invalid apiVersion",
@@ -154,6 +155,15 @@ def test_http_cors_and_configured_headers(server):
     assert response.headers["X-Powered-By"] == "squall"
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     assert "POST" in response.headers["Access-Control-Allow-Methods"]
+
+
+def test_http_options_preflight_answers_with_cors_headers(server):
+    response = http_request(
+        server, "OPTIONS", "/api/echo", headers={"Origin": "http://page.example"}
+    )
+    assert 200 <= response.status < 300
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Content-Type" in response.headers["Access-Control-Allow-Headers"]
 
 
 def test_http_without_cookie_sets_fingerprint_cookie(server):

@@ -173,6 +173,15 @@ async def test_action_sixth_in_flight_fails_at_once(client):
     assert (details["pendingActions"], details["totalActions"]) == (0, 6)
 
 
+async def test_action_limit_is_per_connection(server, connect):
+    first, second = await connect(server), await connect(server)
+    for client in (first, second):
+        for message_id in range(1, 6):
+            await client.send(action_frame(message_id, "sleepTest", sleepDuration=300))
+    replies = [await c.reply(n) for c in (first, second) for n in range(1, 6)]
+    assert [r.get("error") for r in replies] == [None] * 10
+
+
 async def test_action_after_limit_clears_runs_again(client):
     for message_id in range(1, 7):
         await client.send(action_frame(message_id, "sleepTest", sleepDuration=200))

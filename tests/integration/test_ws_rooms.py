@@ -171,6 +171,14 @@ async def test_detailsView_lists_rooms_in_join_order(client):
     assert (await client.details())["rooms"] == ["notify-room", "defaultRoom"]
 
 
+async def test_say_in_a_room_with_a_unicode_name(client):
+    room = await new_room(client, prefix="salle ☃ ")
+    await client.request("roomAdd", room=room)
+    client_id = (await client.details())["id"]
+    await client.request("say", room=room, message="bonne journée 🌧")
+    assert await client.next(is_user_frame) == said(room, "bonne journée 🌧", client_id)
+
+
 async def test_say_object_message_arrives_as_object(server, connect):
     speaker = await connect(server)
     room = await new_room(speaker)

@@ -24,6 +24,21 @@ async def test_welcome_is_the_first_frame(server, connect):
     assert await client.next() == {"context": "api", "welcome": WELCOME}
 
 
+async def test_welcome_comes_before_replies_to_frames_sent_at_once(server, connect):
+    client = await connect(server, await_welcome=False)
+    await client.send({"event": "ping", "messageId": 1})
+    first, second = await client.next(), await client.next()
+    assert first == {"context": "api", "welcome": WELCOME}
+    assert second == ok({"pong": now_ms()}, message_id=1, count=1)
+
+
+async def test_ping_burst_gets_every_reply_with_its_count(client):
+    for message_id in range(1, 201):
+        await client.send({"event": "ping", "messageId": message_id})
+    replies = [await client.reply(message_id) for message_id in range(1, 201)]
+    assert [(r["messageId"], r["messageCount"]) for r in replies] == [(n, n) for n in range(1, 201)]
+
+
 async def test_detailsView_describes_a_fresh_connection(client):
     reply = await client.request("detailsView")
     assert reply == ok(
