@@ -31,6 +31,12 @@ def cookie_value(header: str) -> str:
     return rest.split(";", 1)[0]
 
 
+def test_http_remote_ip_ignores_forwarded_for_without_trustProxy(server):
+    headers = {"X-Forwarded-For": "203.0.113.9"}
+    response = http_request(server, "GET", "/api/status", headers=headers)
+    assert response.json()["requesterInformation"]["remoteIP"] == "127.0.0.1"
+
+
 def test_http_get_status_envelope(server):
     response = http_request(server, "GET", "/api/status", headers={"Cookie": "sessionID=fp-1"})
     assert response.status == 200
@@ -84,6 +90,18 @@ def test_http_form_body(server):
     response = http_request(server, "POST", "/api/echo", body, FORM)
     assert response.status == 200
     assert (response.json()["a"], response.json()["b"]) == ("1", "x y")
+
+
+def test_http_push_to_a_web_connection_is_dropped_quietly(server):
+    body = json.dumps({"frames": [{"context": "alert", "text": "nobody listens"}]})
+    response = http_request(server, "POST", "/api/pushTest", body, JSON)
+    assert (response.status, response.json()["pushed"]) == (200, 1)
+
+
+async def test_http_created_room_can_be_joined_over_the_socket(server, client):
+    response = http_request(server, "POST", "/api/createChatRoom?name=from-http-room")
+    assert response.status == 200
+    assert (await client.request("roomAdd", room="from-http-room"))["status"] == "OK"
 
 
 def test_http_malformed_json_body_is_400(server):

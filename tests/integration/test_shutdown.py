@@ -97,9 +97,11 @@ async def test_shutdown_destroys_clients_with_4000_when_configured(fresh_server,
     client = await connect(server)
     await client.request("roomAdd", room="notify-room")
     client_id = (await client.details())["id"]
+    await start_in_flight(client, 500)
 
     server.signal()
 
+    assert "error" not in await client.reply("in-flight", timeout=TIMEOUT)
     assert (await client.wait_closed())[0] == 4000
     assert await asyncio.to_thread(server.wait_exit) == 0
     assert (client_id, "notify-room") in server.leaves()

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from .conftest import running_server
-from .support import RawPeer, action_reply, close_code, eventually, is_reply
+from .support import RawPeer, action_reply, close_code, eventually, http_request, is_reply
 
 PING_INTERVAL, PING_TIMEOUT = 200, 600
 
@@ -78,6 +78,12 @@ async def test_compression_negotiates_permessage_deflate(tuned, connect):
     assert "permessage-deflate" in client.ws.response.headers["Sec-WebSocket-Extensions"]
     reply = await client.action("echo", text="squall " * 2000)
     assert reply["text"] == "squall " * 2000
+
+
+def test_http_remote_ip_honours_forwarded_for_with_trustProxy(tuned):
+    headers = {"X-Forwarded-For": "203.0.113.9"}
+    response = http_request(tuned, "GET", "/api/status", headers=headers)
+    assert response.json()["requesterInformation"]["remoteIP"] == "203.0.113.9"
 
 
 @pytest.mark.server_errors("timed out after 300 ms")
