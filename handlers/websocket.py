@@ -273,7 +273,14 @@ class SocketPump(asyncio.Protocol):
         log.info("closing %s with %d: %s", self.connection.id, error.code, error.reason)
         self.failed = self.closing = True
         self._write(encode(OP_CLOSE, close_payload(error.code, error.reason)))
-        self.transport.close()
+        # Half-close and keep reading (and discarding): closing outright while the peer is
+        # still sending makes the kernel answer with a reset that can destroy our close frame
+        # before the peer reads it.
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        else:
+            self.transport.close()
+        self._close_timer = asyncio.get_running_loop().call_later(CLOSE_GRACE, self.abort)
 
     def _peer_closed(self, payload: bytes) -> None:
         """The client sent a close frame: answer it (RFC 6455 §5.5.1) and drop the TCP link."""
@@ -360,6 +367,9 @@ class StreamTransport:
 
     def is_closing(self) -> bool:
         return self.stream.closed()
+
+    def can_write_eof(self) -> bool:
+        return False
 
     def close(self) -> None:
         """Close once what was written has gone out."""

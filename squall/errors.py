@@ -11,13 +11,13 @@ The tree::
         ├── InvalidParam           422  the validator's message, or the configured text
         ├── TooManyPendingActions  429
         ├── ServerShuttingDown     503
-        ├── ActionTimeout          504
-        ├── FileNotFound           404
-        ├── VerbNotFound           400
+        ├── ActionTimeout, FileNotFound, VerbNotFound, Unauthorized
         ├── SayRequiresRoomAndMessage, RoomRequired, RoomNotExist,
-        │   AlreadyInRoom, NotInRoom, RoomDeleted                   400/404/409
-        ├── InvalidJson, FrameNotObject, BinaryFrame, RateLimited   400/429
-        └── Unauthorized           401
+        │   AlreadyInRoom, NotInRoom, RoomDeleted
+        └── InvalidJson, FrameNotObject, BinaryFrame, RateLimited
+
+The number is the HTTP status of an action that fails with it; any other error is a 500
+(PROTOCOL.md §3).
 
 A ``ClientError`` names the template key under ``errors:`` in the config and carries the values
 the template needs; :class:`ErrorMessages` renders the text a client sees (PROTOCOL.md §3). Any
@@ -87,7 +87,7 @@ class ClientError(SquallError):
     """
 
     key: ClassVar[str] = ""
-    http_status: ClassVar[int] = 400
+    http_status: ClassVar[int] = 500
 
     def __init__(self, **fields: Any) -> None:
         self.fields = fields
@@ -136,18 +136,18 @@ class ServerShuttingDown(ClientError):
 
 
 class ActionTimeout(ClientError):
-    key, http_status = "actionTimeout", 504
+    key = "actionTimeout"
 
     def __init__(self, timeout: int) -> None:
         super().__init__(timeout=timeout)
 
 
 class FileNotFound(ClientError):
-    key, http_status = "fileNotFound", 404
+    key = "fileNotFound"
 
 
 class VerbNotFound(ClientError):
-    key, http_status = "verbNotFound", 400
+    key = "verbNotFound"
 
     def __init__(self, verb: object) -> None:
         super().__init__(verb=verb)
@@ -162,28 +162,28 @@ class RoomRequired(ClientError):
 
 
 class RoomNotExist(ClientError):
-    key, http_status = "roomNotExist", 404
+    key = "roomNotExist"
 
     def __init__(self, room: str) -> None:
         super().__init__(room=room)
 
 
 class AlreadyInRoom(ClientError):
-    key, http_status = "connectionAlreadyInRoom", 409
+    key = "connectionAlreadyInRoom"
 
     def __init__(self, room: str) -> None:
         super().__init__(room=room)
 
 
 class NotInRoom(ClientError):
-    key, http_status = "connectionNotInRoom", 409
+    key = "connectionNotInRoom"
 
     def __init__(self, room: str) -> None:
         super().__init__(room=room)
 
 
 class RoomDeleted(ClientError):
-    key, http_status = "roomDeleted", 410
+    key = "roomDeleted"
 
 
 class InvalidJson(ClientError):
@@ -202,11 +202,11 @@ class BinaryFrame(ClientError):
 
 
 class RateLimited(ClientError):
-    key, http_status = "rateLimited", 429
+    key = "rateLimited"
 
 
 class Unauthorized(ClientError):
-    key, http_status = "unauthorized", 401
+    key = "unauthorized"
 
 
 def http_status_of(error: BaseException) -> int:

@@ -109,7 +109,8 @@ class SocketProtocol:
         verb = frame.get("event")
         handler = self._verbs.get(verb) if isinstance(verb, str) else None
         if handler is None:
-            return self.failure(VerbNotFound(verb), message_id, count)
+            shown = verb if isinstance(verb, str) else codec.dumps(verb).decode()
+            return self.failure(VerbNotFound(shown), message_id, count)
         if self.rate_limit is not None and not self._admit(connection):
             return self.failure(RateLimited(), message_id, count)
         return handler(connection, frame, message_id, count)
