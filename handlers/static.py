@@ -13,6 +13,7 @@ from typing import Any
 import tornado.web
 
 from squall import Squall
+from squall.errors import FileNotFound
 
 from .base import SquallMixin
 
@@ -50,6 +51,6 @@ class StaticHandler(SquallMixin, tornado.web.StaticFileHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         if status_code == 404:
-            self.finish(self.app.messages.render("fileNotFound", {}))
+            self.finish(FileNotFound().render(self.app.messages))
         else:
             self.finish(self._reason)

@@ -29,6 +29,7 @@ import tornado.web
 
 from squall import Squall, codec
 from squall.connections import Connection, new_id
+from squall.errors import Unauthorized
 from squall.wsframes import (
     OP_BINARY,
     OP_CLOSE,
@@ -83,7 +84,7 @@ class SocketHandler(SquallMixin, tornado.web.RequestHandler):
             self._refuse(503, "the server has too many connections")
             return
         if self.authorize is not None:
-            unauthorized = self.app.messages.render("unauthorized", {})
+            unauthorized = Unauthorized().render(self.app.messages)
             try:
                 verdict = self.authorize(self.request)
                 if inspect.isawaitable(verdict):
