@@ -168,6 +168,11 @@ def test_http_action_exception_is_500(server):
     assert (response.status, response.json()["error"]) == (500, "this action fails on purpose")
 
 
+def test_http_permission_error_in_action_is_500(server):
+    response = http_request(server, "GET", "/api/forbiddenTest")
+    assert (response.status, response.json()["error"]) == (500, "members only")
+
+
 def test_http_cors_and_configured_headers(server):
     response = http_request(server, "GET", "/api/status")
     assert response.headers["X-Powered-By"] == "squall"

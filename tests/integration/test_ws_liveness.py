@@ -87,6 +87,12 @@ def test_http_remote_ip_honours_forwarded_for_with_trustProxy(tuned):
 
 
 @pytest.mark.server_errors("timed out after 300 ms")
+def test_http_action_past_actionTimeout_is_500(tuned):
+    response = http_request(tuned, "GET", "/api/sleepTest?sleepDuration=2000")
+    assert (response.status, response.json()["error"]) == (500, "the action timed out after 300 ms")
+
+
+@pytest.mark.server_errors("timed out after 300 ms")
 async def test_action_past_actionTimeout_fails(tuned, connect):
     client = await connect(tuned)
     assert await client.action("sleepTest", sleepDuration=2000) == action_reply(

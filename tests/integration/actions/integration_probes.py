@@ -25,6 +25,11 @@ async def fail_test(data):
     raise RuntimeError("this action fails on purpose")
 
 
+@action(name="forbiddenTest", description="Raise PermissionError, as an auth check would")
+async def forbidden_test(data):
+    raise PermissionError("members only")
+
+
 @action(
     name="paramsTest",
     description="Report which of a and b it saw, after `delay` ms",
