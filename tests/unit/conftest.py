@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import logging
 import shutil
 import textwrap
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,6 +185,31 @@ async def build_core(
         rate_burst=rate_burst,
     )
     return Core(registry, processor, broker, room_service, files, protocol, executor)
+
+
+class _Collector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def no_stray_logs(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Noise fails (STYLE.md §5 item 15): a test that does not ask for ``caplog`` to assert
+    its expected WARNING/ERROR lines must not make ``squall`` log any."""
+    collector = _Collector()
+    logger = logging.getLogger("squall")
+    logger.addHandler(collector)
+    try:
+        yield
+    finally:
+        logger.removeHandler(collector)
+    if "caplog" not in request.fixturenames:
+        stray = [f"{r.name} {r.levelname}: {r.getMessage()}" for r in collector.records]
+        assert stray == [], "unexpected log lines"
 
 
 @pytest.fixture
