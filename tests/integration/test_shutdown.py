@@ -15,7 +15,7 @@ import time
 import pytest
 
 from .conftest import running_server
-from .support import TIMEOUT, action_frame, eventually, http_request, is_reply, open_client
+from .support import TIMEOUT, RawPeer, action_frame, eventually, http_request, is_reply, open_client
 
 SHUTTING_DOWN = "the server is shutting down"
 
@@ -131,3 +131,13 @@ async def test_shutdown_waits_at_most_shutdownTimeout(fresh_server, connect):
         is_reply(f) and f["messageId"] == "in-flight" and "error" not in f for f in client.inbox
     )
     await asyncio.to_thread(server.wait_exit)
+
+
+async def test_shutdown_completes_when_a_peer_never_answers_the_close(fresh_server):
+    server = fresh_server({"general": {"shutdownTimeout": 300}})
+    mute = RawPeer(server)  # reads nothing, answers nothing
+    try:
+        server.signal()
+        assert await asyncio.to_thread(server.wait_exit, TIMEOUT * 2) == 0
+    finally:
+        mute.close()
