@@ -514,3 +514,26 @@ def test_repository_environment_files_all_load():
     repo = DEFAULT_YAML.parents[1]
     for env in ("development", "test", "production"):
         assert load_config(repo, env, environ={}).env == env
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("general:\n  paths:\n    actions: [5]\n", "general.paths.actions"),
+        ("general:\n  paths:\n    actions: [actions, {a: 1}]\n", "general.paths.actions"),
+        (
+            "servers:\n  websocket:\n    server:\n      origins: [5]\n",
+            "servers.websocket.server.origins",
+        ),
+    ],
+)
+def test_load_config_list_items_of_the_wrong_type(root, text, key):
+    """A list of folders or origins holding a number is a wrong type too: one line at boot,
+    not a TypeError later (general.paths.actions: [5] crashes Squall() with a traceback)."""
+    write(root, "config/test.yaml", text)
+
+    with pytest.raises(ConfigError) as caught:
+        load(root)
+
+    assert caught.value.source == "config/test.yaml"
+    assert caught.value.key == key
