@@ -824,3 +824,35 @@ async def test_rate_limit_text_is_configurable(make_core):
     assert await feed(core.protocol, conn, {"event": "ping", "messageId": 2}) == failed(
         "easy now", 2, 2
     )
+
+
+async def test_detailsview_counts_an_action_in_flight(core, conn, probes):
+    slow = start_feed(
+        core.protocol, conn, {"event": "action", "messageId": 1, "params": {"action": "slow"}}
+    )
+    await bounded(probes.all_waiting.wait())
+
+    during = await feed(core.protocol, conn, {"event": "detailsView", "messageId": 2})
+    probes.release.set()
+    await bounded(slow)
+    after = await feed(core.protocol, conn, {"event": "detailsView", "messageId": 3})
+
+    assert (during["data"]["totalActions"], during["data"]["pendingActions"]) == (1, 1)
+    assert (after["data"]["totalActions"], after["data"]["pendingActions"]) == (1, 0)
+
+
+async def test_reply_of_a_closed_connection_is_still_returned_for_the_transport(core, conn, probes):
+    """The protocol answers; dropping the frame of a gone client is the connection's job."""
+    slow = start_feed(
+        core.protocol, conn, {"event": "action", "messageId": 1, "params": {"action": "slow"}}
+    )
+    await bounded(probes.all_waiting.wait())
+    conn.closed = True
+    probes.release.set()
+
+    reply = await bounded(slow)
+    conn.send(reply)
+
+    assert reply == action_reply({"action": "slow"}, 1, 1)
+    assert transport_of(conn).frames == []
+    assert conn.pending_actions == 0
