@@ -413,3 +413,64 @@ def test_load_callable_errors_name_the_option(dotted, why):
         load_callable(dotted, "servers.websocket.server.authorization")
 
     assert str(caught.value) == f"config: servers.websocket.server.authorization: {why}"
+
+
+def test_load_folders_files_may_import_an_underscore_helper(tmp_path):
+    folder = folder_with(
+        tmp_path,
+        {
+            "_shared.py": "PREFIX = 'hello '\n",
+            "greet.py": """
+                from squall import action
+
+                from ._shared import PREFIX
+
+                @action()
+                async def greet(data):
+                    return {"greeting": PREFIX + "world"}
+            """,
+        },
+    )
+
+    loaded = load_folders([folder])
+
+    assert [a.name for a in loaded.actions] == ["greet"]
+
+
+def test_load_folders_file_imported_by_an_earlier_sibling_runs_once(tmp_path):
+    folder = folder_with(
+        tmp_path,
+        {
+            "a_user.py": """
+                from .z_lib import shared_middleware
+            """,
+            "z_lib.py": """
+                from squall import ActionMiddleware
+
+                shared_middleware = ActionMiddleware(name="shared")
+            """,
+        },
+    )
+
+    loaded = load_folders([folder])
+
+    assert [m.name for m in loaded.action_middleware] == ["shared"]
+
+
+def test_load_folders_two_folders_with_one_name(tmp_path):
+    first = folder_with(tmp_path / "one", {"hello.py": declaration("first_hello")})
+    second = folder_with(tmp_path / "two", {"hello.py": declaration("second_hello")})
+
+    loaded = load_folders([first, second])
+
+    assert sorted(a.name for a in loaded.actions) == ["first_hello", "second_hello"]
+
+
+def test_load_folders_again_sees_changed_files(tmp_path):
+    folder = folder_with(tmp_path, {"thing.py": declaration("before")})
+    load_folders([folder])
+    (folder / "thing.py").write_text(declaration("after"))
+
+    loaded = load_folders([folder])
+
+    assert [a.name for a in loaded.actions] == ["after"]
