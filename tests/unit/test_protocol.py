@@ -396,6 +396,12 @@ async def test_quit_closes_with_4000_and_replies_nothing(core, conn):
         {},
         {"action": None},
         {"action": ["echo"]},
+        {"action": "../echo"},
+        {"action": "actions/echo"},
+        {"action": "__class__"},
+        {"action": "__init__"},
+        {"action": "echo\u0000"},
+        {"action": "ECHO"},
     ],
 )
 async def test_action_unknown_action_or_version(core, conn, params):
