@@ -367,3 +367,44 @@ async def test_documentation_verb_equals_show_documentation_action(make_app):
         k: v for k, v in action.items() if k not in ("context", "messageId", "messageCount")
     }
     assert documented == {"documentation": verb["data"]}
+
+
+ORDERED = """
+    from squall import ConnectionMiddleware
+
+
+    def recorder(name):
+        def hook(connection):
+            connection.session.setdefault("calls", []).append(name)
+            done = connection.session.get("on_" + name.split(":")[0])
+            if done is not None and name.endswith(":last"):
+                done(connection)
+
+        return hook
+
+
+    late = ConnectionMiddleware(
+        name="late", create=recorder("create:last"), destroy=recorder("destroy:last"), priority=200
+    )
+    early = ConnectionMiddleware(
+        name="early", create=recorder("create:first"), destroy=recorder("destroy:first"), priority=1
+    )
+"""
+
+
+async def test_connection_middleware_runs_by_priority(make_app):
+    app = await make_app(files={"actions/ordered.py": ORDERED})
+    departures = Departures(1)
+    connection = socket_connection()
+    connection.session["on_destroy"] = departures
+
+    await app.open_connection(connection)
+    app.close_connection(connection)
+    await departures.wait()
+
+    assert connection.session["calls"] == [
+        "create:first",
+        "create:last",
+        "destroy:first",
+        "destroy:last",
+    ]
