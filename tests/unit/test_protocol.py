@@ -862,3 +862,20 @@ async def test_reply_of_a_closed_connection_is_still_returned_for_the_transport(
     assert reply == action_reply({"action": "slow"}, 1, 1)
     assert transport_of(conn).frames == []
     assert conn.pending_actions == 0
+
+
+@pytest.mark.parametrize(
+    ("frame", "shown"),
+    [
+        ({}, "null"),
+        ({"event": None}, "null"),
+        ({"event": 5}, "5"),
+        ({"event": True}, "true"),
+        ({"event": ["action"]}, '["action"]'),
+        ({"event": {"verb": "ping"}}, '{"verb":"ping"}'),
+    ],
+)
+async def test_unknown_verb_not_a_string_is_named_as_json(core, conn, frame, shown):
+    reply = await feed(core.protocol, conn, {**frame, "messageId": 1})
+
+    assert reply == failed(f"verb not found or not allowed ({shown})", 1, 1)
