@@ -71,6 +71,9 @@ def test_client_error_texts_match_protocol(error, text):
         (ServerShuttingDown(), 503),
         (RuntimeError("bug"), 500),
         (PermissionError("no"), 500),
+        (ActionTimeout(10), 500),
+        (RoomNotExist("lobby"), 500),
+        (NotInRoom("lobby"), 500),
     ],
 )
 def test_http_status_of_action_errors(error, status):
