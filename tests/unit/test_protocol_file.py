@@ -65,11 +65,10 @@ async def core(make_core, tree):
     return await make_core()
 
 
-async def ask(core, path, **frame):
-    request = {"event": "file", "messageId": 1, **frame}
-    if path is not None:
-        request["file"] = path
-    return await feed(core.protocol, core.connect(), request)
+async def ask(core, path):
+    return await feed(
+        core.protocol, core.connect(), {"event": "file", "messageId": 1, "file": path}
+    )
 
 
 def found(content, mime, length, **extra):
@@ -227,9 +226,13 @@ async def test_file_absolute_path_of_a_secret_is_not_found(core, tmp_path):
 
 @pytest.mark.parametrize("value", [None, 5, True, ["index.html"], {"file": "index.html"}])
 async def test_file_name_not_a_string(core, value):
-    if value is None:
-        assert await ask(core, None) == NOT_FOUND
-    assert await ask(core, "unused", file=value) == NOT_FOUND
+    assert await ask(core, value) == NOT_FOUND
+
+
+async def test_file_name_missing(core):
+    reply = await feed(core.protocol, core.connect(), {"event": "file", "messageId": 1})
+
+    assert reply == NOT_FOUND
 
 
 def test_traversal_corpus_is_large_enough():
