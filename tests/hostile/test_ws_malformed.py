@@ -1,0 +1,512 @@
+"""Malformed input over the WebSocket (issue 7, item 1): every bad frame gets the error of
+PROTOCOL.md §2.5/§3 or a close with the RFC 6455 code, and the server keeps serving others.
+
+Frames are built by hand (tests/hostile/support.py), so nothing here depends on a client
+library refusing to send what a hostile peer would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import struct
+
+import pytest
+
+from .support import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_TEXT,
+    Peer,
+    action_frame,
+    assert_still_serving,
+    deflate_message,
+    failed,
+    frame_bytes,
+    is_reply,
+    open_stream,
+)
+
+LIMIT = 1048576  # maxMessageSize of the main server (the default)
+INVALID_JSON = "invalid JSON: "
+NOT_OBJECT = {"context": "error", "error": "a frame must be a JSON object"}
+UNKNOWN_ACTION = "unknown action or invalid apiVersion"
+
+
+def nested(depth: int, leaf: str = "1") -> str:
+    return "[" * depth + leaf + "]" * depth
+
+
+# --- not JSON, not an object -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["{not json", "", " ", "{", '{"event": "ping",}', "\x00", "NaN", '{"a": Infinity}', "'x'"],
+)
+async def test_invalid_json_gets_an_error_push_and_the_socket_stays_open(main, text):
+    peer = await Peer.open(main)
+    await peer.send_text(text)
+    push = await peer.error_push()
+    assert set(push) == {"context", "error"}, push
+    assert push["error"].startswith(INVALID_JSON), push
+    reply = await peer.request("ping")
+    assert (reply["status"], reply["messageCount"]) == ("OK", 2)
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "[]", '"ping"', "42", "null", "true", "1e400"])
+async def test_json_that_is_not_an_object_gets_an_error_push(main, text):
+    peer = await Peer.open(main)
+    await peer.send_text(text)
+    assert await peer.error_push() == NOT_OBJECT
+    assert (await peer.request("ping"))["status"] == "OK"
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize("shape", ["array", "object"])
+async def test_json_nested_100000_levels_is_refused_as_invalid_json(main, shape):
+    if shape == "array":
+        text = '{"event": "ping", "x": ' + nested(100_000) + "}"
+    else:
+        text = '{"event": "ping", "x": ' + '{"a":' * 100_000 + "1" + "}" * 100_000 + "}"
+    peer = await Peer.open(main)
+    await peer.send_text(text)
+    push = await peer.error_push()
+    assert push["error"].startswith(INVALID_JSON), push
+    assert (await peer.request("ping"))["status"] == "OK"
+    await assert_still_serving(main)
+
+
+@pytest.mark.server_errors("maximum recursion depth", "Recursion limit reached")
+@pytest.mark.parametrize("depth", [990, 1000, 1020])
+async def test_json_nested_just_under_the_parser_limit_still_gets_a_reply(main, depth):
+    """Parsed (the parser allows 1024 levels) but too deep for the reply encoder: the client
+    must still get a reply to its messageId, the echo or an error, never silence."""
+    peer = await Peer.open(main)
+    params = '{"action": "echo", "x": ' + nested(depth) + "}"
+    await peer.send_text('{"event": "action", "messageId": 7, "params": ' + params + "}")
+    reply = await peer.reply(7, timeout=2)  # an echo takes milliseconds
+    assert reply["messageCount"] == 1
+    assert reply.get("x") == json.loads(nested(depth)) or isinstance(reply.get("error"), str)
+    await assert_still_serving(main)
+
+
+# --- huge values -------------------------------------------------------------------------------
+
+
+async def test_huge_string_round_trips_just_under_maxMessageSize(main):
+    peer = await Peer.open(main)
+    text = "é" * ((LIMIT - 200) // 2)  # two UTF-8 bytes each
+    reply = await peer.action("echo", text=text)
+    assert reply["text"] == text
+    await assert_still_serving(main)
+
+
+async def test_huge_verb_name_is_an_unknown_verb(main):
+    peer = await Peer.open(main)
+    verb = "v" * 200_000
+    await peer.send_json({"event": verb, "messageId": 1})
+    assert await peer.reply(1) == failed(f"verb not found or not allowed ({verb})", 1, 1)
+    await assert_still_serving(main)
+
+
+async def test_integer_of_10000_digits_is_invalid_json(main):
+    peer = await Peer.open(main)
+    await peer.send_text('{"event": "ping", "messageId": ' + "9" * 10_000 + "}")
+    push = await peer.error_push()
+    assert push["error"].startswith(INVALID_JSON), push
+    assert "digits" in push["error"], push
+    await assert_still_serving(main)
+
+
+async def test_integer_of_4000_digits_is_echoed_exactly_as_a_messageId(main):
+    peer = await Peer.open(main)
+    big = int("7" * 4000)
+    await peer.send_text('{"event": "ping", "messageId": ' + str(big) + "}")
+    reply = await peer.reply(big)
+    assert reply["status"] == "OK"
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "1e-400", "123456789012345678901234567890"])
+async def test_out_of_range_numbers_in_params_do_not_break_the_reply(main, number):
+    peer = await Peer.open(main)
+    params = '{"action": "echo", "n": ' + number + "}"
+    await peer.send_text('{"event": "action", "messageId": 1, "params": ' + params + "}")
+    reply = await peer.reply(1)
+    assert "error" not in reply, reply
+    assert "n" in reply  # JSON has no infinity: it may come back as null
+    await assert_still_serving(main)
+
+
+# --- bytes that are not UTF-8 text --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"\xff\xfe", b'{"event": "ping", "x": "\xc3"}', b"\xed\xa0\x80", b"\xc0\xae", b"\xf8\x88"],
+    ids=["bom-ish", "truncated", "surrogate", "overlong", "five-byte"],
+)
+async def test_invalid_utf8_text_frame_closes_1007(main, payload):
+    peer = await Peer.open(main)
+    await peer.send_frame(OP_TEXT, payload)
+    code, _ = await peer.wait_closed()
+    assert code == 1007
+    await assert_still_serving(main)
+
+
+async def test_utf8_character_split_across_fragments_is_reassembled(main):
+    peer = await Peer.open(main)
+    data = json.dumps(action_frame(1, "echo", word="naïve ☃"), ensure_ascii=False).encode()
+    cut = data.index("☃".encode()) + 1  # inside the three bytes of the snowman
+    await peer.send_raw(
+        frame_bytes(OP_TEXT, data[:cut], fin=False) + frame_bytes(OP_CONT, data[cut:])
+    )
+    assert (await peer.reply(1))["word"] == "naïve ☃"
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x00\x01\x02", b'{"event": "ping", "messageId": 1}'])
+async def test_binary_frame_gets_an_error_push_and_the_socket_stays_open(main, payload):
+    peer = await Peer.open(main)
+    await peer.send_frame(OP_BINARY, payload)
+    push = await peer.error_push()
+    assert push == {"context": "error", "error": "binary frames are not supported; send JSON text"}
+    assert (await peer.request("ping"))["messageCount"] == 2
+    await assert_still_serving(main)
+
+
+# --- verbs and params of the wrong kind --------------------------------------------------------
+
+
+@pytest.mark.parametrize("verb", ["nope", "", "__init__", "constructor", "ACTION", "action "])
+async def test_unknown_verb_fails_with_its_name(main, verb):
+    peer = await Peer.open(main)
+    await peer.send_json({"event": verb, "messageId": "m"})
+    assert await peer.reply("m") == failed(f"verb not found or not allowed ({verb})", "m", 1)
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize("verb", [None, 42, ["action"], {"event": "action"}, True])
+async def test_verb_that_is_not_a_string_fails(main, verb):
+    frame = {"messageId": "m"} if verb is None else {"event": verb, "messageId": "m"}
+    peer = await Peer.open(main)
+    await peer.send_json(frame)
+    reply = await peer.reply("m")
+    assert reply["error"].startswith("verb not found or not allowed ("), reply
+    assert reply["status"] == reply["error"]
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        "status",
+        ["status"],
+        None,
+        42,
+        {"action": ["status"]},
+        {"action": {"name": "status"}},
+        {"action": 42},
+        {"action": None},
+        {"action": "status", "apiVersion": {"v": 1}},
+        {"action": "status", "apiVersion": [1]},
+        {"action": "status", "apiVersion": "one"},
+        {"action": "status", "apiVersion": 1e308},
+        {"action": "status", "apiVersion": True},
+    ],
+)
+async def test_action_params_of_the_wrong_type_are_an_unknown_action(main, params):
+    peer = await Peer.open(main)
+    await peer.send_json({"event": "action", "messageId": 1, "params": params})
+    reply = await peer.reply(1)
+    assert reply == {
+        "error": UNKNOWN_ACTION,
+        "context": "response",
+        "messageId": 1,
+        "messageCount": 1,
+    }
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize("duration", [{"ms": 5}, [5], "five", "9" * 5000, -5])
+async def test_input_of_the_wrong_type_fails_validation(main, duration):
+    peer = await Peer.open(main)
+    reply = await peer.action("sleepTest", sleepDuration=duration)
+    assert reply["error"] == 'Input for parameter "sleepDuration" failed validation!', reply
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize("verb", ["roomAdd", "roomLeave", "roomView"])
+@pytest.mark.parametrize("room", [42, {"name": "defaultRoom"}, ["defaultRoom"], "", None])
+async def test_room_of_the_wrong_type_fails(main, verb, room):
+    peer = await Peer.open(main)
+    reply = await peer.request(verb, room=room)
+    assert (reply["status"], reply["error"]) == ("room does not exist", "room does not exist")
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize("message", [42, ["hi"], "", None, True, {}])
+async def test_say_message_of_the_wrong_type_fails(main, message):
+    peer = await Peer.open(main)
+    assert (await peer.request("roomAdd", room="defaultRoom"))["status"] == "OK"
+    reply = await peer.request("say", room="defaultRoom", message=message)
+    assert reply["error"] == "both room and message are required", reply
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize("name", [42, None, {"path": "index.html"}, ["index.html"], True])
+async def test_file_of_the_wrong_type_is_not_found(main, name):
+    peer = await Peer.open(main)
+    reply = await peer.request("file", file=name)
+    found = (reply["error"], reply["content"], reply["length"])
+    assert found == ("That file is not found", None, 22)
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize("message_id", [{"nested": [1, 2]}, [None], "x" * 10_000, -1, 0.5, False])
+async def test_any_json_messageId_is_echoed(main, message_id):
+    peer = await Peer.open(main)
+    await peer.send_json({"event": "ping", "messageId": message_id})
+    reply = await peer.next(is_reply)
+    assert reply["messageId"] == message_id
+    await assert_still_serving(main)
+
+
+HOSTILE_ACTION_NAMES = [
+    "../status",
+    "..",
+    "./status",
+    "/status",
+    "status/",
+    "status/../echo",
+    "status/./",
+    "..\\status",
+    "status\\..\\echo",
+    "%2e%2e/status",
+    "__init__",
+    "__class__",
+    "__proto__",
+    "__import__",
+    "constructor",
+    "toString",
+    "STATUS",
+    "status ",
+    " status",
+    "status\n",
+    "status\x00",
+    "status\x00../echo",
+    "actions.status",
+    "squall_app.actions.status",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_ACTION_NAMES)
+async def test_action_names_with_separators_or_dunders_are_unknown(main, name):
+    peer = await Peer.open(main)
+    reply = await peer.action(name)
+    assert reply["error"] == UNKNOWN_ACTION, reply
+    assert set(reply) == {"error", "context", "messageId", "messageCount"}
+    await assert_still_serving(main)
+
+
+# --- frames that break RFC 6455 ----------------------------------------------------------------
+
+PING = json.dumps({"event": "ping", "messageId": 1}).encode()
+
+PROTOCOL_ERRORS = {
+    "unmasked": frame_bytes(OP_TEXT, PING, masked=False),
+    "rsv1 without compression": frame_bytes(OP_TEXT, PING, rsv=4),
+    "rsv2": frame_bytes(OP_TEXT, PING, rsv=2),
+    "rsv3": frame_bytes(OP_TEXT, PING, rsv=1),
+    "opcode 3": frame_bytes(0x3, PING),
+    "opcode 11": frame_bytes(0xB, b""),
+    "continuation first": frame_bytes(OP_CONT, PING),
+    "ping over 125 bytes": frame_bytes(OP_PING, b"p" * 126),
+    "fragmented ping": frame_bytes(OP_PING, b"p", fin=False),
+    "text inside a fragmented text": frame_bytes(OP_TEXT, PING[:5], fin=False)
+    + frame_bytes(OP_TEXT, PING),
+    "binary inside a fragmented text": frame_bytes(OP_TEXT, PING[:5], fin=False)
+    + frame_bytes(OP_BINARY, b"x"),
+}
+
+
+@pytest.mark.parametrize("frames", PROTOCOL_ERRORS.values(), ids=PROTOCOL_ERRORS.keys())
+async def test_protocol_violation_closes_1002(main, frames):
+    peer = await Peer.open(main)
+    await peer.send_raw(frames)
+    code, _ = await peer.wait_closed()
+    assert code == 1002
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize("claimed", [LIMIT + 1, 2**32, 2**63 - 1, 2**64 - 1])
+async def test_frame_claiming_a_huge_length_closes_1009_at_once(main, claimed):
+    """The header alone is enough: the server must not wait for (or buffer) the payload."""
+    peer = await Peer.open(main)
+    await peer.send_raw(frame_bytes(OP_TEXT, b"", length=claimed)[:14])
+    code, _ = await peer.wait_closed()
+    assert code == 1009
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize(
+    "payload", [b"\x03", b"\x03\xe7", b"\x03\xe8\xff\xfe", b"\x00\x00"], ids=repr
+)
+async def test_odd_close_frames_end_the_connection(main, payload):
+    peer = await Peer.open(main)
+    await peer.send_frame(OP_CLOSE, payload)
+    await peer.wait_closed()
+    await assert_still_serving(main)
+
+
+# --- fragmentation and pipelining --------------------------------------------------------------
+
+
+async def test_fragmented_message_with_a_ping_between_fragments_is_reassembled(main):
+    peer = await Peer.open(main)
+    data = json.dumps(action_frame(1, "echo", word="pieced")).encode()
+    await peer.send_raw(
+        frame_bytes(OP_TEXT, data[:10], fin=False)
+        + frame_bytes(OP_CONT, data[10:20], fin=False)
+        + frame_bytes(OP_PING, b"between")
+        + frame_bytes(OP_CONT, data[20:], fin=True)
+    )
+    assert (await peer.reply(1))["word"] == "pieced"
+    assert peer.pongs == [b"between"]
+    await assert_still_serving(main)
+
+
+async def test_message_split_into_one_byte_writes_is_reassembled(main):
+    peer = await Peer.open(main)
+    data = frame_bytes(OP_TEXT, json.dumps(action_frame(1, "echo", word="dribbled")).encode())
+    for index in range(len(data)):
+        await peer.send_raw(data[index : index + 1])
+    assert (await peer.reply(1))["word"] == "dribbled"
+    await assert_still_serving(main)
+
+
+async def test_a_thousand_frames_in_one_write_are_all_answered_in_order(main):
+    peer = await Peer.open(main)
+    burst = b"".join(
+        frame_bytes(OP_TEXT, json.dumps({"event": "ping", "messageId": n}).encode())
+        for n in range(1000)
+    )
+    await peer.send_raw(burst)
+    replies = [await peer.next(is_reply) for _ in range(1000)]
+    assert [r["messageId"] for r in replies] == list(range(1000))
+    assert [r["messageCount"] for r in replies] == list(range(1, 1001))
+    await assert_still_serving(main)
+
+
+async def test_a_thousand_protocol_pings_in_one_write_get_a_thousand_pongs(main):
+    peer = await Peer.open(main)
+    await peer.send_raw(b"".join(frame_bytes(OP_PING, str(n).encode()) for n in range(1000)))
+    assert (await peer.request("ping"))["status"] == "OK"  # after every pong, in order
+    assert peer.pongs == [str(n).encode() for n in range(1000)]
+    await assert_still_serving(main)
+
+
+async def test_fragmented_message_over_maxMessageSize_closes_1009(main):
+    peer = await Peer.open(main)
+    fragment = b"x" * 8192  # each fragment alone is far under the limit
+    frames = frame_bytes(OP_TEXT, b'{"pad": "', fin=False)
+    frames += b"".join(frame_bytes(OP_CONT, fragment, fin=False) for _ in range(LIMIT // 8192 + 2))
+    await peer.send_raw(frames)
+    code, _ = await peer.wait_closed()
+    assert code == 1009
+    await assert_still_serving(main)
+
+
+async def test_frames_sent_with_the_handshake_are_answered_or_refused(main):
+    """A client that does not wait for the 101 (RFC 6455 4.1 says it must) and sends a frame in
+    the same write as its upgrade request: the frame must be answered, or the connection closed
+    with 1002, never silently lost."""
+    reader, writer = await open_stream(main)
+    request = (
+        f"GET /primus HTTP/1.1\r\nHost: 127.0.0.1:{main.port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    writer.write(request + frame_bytes(OP_TEXT, PING))
+    received = b""
+    try:
+        async with asyncio.timeout(2):  # a ping reply takes milliseconds
+            while b'"messageId":1' not in received:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                received += chunk
+    except TimeoutError:
+        pass
+    finally:
+        writer.transport.abort()
+    answered = b'"messageId":1' in received
+    refused = b"\x88" in received and struct.pack("!H", 1002) in received
+    assert answered or refused, f"the frame was silently lost; received {received[-300:]!r}"
+    await assert_still_serving(main)
+
+
+async def test_frames_before_the_welcome_are_answered_after_it(main):
+    peer = await Peer.open(main, welcome=False)
+    await peer.send_json({"event": "ping", "messageId": 1})
+    first = await peer.next()
+    assert first.get("context") == "api", first
+    assert (await peer.reply(1))["status"] == "OK"
+    await assert_still_serving(main)
+
+
+# --- permessage-deflate ---------------------------------------------------------------------
+
+
+@functools.cache
+def zip_bomb() -> bytes:
+    return deflate_message(b'{"event": "ping", "pad": "' + b"0" * (32 * 1024 * 1024) + b'"}')
+
+
+async def test_compressed_frames_round_trip(main):
+    peer = await Peer.open(main, compress=True)
+    assert peer.compressed
+    data = json.dumps(action_frame(1, "echo", pad="z" * 100_000)).encode()
+    await peer.send_frame(OP_TEXT, deflate_message(data), rsv=4)
+    assert (await peer.reply(1))["pad"] == "z" * 100_000
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize("fragmented", [False, True], ids=["one frame", "fragments"])
+async def test_zip_bomb_inflating_past_maxMessageSize_closes_1009(main, fragmented):
+    bomb = zip_bomb()
+    assert len(bomb) < LIMIT // 4  # small on the wire: ~32 KiB inflating to 32 MiB
+    peer = await Peer.open(main, compress=True)
+    rss_before = main.rss()
+    if fragmented:
+        half = len(bomb) // 2
+        await peer.send_raw(
+            frame_bytes(OP_TEXT, bomb[:half], fin=False, rsv=4) + frame_bytes(OP_CONT, bomb[half:])
+        )
+    else:
+        await peer.send_frame(OP_TEXT, bomb, rsv=4)
+    code, _ = await peer.wait_closed()
+    assert code == 1009
+    assert main.rss() - rss_before < 16 * 1024 * 1024  # it never inflated the whole bomb
+    await assert_still_serving(main)
+
+
+async def test_corrupt_compressed_data_closes_1007(main):
+    peer = await Peer.open(main, compress=True)
+    await peer.send_frame(OP_TEXT, b"\xff\xff\xff\xff not deflate", rsv=4)
+    code, _ = await peer.wait_closed()
+    assert code == 1007
+    await assert_still_serving(main)
+
+
+async def test_compressed_control_frame_closes_1002(main):
+    peer = await Peer.open(main, compress=True)
+    await peer.send_frame(OP_PING, deflate_message(b"ping"), rsv=4)
+    code, _ = await peer.wait_closed()
+    assert code == 1002
+    await assert_still_serving(main)
