@@ -8,6 +8,7 @@ like plain ones.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import tornado.web
@@ -32,6 +33,12 @@ class StaticHandler(SquallMixin, tornado.web.StaticFileHandler):
     def parse_url_path(self, url_path: str) -> str:
         self._requested = url_path
         return url_path
+
+    @classmethod
+    def get_absolute_path(cls, root: str, path: str) -> str:
+        """Only a candidate: :meth:`validate_absolute_path` decides, through PublicFiles, so
+        that every refused path is the same plain 404 (a 403 would confirm what exists)."""
+        return os.path.join(root, path)
 
     def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
         found = self.app.files.resolve(self._requested)

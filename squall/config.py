@@ -235,6 +235,25 @@ def _validate(
             else:
                 want = _TYPE_NAMES.get(type(expected), type(expected).__name__)
                 raise ConfigError(source, dotted, f"expected {want}, got {_kind(value)}")
+        if isinstance(value, list):
+            _check_items(value, dotted, source)
+
+
+#: What the items of a list option must be.
+LIST_ITEMS: dict[str, type] = {
+    "general.paths.actions": str,
+    "servers.websocket.server.origins": str,
+}
+
+
+def _check_items(value: list[Any], dotted: str, source: str) -> None:
+    item_type = LIST_ITEMS.get(dotted)
+    if item_type is None:
+        return
+    for index, item in enumerate(value):
+        if not _same_type(item, item_type()):
+            want = _TYPE_NAMES.get(item_type, item_type.__name__)
+            raise ConfigError(source, f"{dotted}[{index}]", f"expected {want}, got {_kind(item)}")
 
 
 def _check_nullable(value: Any, dotted: str, source: str, null_allowed: bool) -> None:

@@ -89,7 +89,7 @@ class Rooms:
 
     async def join(self, connection: Connection, room: Any) -> None:
         if not _valid_room(room):
-            raise RoomRequired()
+            raise RoomNotExist(room)
         if room in connection.rooms:
             raise AlreadyInRoom(room)
         if not await self.broker.room_exists(room):
@@ -192,7 +192,7 @@ class Rooms:
 
     async def _check_member(self, connection: Connection, room: Any) -> None:
         if not _valid_room(room):
-            raise RoomRequired()
+            raise RoomNotExist(room)
         if room not in connection.rooms:
             if not await self.broker.room_exists(room):
                 raise RoomNotExist(room)

@@ -187,6 +187,8 @@ class FrameParser:
             return None
         if opcode != OP_CONTINUATION or not self._fragments:
             raise FrameError(CLOSE_PROTOCOL_ERROR, f"unexpected opcode {opcode}")
+        if rsv1:  # RFC 7692 6.1: only a message's first frame says it is compressed
+            raise FrameError(CLOSE_PROTOCOL_ERROR, "compression bit set on a continuation frame")
         self._fragment_size += len(payload)
         if self._fragment_size > self.max_size:
             raise FrameError(CLOSE_TOO_BIG, f"message exceeds {self.max_size} bytes")
