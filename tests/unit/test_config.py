@@ -517,23 +517,23 @@ def test_repository_environment_files_all_load():
 
 
 @pytest.mark.parametrize(
-    ("text", "key"),
+    ("text", "expected"),
     [
-        ("general:\n  paths:\n    actions: [5]\n", "general.paths.actions"),
-        ("general:\n  paths:\n    actions: [actions, {a: 1}]\n", "general.paths.actions"),
         (
-            "servers:\n  websocket:\n    server:\n      origins: [5]\n",
-            "servers.websocket.server.origins",
+            "general:\n  paths:\n    actions: [5]\n",
+            "general.paths.actions[0]: expected a string, got int 5",
+        ),
+        (
+            "general:\n  paths:\n    actions: [actions, {a: 1}]\n",
+            "general.paths.actions[1]: expected a string, got a map",
+        ),
+        (
+            "servers:\n  websocket:\n    server:\n      origins: [http://a.example, 5]\n",
+            "servers.websocket.server.origins[1]: expected a string, got int 5",
         ),
     ],
 )
-def test_load_config_list_items_of_the_wrong_type(root, text, key):
+def test_load_config_list_items_of_the_wrong_type(root, text, expected):
     """A list of folders or origins holding a number is a wrong type too: one line at boot,
-    not a TypeError later (general.paths.actions: [5] crashes Squall() with a traceback)."""
-    write(root, "config/test.yaml", text)
-
-    with pytest.raises(ConfigError) as caught:
-        load(root)
-
-    assert caught.value.source == "config/test.yaml"
-    assert caught.value.key == key
+    not a TypeError later (general.paths.actions: [5] crashed Squall() with a traceback)."""
+    assert env_error(root, text) == f"config/test.yaml: {expected}"

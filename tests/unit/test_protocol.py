@@ -588,14 +588,13 @@ async def test_not_a_member(core, conn, frame):
 
 @pytest.mark.parametrize("verb", ["roomAdd", "roomLeave", "roomView"])
 @pytest.mark.parametrize("room", [None, "", 5, ["defaultRoom"]])
-async def test_room_verbs_without_a_room(core, conn, verb, room):
-    frame = (
-        {"event": verb, "messageId": 1}
-        if room is None
-        else {"event": verb, "room": room, "messageId": 1}
-    )
+async def test_room_verbs_without_a_room_name(core, conn, verb, room):
+    """PROTOCOL §3 "room missing": no usable room name reads as a room that does not exist."""
+    frame = {"event": verb, "messageId": 1}
+    if room is not None:
+        frame["room"] = room
 
-    assert await feed(core.protocol, conn, frame) == failed("a room is required", 1, 1)
+    assert await feed(core.protocol, conn, frame) == failed("room does not exist", 1, 1)
 
 
 async def test_join_blocked_by_middleware(make_core):
