@@ -82,16 +82,15 @@ async def test_json_nested_100000_levels_is_refused_as_invalid_json(main, shape)
 
 
 @pytest.mark.server_errors("maximum recursion depth", "Recursion limit reached")
-@pytest.mark.parametrize("depth", [990, 1000, 1020])
-async def test_json_nested_just_under_the_parser_limit_still_gets_a_reply(main, depth):
+async def test_json_nested_just_under_the_parser_limit_still_gets_a_reply(main):
     """Parsed (the parser allows 1024 levels) but too deep for the reply encoder: the client
     must still get a reply to its messageId, the echo or an error, never silence."""
     peer = await Peer.open(main)
-    params = '{"action": "echo", "x": ' + nested(depth) + "}"
+    params = '{"action": "echo", "x": ' + nested(1000) + "}"
     await peer.send_text('{"event": "action", "messageId": 7, "params": ' + params + "}")
     reply = await peer.reply(7, timeout=2)  # an echo takes milliseconds
     assert reply["messageCount"] == 1
-    assert reply.get("x") == json.loads(nested(depth)) or isinstance(reply.get("error"), str)
+    assert reply.get("x") == json.loads(nested(1000)) or isinstance(reply.get("error"), str)
     await assert_still_serving(main)
 
 

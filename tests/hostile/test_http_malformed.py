@@ -1,0 +1,314 @@
+"""Malformed input over HTTP (issue 7, item 1): bad bodies, absurd headers and cookies, broken
+requests, unknown or hostile action names, slowloris. Each gets a 4xx (JSON with an ``error``
+key on the action path, PROTOCOL.md §3) or a closed connection, never a hang, and the server
+keeps serving others."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import urllib.parse
+
+import pytest
+
+from .support import (
+    assert_still_serving,
+    http,
+    open_stream,
+    parse_response,
+    raw_http,
+)
+from .test_ws_malformed import HOSTILE_ACTION_NAMES, nested
+
+IDLE = 1.0  # servers.web.idleConnectionTimeout of the main server, in seconds
+JSON = {"Content-Type": "application/json"}
+UNKNOWN_ACTION = "unknown action or invalid apiVersion"
+
+
+def refused_or_closed(raw: bytes) -> bool:
+    """A 4xx response, or the connection closed with nothing sent."""
+    response = parse_response(raw)
+    return raw == b"" or (response is not None and 400 <= response.status < 500)
+
+
+# --- JSON bodies ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", ["{not json", "{", '{"a": 1,}', "\x00", "NaN", "'x'"])
+async def test_invalid_json_body_is_400_with_the_reason(main, body):
+    response = await http(main, "POST", "/api/status", body, JSON)
+    assert response.status == 400
+    assert response.json()["error"].startswith("invalid JSON body: "), response.body
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize("body", ["[1, 2]", "[]", '"status"', "42", "null", "true"])
+async def test_json_body_that_is_not_an_object_is_400(main, body):
+    response = await http(main, "POST", "/api/status", body, JSON)
+    assert (response.status, response.json()) == (
+        400,
+        {"error": "a JSON body must be an object of params"},
+    )
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize("shape", ["array", "object"])
+async def test_json_body_nested_100000_levels_is_400(main, shape):
+    inner = nested(100_000) if shape == "array" else '{"a":' * 100_000 + "1" + "}" * 100_000
+    response = await http(main, "POST", "/api/status", '{"x": ' + inner + "}", JSON)
+    assert response.status == 400
+    assert response.json()["error"].startswith("invalid JSON body: ")
+    await assert_still_serving(main)
+
+
+@pytest.mark.server_errors("maximum recursion depth", "Recursion limit reached")
+async def test_json_body_nested_just_under_the_parser_limit_gets_a_response(main):
+    """Parsed (the parser allows 1024 levels) and echoed in requesterInformation.receivedParams:
+    the client must get a response (the action's, or an error), never a hung connection."""
+    body = '{"x": ' + nested(1000) + "}"
+    response = await http(main, "POST", "/api/status", body, JSON, timeout=2)  # ms, normally
+    assert response.status in (200, 400, 422, 500), response
+    assert response.json()
+    await assert_still_serving(main)
+
+
+async def test_json_body_with_an_integer_of_10000_digits_is_400(main):
+    response = await http(main, "POST", "/api/echo", '{"n": ' + "9" * 10_000 + "}", JSON)
+    assert response.status == 400
+    assert response.json()["error"].startswith("invalid JSON body: ")
+    await assert_still_serving(main)
+
+
+async def test_query_integer_of_10000_digits_fails_validation(main):
+    response = await http(main, "GET", "/api/sleepTest?sleepDuration=" + "9" * 10_000)
+    assert (response.status, response.json()["error"]) == (
+        422,
+        'Input for parameter "sleepDuration" failed validation!',
+    )
+    await assert_still_serving(main)
+
+
+async def test_json_body_that_is_not_utf8_is_400(main):
+    response = await http(main, "POST", "/api/echo", b'{"word": "\xff\xfe"}', JSON)
+    assert response.status == 400
+    assert response.json()["error"].startswith("invalid JSON body: ")
+    await assert_still_serving(main)
+
+
+async def test_form_body_that_is_not_utf8_is_read_with_replacement(main):
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    response = await http(main, "POST", "/api/echo", b"word=%ff%fe", form)
+    assert (response.status, response.json()["word"]) == (200, "\ufffd\ufffd")
+    await assert_still_serving(main)
+
+
+async def test_huge_string_in_a_json_body_round_trips(main):
+    text = "s" * (4 * 1024 * 1024)
+    response = await http(main, "POST", "/api/echo", '{"text": "' + text + '"}', JSON, timeout=15)
+    assert (response.status, response.json()["text"]) == (200, text)
+    await assert_still_serving(main)
+
+
+async def test_body_over_maxBodySize_is_refused(main):
+    head = b"POST /api/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 20000000\r\n\r\n"
+    assert refused_or_closed(await raw_http(main, head))
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"action": ["status"]},
+        {"action": {"name": "status"}},
+        {"action": 42},
+        {"action": "status", "apiVersion": {"v": 1}},
+        {"action": "status", "apiVersion": "one"},
+    ],
+)
+async def test_action_named_with_the_wrong_type_in_a_json_body_is_404(main, params):
+    response = await http(main, "POST", "/api", json.dumps(params), JSON)
+    assert (response.status, response.json()["error"]) == (404, UNKNOWN_ACTION)
+    await assert_still_serving(main)
+
+
+# --- hostile action names -----------------------------------------------------------------------
+
+
+def on_the_wire(name: str) -> str:
+    """``name`` as a request path may carry it: bytes a request line cannot hold are escaped."""
+    return urllib.parse.quote(name, safe="/.%:_-\\")
+
+
+@pytest.mark.parametrize("name", HOSTILE_ACTION_NAMES)
+async def test_hostile_action_name_in_the_path_is_404(main, name):
+    response = await http(main, "GET", "/api/" + on_the_wire(name))
+    assert response.status == 404, response
+    assert response.json()["error"] == UNKNOWN_ACTION
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize("name", HOSTILE_ACTION_NAMES)
+async def test_hostile_action_name_in_the_query_is_404(main, name):
+    response = await http(main, "GET", "/api?action=" + urllib.parse.quote(name, safe=""))
+    assert response.status == 404, response
+    assert response.json()["error"] == UNKNOWN_ACTION
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/../api/status", "/api/status/../echo", "/api/.%2e/status", "/api//status"]
+)
+async def test_dot_segments_in_the_action_path_are_not_resolved(main, path):
+    response = await http(main, "GET", path)
+    assert (response.status, response.json()["error"]) == (404, UNKNOWN_ACTION)
+    await assert_still_serving(main)
+
+
+# --- headers, cookies and broken requests -----------------------------------------------------
+
+
+async def test_header_larger_than_maxHeaderSize_is_refused(main):
+    request = b"GET /api/status HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
+    assert refused_or_closed(await raw_http(main, request))
+    await assert_still_serving(main)
+
+
+async def test_cookie_larger_than_maxHeaderSize_is_refused(main):
+    request = b"GET /api/status HTTP/1.1\r\nHost: x\r\nCookie: sessionID=" + b"c" * 70_000
+    assert refused_or_closed(await raw_http(main, request + b"\r\n\r\n"))
+    await assert_still_serving(main)
+
+
+async def test_cookie_of_60_kb_within_maxHeaderSize_is_the_fingerprint(main):
+    value = "c" * 60_000
+    response = await http(main, "GET", "/api/status", headers={"Cookie": f"sessionID={value}"})
+    assert response.status == 200
+    assert response.json()["requesterInformation"]["fingerprint"] == value
+    await assert_still_serving(main)
+
+
+async def test_six_thousand_cookies_are_read(main):
+    cookies = "; ".join(f"c{n}=v" for n in range(6000)) + "; sessionID=last"
+    response = await http(main, "GET", "/api/status", headers={"Cookie": cookies})
+    assert response.status == 200
+    assert response.json()["requesterInformation"]["fingerprint"] == "last"
+    await assert_still_serving(main)
+
+
+async def test_three_thousand_headers_are_read(main):
+    headers = {f"X-H{n}": "v" for n in range(3000)}
+    assert (await http(main, "GET", "/api/status", headers=headers)).status == 200
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"\r\n\r\n\r\n",
+        b"GET /api/status HTTP/9.9\r\nHost: x\r\n\r\n",
+        b"GET /api/status HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        b"GET /api/status HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"POST /api/status HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /api/status HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"ffffffffffffffff\r\n",
+        b"POST /api/status HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        b"GET /api/status HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+        b"GET /api/status HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n",
+        b"GET /api/status HTTP/1.1\r\nHost: x\r\n Folded: continuation\r\n\r\n",
+    ],
+    ids=[
+        "garbage line",
+        "blank lines",
+        "HTTP/9.9",
+        "negative length",
+        "length not a number",
+        "length and chunked",
+        "chunk size 2^64",
+        "unknown transfer coding",
+        "NUL in a header",
+        "header without colon",
+        "folded first header",
+    ],
+)
+async def test_broken_request_is_400_or_closed(main, request_bytes):
+    assert refused_or_closed(await raw_http(main, request_bytes))
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize(
+    "target", [b"../api/status", b"*", b"http://127.0.0.1/../../etc/passwd", b"/\xff\xfe"]
+)
+async def test_odd_request_targets_get_an_error_status(main, target):
+    raw = await raw_http(main, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert refused_or_closed(raw), raw[:200]
+    assert b"root:" not in raw
+    await assert_still_serving(main)
+
+
+# --- slow clients -------------------------------------------------------------------------------
+
+
+async def _drip(server, request: bytes, interval: float) -> float:
+    """Send ``request`` one byte every ``interval`` s (a slowloris client: slowness is the
+    behaviour under test); how long until the server closed the connection."""
+    reader, writer = await open_stream(server)
+    started = time.monotonic()
+    try:
+        for index in range(len(request)):
+            writer.write(request[index : index + 1])
+            try:
+                await asyncio.wait_for(reader.read(1024), interval)
+            except TimeoutError:
+                continue  # still open: the next byte, as slowly
+            return time.monotonic() - started  # EOF or a response: the server ended it
+        raise AssertionError("the whole slow request went through")
+    except ConnectionError:
+        return time.monotonic() - started
+    finally:
+        writer.transport.abort()
+
+
+async def test_slowloris_headers_are_dropped_after_idleConnectionTimeout(main):
+    request = b"GET /api/status HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"s" * 200 + b"\r\n\r\n"
+    drips = [asyncio.create_task(_drip(main, request, 0.1)) for _ in range(30)]
+    # while thirty slow clients hold connections, everyone else is served
+    for _ in range(5):
+        await assert_still_serving(main)
+    lasted = await asyncio.wait_for(asyncio.gather(*drips), IDLE + 5)
+    assert all(IDLE * 0.8 <= t <= IDLE + 3 for t in lasted), lasted
+    await assert_still_serving(main)
+
+
+async def test_silent_client_after_connecting_is_dropped_after_idleConnectionTimeout(main):
+    reader, writer = await open_stream(main)
+    started = time.monotonic()
+    try:
+        assert await asyncio.wait_for(reader.read(1024), IDLE + 3) == b""
+    finally:
+        writer.transport.abort()
+    assert time.monotonic() - started >= IDLE * 0.8
+    await assert_still_serving(main)
+
+
+async def test_silent_body_after_headers_is_dropped_after_idleConnectionTimeout(main):
+    """Headers complete, Content-Length promises a body that never comes (the slow-body
+    variant of slowloris): the connection is idle and must be dropped like any idle one."""
+    reader, writer = await open_stream(main)
+    writer.write(b"POST /api/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    started = time.monotonic()
+    try:
+        with contextlib.suppress(ConnectionError):
+            data = await asyncio.wait_for(reader.read(1024), IDLE + 3)
+            assert refused_or_closed(data) or data.startswith(b"HTTP/1.1 408"), data
+    except TimeoutError:
+        raise AssertionError(
+            f"connection still open {time.monotonic() - started:.1f} s after its last byte; "
+            f"idleConnectionTimeout is {IDLE} s"
+        ) from None
+    finally:
+        writer.transport.abort()
+    await assert_still_serving(main)
