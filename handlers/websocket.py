@@ -286,7 +286,11 @@ class SocketPump(asyncio.Protocol):
     def _peer_closed(self, payload: bytes) -> None:
         """The client sent a close frame: answer it (RFC 6455 §5.5.1) and drop the TCP link."""
         if not self.closing:
-            code, _ = parse_close(payload)
+            try:
+                code, _ = parse_close(payload)
+            except FrameError as error:
+                self._fail(error)
+                return
             self.closing = True
             echo = b"" if code == 1005 else payload[:2]
             self._write(encode(OP_CLOSE, echo))

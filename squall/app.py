@@ -139,7 +139,9 @@ class Squall:
                 if middleware.create is not None:
                     await resolve(middleware.create(connection))
         except Exception:
-            self.close_connection(connection)
+            # Refused before it existed: no rooms to leave, no destroy middleware to run.
+            connection.closed = True
+            self.connections.remove(connection)
             raise
 
     def close_connection(self, connection: Connection) -> None:

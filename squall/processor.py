@@ -239,6 +239,7 @@ class Deadlines:
     def leave(self, task: asyncio.Task[Any] | None) -> None:
         if task is not None:
             self._running.pop(task, None)
+            self._expired.discard(task)  # an action that swallowed its cancellation
 
     def expired(self, task: asyncio.Task[Any] | None) -> bool:
         """True (once) when ``task`` was cancelled by the sweep, which is then undone."""

@@ -95,11 +95,29 @@ def close_payload(code: int, reason: str = "") -> bytes:
 
 
 def parse_close(payload: bytes) -> tuple[int, str]:
-    """The code and reason of a received close frame (1005 when it has none)."""
-    if len(payload) < 2:
+    """The code and reason of a received close frame (1005 when it has none).
+
+    Raises:
+        FrameError: 1002 for a one-byte body or a code a peer may not send (RFC 6455 7.4),
+            1007 for a reason that is not UTF-8.
+    """
+    if not payload:
         return CLOSE_NO_STATUS, ""
+    if len(payload) == 1:
+        raise FrameError(CLOSE_PROTOCOL_ERROR, "close frame with a one-byte body")
     (code,) = struct.unpack("!H", payload[:2])
-    return code, payload[2:].decode("utf-8", "replace")
+    if not (code in _SENDABLE_CODES or 3000 <= code <= 4999):
+        raise FrameError(CLOSE_PROTOCOL_ERROR, f"close code {code} may not be sent")
+    try:
+        return code, payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise FrameError(CLOSE_INVALID_DATA, "close reason is not valid UTF-8") from None
+
+
+#: Codes a peer may put in a close frame (RFC 6455 7.4.1; 1004-1006 and 1015 are reserved).
+_SENDABLE_CODES = frozenset(
+    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
+)
 
 
 def _unmask(mask: bytes, payload: bytes) -> bytes:

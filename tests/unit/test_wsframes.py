@@ -121,8 +121,24 @@ def test_parse_close_without_code_is_1005():
     assert parse_close(b"") == (1005, "")
 
 
-def test_parse_close_with_bad_utf8_reason_replaces():
-    assert parse_close(b"\x03\xe8\xff") == (1000, "\ufffd")
+def test_parse_close_with_bad_utf8_reason_is_1007():
+    with pytest.raises(FrameError) as caught:
+        parse_close(b"\x03\xe8\xff")
+
+    assert caught.value.code == 1007
+
+
+@pytest.mark.parametrize("payload", [b"\x03", b"\x03\xed", b"\x03\xee", b"\x03\xf7", b"\x03\xe7"])
+def test_parse_close_with_a_one_byte_body_or_reserved_code_is_1002(payload):
+    """1005, 1006 and 1015 are never sent; 999 is below the range; a lone byte is no code."""
+    with pytest.raises(FrameError) as caught:
+        parse_close(payload)
+
+    assert caught.value.code == 1002
+
+
+def test_parse_close_with_an_application_code_is_accepted():
+    assert parse_close(b"\x0f\xa0bye") == (4000, "bye")
 
 
 # -- parsing ----------------------------------------------------------------------------------
