@@ -229,6 +229,11 @@ def _validate(
                 raise ConfigError(source, dotted, f"expected a map, got {_kind(value)}")
             if dotted not in OPEN_MAPS:
                 _validate(value, expected, source, dotted + ".")
+            elif dotted == "general.startingChatRooms":
+                for room in value:
+                    if not isinstance(room, str) or not room:
+                        why = f"room names must be non-empty strings, got {_kind(room)}"
+                        raise ConfigError(source, dotted, why)
         elif not _same_type(value, expected):
             if dotted in NULLABLE:
                 _check_nullable(value, dotted, source, null_allowed=False)
@@ -237,6 +242,47 @@ def _validate(
                 raise ConfigError(source, dotted, f"expected {want}, got {_kind(value)}")
         if isinstance(value, list):
             _check_items(value, dotted, source)
+        _check_range(value, dotted, source)
+
+
+#: Bounds of numeric options (inclusive; None: unbounded). Durations are milliseconds.
+RANGES: dict[str, tuple[float, float | None]] = {
+    "servers.web.port": (0, 65535),
+    "general.simultaneousActions": (1, None),
+    "general.actionTimeout": (1, None),
+    "general.shutdownTimeout": (0, None),
+    "general.blockedLoopWarning": (10, None),
+    "servers.web.flatFileCacheDuration": (0, None),
+    "servers.web.maxBodySize": (1, None),
+    "servers.web.maxHeaderSize": (1024, None),
+    "servers.web.idleConnectionTimeout": (1, None),
+    "servers.websocket.server.timeout": (1, None),
+    "servers.websocket.server.pingInterval": (1, None),
+    "servers.websocket.server.maxMessageSize": (1, None),
+    "servers.websocket.server.maxBufferedBytes": (1, None),
+    "servers.websocket.server.maxConnections": (0, None),
+    "servers.websocket.server.rateLimit": (0.001, None),
+    "servers.websocket.server.rateBurst": (1, None),
+    "servers.websocket.client.timeout": (0, None),
+    "servers.websocket.client.ping": (1, None),
+    "servers.websocket.client.pong": (1, None),
+    "servers.websocket.client.queueSize": (0, None),
+    "servers.websocket.client.reconnect.min": (1, None),
+    "servers.websocket.client.reconnect.max": (1, None),
+    "servers.websocket.client.reconnect.retries": (0, None),
+    "redis.leaseTimeout": (100, None),
+    "redis.canaryInterval": (100, None),
+}
+
+
+def _check_range(value: Any, dotted: str, source: str) -> None:
+    bounds = RANGES.get(dotted)
+    if bounds is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    low, high = bounds
+    if value < low or (high is not None and value > high):
+        want = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise ConfigError(source, dotted, f"expected a number {want}, got {value!r}")
 
 
 #: What the items of a list option must be.
