@@ -92,27 +92,33 @@ class SocketProtocol:
         }
 
     def receive(self, connection: Connection, data: str | bytes) -> Reply:
-        """Handle one inbound frame for ``connection`` (see the module docstring)."""
+        """Handle one inbound frame for ``connection`` (see the module docstring).
+
+        With a rate limit, every frame spends a token. A readable request over the limit is
+        answered ``too many messages; slow down``; an unreadable one is dropped unanswered,
+        so a flood of garbage cannot make the server write as much back.
+        """
         connection.message_count += 1
         count = connection.message_count
+        admitted = self.rate_limit is None or self._admit(connection)
         if isinstance(data, bytes):
-            return error_frame(BinaryFrame().render(self.messages))
+            return error_frame(BinaryFrame().render(self.messages)) if admitted else None
         try:
             frame = codec.loads(data)
         except codec.DecodeError as exc:
-            return error_frame(InvalidJson(str(exc)).render(self.messages))
+            return error_frame(InvalidJson(str(exc)).render(self.messages)) if admitted else None
         if not isinstance(frame, dict):
-            return error_frame(FrameNotObject().render(self.messages))
+            return error_frame(FrameNotObject().render(self.messages)) if admitted else None
         message_id = frame.get("messageId")
         if message_id is None:
             message_id = str(uuid.uuid4())
+        if not admitted:
+            return self.failure(RateLimited(), message_id, count)
         verb = frame.get("event")
         handler = self._verbs.get(verb) if isinstance(verb, str) else None
         if handler is None:
             shown = verb if isinstance(verb, str) else codec.dumps(verb).decode()
             return self.failure(VerbNotFound(shown), message_id, count)
-        if self.rate_limit is not None and not self._admit(connection):
-            return self.failure(RateLimited(), message_id, count)
         return handler(connection, frame, message_id, count)
 
     def _admit(self, connection: Connection) -> bool:
