@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +127,8 @@ class Runner:
             rep, name, prefix, result, ["missing", "say_errors", "join_errors", "bad_frames"]
         )
         if result["members"] < MIN_JOINED * members:
-            reason = f"only {result['members']} of {members} joined"
+            sample = result.get("join_error_sample") or result.get("connect_error_sample") or [""]
+            reason = f"only {result['members']} of {members} joined {sample[0]}".strip()
             self.results.missing(prefix, name, reason)
             return
         for key in ("deliveries_per_s", "p50_ms", "p99_ms", "cpu_us_per_delivery"):
@@ -300,11 +302,11 @@ def machine() -> dict[str, str]:
     """procstat.machine() plus the versions that shape the numbers."""
     info = procstat.machine()
     versions = [f"Python {platform.python_version()}", f"node {_version(['node', '--version'])}"]
-    for module in ("tornado", "uvloop", "orjson"):
+    for dist in ("tornado", "uvloop", "orjson"):
         try:
-            versions.append(f"{module} {__import__(module).__version__}")
-        except ImportError:
-            versions.append(f"{module} not installed")
+            versions.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{dist} not installed")
     info["versions"] = ", ".join(versions)
     return info
 
@@ -347,13 +349,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> None:
     """Run, print the table, optionally write RESULTS.md."""
     args = parse_args(argv)
+    where = machine()  # before the run: a failure here must not cost a finished run
     runner = Runner(args)
     table = runner.run()
     print(table)
     if args.write_results:
         command = "python -m bench run " + shlex.join(argv)
         date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        RESULTS_MD.write_text(
-            report.results_markdown(runner.results, command.strip(), date, machine())
-        )
+        RESULTS_MD.write_text(report.results_markdown(runner.results, command.strip(), date, where))
         print(f"wrote {RESULTS_MD}", file=sys.stderr)

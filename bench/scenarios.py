@@ -136,6 +136,7 @@ def fanout(
         "p50_ms": percentile_ms(lat, 50),
         "p99_ms": percentile_ms(lat, 99),
         "cpu_us_per_delivery": 1e6 * (cpu1 - cpu0) / delivered if delivered and pids else None,
+        "server_cpu_pct": 100 * (cpu1 - cpu0) / elapsed if pids and elapsed > 0 else None,
         "gen_cpu_pct": 100 * sum(r["gen_cpu"] for r in results) / elapsed if elapsed > 0 else None,
         "say_errors": head["say_errors"],
         "acked": head["acked"],
