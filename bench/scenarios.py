@@ -98,14 +98,18 @@ def fanout(
 ) -> dict[str, Any]:
     """One sender says ``messages`` times into a room of ``members`` receivers (+ itself).
 
+    ``procs`` processes hold the members; the sender has one more process to itself.
     The room is created first with the createChatRoom action (ActionHero needs it). Deliveries are
     counted at the receivers only, so every server is credited with members x messages.
     """
     members = int(clamp(members, 1, MAX_CONNECTIONS))
     messages = int(clamp(messages, 1, MAX_MESSAGES))
     room = f"bench{members}"
-    with LoadGenerator(target, procs) as gen:
-        opened = _open(gen, members)
+    # worker 0 holds only the sender: in a process of its own, its next say never waits behind
+    # the parsing of a whole room's deliveries
+    with LoadGenerator(target, procs + 1) as gen:
+        shares = [{"count": 0}] + [{"count": n} for n in split(members, gen.procs - 1)]
+        opened = gen.command("open", 180, shares, concurrency=100)
         setup = gen.command("room", 30, room=room)[0]
         if setup.get("join_error"):
             raise RuntimeError(f"sender could not join {room}: {setup['join_error']}")

@@ -118,8 +118,24 @@ class Fanout:
             self.done.set_result(None)
 
 
+def sent_at(payload: bytes) -> float | None:
+    """The sender's timestamp in a say push, None for any other frame, ValueError if malformed.
+
+    Compact JSON (what every measured server sends) is scanned without decoding it, which halves
+    the generator's cost per delivery; any other spelling falls back to a full decode.
+    """
+    start = payload.find(b'"message":"')
+    if start >= 0 and b'"context":"user"' in payload:
+        colon = payload.index(b":", start + 11)
+        return float(payload[colon + 1 : payload.index(b'"', colon)])
+    push = loads(payload)
+    if type(push) is not dict or push.get("context") != "user":
+        return None
+    return float(str(push.get("message")).partition(":")[2])
+
+
 class Member:
-    """A receiving member: the say payload is "<seq>:<sender perf_counter>"."""
+    """A receiving member: the say message is "<seq>:<sender perf_counter>"."""
 
     __slots__ = ("count", "run")
 
@@ -128,15 +144,15 @@ class Member:
 
     def on_frame(self, payload: bytes) -> None:
         t = now()
-        push = loads(payload)
         run = self.run
-        if type(push) is not dict or push.get("context") != "user":
-            return
         try:
-            run.lat.append(t - float(push["message"].partition(":")[2]))
-        except (KeyError, AttributeError, ValueError):
+            sent = sent_at(payload)
+        except ValueError:
             run.bad += 1
             return
+        if sent is None:
+            return
+        run.lat.append(t - sent)
         run.last = t
         self.count += 1
         if self.count == run.messages:
