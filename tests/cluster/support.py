@@ -64,11 +64,25 @@ def unique(prefix: str) -> str:
 HUNG = "hung"
 
 
+def _dump_stacks(pid: int) -> str:
+    """The Python stacks of a stuck process (py-spy, when the test environment has it)."""
+    spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        return "(py-spy is not installed: no stacks)"
+    try:
+        dump = subprocess.run(
+            [str(spy), "dump", "--pid", str(pid)], capture_output=True, timeout=TIMEOUT
+        )
+    except subprocess.TimeoutExpired:
+        return "(py-spy dump timed out)"
+    return (dump.stdout + dump.stderr).decode(errors="replace")
+
+
 def _stop_process(
     proc: subprocess.Popen[bytes], timeout: float, signalled: bool = False
 ) -> int | str:
     """SIGTERM (unless ``signalled`` already: a second one may cut a clean shutdown short),
-    then SIGKILL to the process group if it does not exit in time (``HUNG``)."""
+    then SIGKILL to the process group if it does not exit in time: ``HUNG`` and its stacks."""
     if proc.poll() is None:
         if not signalled:
             with contextlib.suppress(ProcessLookupError):
@@ -76,10 +90,11 @@ def _stop_process(
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            stacks = _dump_stacks(proc.pid)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)  # its own session: only what we started
             proc.wait(timeout=TIMEOUT)
-            return HUNG
+            return f"{HUNG}; its threads were:\n{stacks}"
     return proc.returncode
 
 
@@ -156,7 +171,8 @@ def cluster_options(
 ) -> dict[str, Any]:
     """The YAML every cluster-tier server gets: our test actions, Redis, a short lease."""
     options: dict[str, Any] = {
-        "general": {"paths": {"actions": ["actions", "tests/cluster/actions"]}},
+        # info: the log of a failed test shows each server's start and shutdown steps
+        "general": {"logLevel": "info", "paths": {"actions": ["actions", "tests/cluster/actions"]}},
     }
     if redis_url is not None:
         options["redis"] = {
@@ -190,7 +206,7 @@ class SquallServer:
         self.cluster = options.get("redis", {}).get("clusterName")
         self.proc: subprocess.Popen[bytes] | None = None
         self.id: str | None = None
-        self.killed = False  # by the test, on purpose: its exit status says nothing
+        self.exit_checked = False  # killed on purpose, or its exit checked by the test
 
     def __repr__(self) -> str:
         return f"<server {self.name} :{self.port} {self.id}>"
@@ -251,7 +267,7 @@ class SquallServer:
 
     def kill9(self) -> None:
         assert self.proc is not None
-        self.killed = True
+        self.exit_checked = True
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=TIMEOUT)
 
@@ -262,7 +278,9 @@ class SquallServer:
         return _stop_process(self.proc, SHUTDOWN_TIMEOUT, signalled)
 
     def wait_exit(self, timeout: float = TIMEOUT) -> int:
+        """Wait for the process to exit on its own; the test checks the status it returns."""
         assert self.proc is not None
+        self.exit_checked = True
         return self.proc.wait(timeout=timeout)
 
     def log_text(self) -> str:
@@ -276,7 +294,7 @@ def stop_all(servers: Iterable[SquallServer]) -> None:
     """Stop several servers at once: all get SIGTERM, then each is waited for.
 
     Raises:
-        AssertionError: a server (not killed on purpose) crashed, or did not stop cleanly
+        AssertionError: a server (unless ``exit_checked``) crashed, or did not stop cleanly
             (exit 0 within ``SHUTDOWN_TIMEOUT``) on SIGTERM; after all are stopped.
     """
     servers = list(servers)
@@ -286,7 +304,7 @@ def stop_all(servers: Iterable[SquallServer]) -> None:
             server.proc.send_signal(signal.SIGTERM)
             signalled.append(server)
     codes = {server: server.stop(signalled=server in signalled) for server in servers}
-    bad = {s.name: code for s, code in codes.items() if code != 0 and not s.killed}
+    bad = {s.name: code for s, code in codes.items() if code != 0 and not s.exit_checked}
     if bad:
         tails = "\n".join(f"--- {s.name}:\n{s.log_tail()}" for s in servers if s.name in bad)
         raise AssertionError(f"servers did not stop cleanly on SIGTERM: {bad}\n{tails}")

@@ -4,6 +4,10 @@ Redis without persistence forgot; ``status`` shows the broker state all along.""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import time
+
 from .support import FACTOR, TIMEOUT, SquallServer, eventually, http_json, unique
 
 RECONNECT_TIMEOUT = 10.0 * FACTOR  # the brokers' backoff is capped at 5 s
@@ -114,3 +118,27 @@ async def test_brokers_resubscribe_when_redis_drops_their_subscriber(own_redis, 
     for member in (a1, b1):
         await member.said(room, "fence")
         assert member.count_said(room, "still there") == 1
+
+
+async def test_a_server_stops_on_sigterm_while_redis_is_slow_to_answer(own_redis, launch):
+    (a,) = launch(own_redis.url, ("a",))
+    pause_ms = 3000
+    with own_redis.client() as client:
+        assert client.execute_command("CLIENT", "PAUSE", pause_ms, "WRITE") == b"OK"
+        paused_at = time.monotonic()
+
+        def blocked() -> set[str]:
+            found = client.client_list()
+            return {entry["cmd"] for entry in found if "b" in entry["flags"]}
+
+        # the server's periodic lease renewal and canary are now waiting on Redis
+        waiting = await eventually(
+            lambda: asyncio.to_thread(blocked),
+            lambda commands: {"publish", "set"} <= commands,
+            pause_ms / 2000,
+            "lease renewal (SET) and canary (PUBLISH) waiting on the paused Redis",
+        )
+        assert {"publish", "set"} <= waiting
+        a.proc.send_signal(signal.SIGTERM)  # the shutdown cancels them while they wait
+        assert time.monotonic() - paused_at < pause_ms / 1000  # still paused: they still wait
+    assert a.stop(signalled=True) == 0, a.log_tail()
