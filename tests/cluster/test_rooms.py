@@ -206,3 +206,34 @@ async def test_messages_of_a_foreign_cluster_are_ignored(cluster, connect, redis
         {"say": 1, "direct": 0, "all": 0, "foreign": 5},
         {"say": 0, "direct": 0, "all": 0, "foreign": 2},
     ]
+
+
+async def test_chat_middleware_runs_where_said_and_once_per_recipient_where_it_is(
+    redis_server, launch, connect
+):
+    paths = {"actions": ["actions", "tests/cluster/actions", "tests/cluster/middleware"]}
+    a, b = launch(redis_server.url, ("a", "b"), extra={"general": {"paths": paths}})
+    pid = {server: int(server.id.rpartition("-")[2]) for server in (a, b)}
+    room = await make_room(a, "mw-chat")
+    members = [await connect(server) for server in (a, a, b, b)]
+    for member in members:
+        await member.join(room)
+    sender, skipped = members[2], members[1]
+
+    await sender.say(room, "hello")  # on_say_receive on b; say on each recipient's server
+    await sender.say(room, "drop me")  # dropped on b: nobody gets it
+    await sender.say(room, f"not for {skipped.id}")  # one recipient's copy dropped
+    await sender.say(room, "fence")
+    for member in members:
+        await member.said(room, "fence")
+        hello = member.take(lambda f: f.get("message") == "hello")
+        assert hello == [
+            {
+                **said_frame(room, "hello", sender.id),
+                "saidOn": pid[b],
+                "deliveredBy": [pid[member.server]],
+            }
+        ], member
+        assert member.count_said(room, "drop me") == 0
+        expected = 0 if member is skipped else 1
+        assert member.count_said(room, f"not for {skipped.id}") == expected, member
