@@ -102,9 +102,7 @@ def _stop_process(
 
 
 def redis_binary() -> str:
-    found = shutil.which("redis-server") or (
-        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
-    )
+    found = shutil.which("redis-server")
     if found is None:
         raise RuntimeError(
             "redis-server not found: install Debian's redis-server (./scripts/test does)"
