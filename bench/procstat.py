@@ -85,7 +85,7 @@ def machine_busy_seconds() -> float:
 
 
 def wait_idle(pids: list[int], below: float = 0.1, limit_s: float = 90.0) -> float:
-    """Wait until ``pids`` use less than ``below`` of a core over a whole second; return the wait.
+    """Wait until ``pids`` use less than ``below`` of a core over half a second; return the wait.
 
     A server that is still tearing down the previous scenario's connections (10 000 of them keep
     ActionHero busy for about a minute) would otherwise be measured while busy with that.
@@ -93,8 +93,8 @@ def wait_idle(pids: list[int], below: float = 0.1, limit_s: float = 90.0) -> flo
     start = time.monotonic()
     while time.monotonic() - start < limit_s:
         before = cpu_seconds(pids)
-        time.sleep(1.0)
-        if cpu_seconds(pids) - before < below:
+        time.sleep(0.5)
+        if cpu_seconds(pids) - before < below * 0.5:
             break
     return time.monotonic() - start
 

@@ -70,6 +70,7 @@ METRICS: list[Metric] = [
         Target("<=", 0.6),
     ),
     Metric("connect.connects_per_s@10000", "connects/s, 10 000 connections", 0),
+    Metric("connect.cpu_us_per_connect@10000", "server CPU µs per connect, 10 000", 0),
     Metric(
         "connect.rss_kib_per_conn@10000",
         "RSS KiB per idle WS connection, 10 000",

@@ -46,7 +46,7 @@ class Sizes:
     cluster: tuple[int, int]  # (members, messages)
 
 
-FULL = Sizes(rpc_s=10, fanout=((200, 300), (2000, 40)), idle_s=30, http_s=8, cluster=(2000, 30))
+FULL = Sizes(rpc_s=10, fanout=((200, 300), (2000, 40)), idle_s=30, http_s=5, cluster=(2000, 30))
 QUICK = Sizes(rpc_s=3, fanout=((200, 100), (2000, 12)), idle_s=10, http_s=3, cluster=(2000, 10))
 
 
@@ -86,7 +86,7 @@ class Runner:
     # -- bookkeeping
     def _log(self, rep: int, name: str, scenario: str, result: dict[str, Any]) -> None:
         with open(self.raw_path, "a") as raw:
-            line = {"rep": rep, "server": name, "scenario": scenario, **result}
+            line = {"time": time.time(), "rep": rep, "server": name, "scenario": scenario, **result}
             raw.write(json.dumps(line, default=str) + "\n")
         print(f"  rep {rep + 1} {name:10s} {scenario:17s} {_brief(result)}", file=sys.stderr)
 
@@ -146,7 +146,7 @@ class Runner:
         )
         if result is None:
             return
-        for key in ("connects_per_s", "rss_kib_per_conn"):
+        for key in ("connects_per_s", "rss_kib_per_conn", "cpu_us_per_connect"):
             for stage in STAGES:
                 self.results.add(
                     f"connect.{key}@{stage}", server.name, rep, result[f"{key}@{stage}"]

@@ -174,7 +174,9 @@ def connect(
     with LoadGenerator(target, procs) as gen:
         for stage in stages:
             stage = int(clamp(stage, 1, MAX_CONNECTIONS))
+            cpu0 = procstat.cpu_seconds(pids)
             opened = _open(gen, stage)
+            cpu1 = procstat.cpu_seconds(pids)
             time.sleep(settle_s)
             alive = sum(r["alive"] for r in gen.command("status", 30))
             new = sum(r["opened"] for r in opened)
@@ -185,6 +187,9 @@ def connect(
                     f"alive@{stage}": alive,
                     f"connects_per_s@{stage}": new / elapsed if new and elapsed > 0 else None,
                     f"connect_p99_ms@{stage}": percentile_ms(lat, 99),
+                    f"cpu_us_per_connect@{stage}": 1e6 * (cpu1 - cpu0) / new
+                    if new and pids
+                    else None,
                     f"rss_kib_per_conn@{stage}": (procstat.rss_kib(pids) - rss0) / alive
                     if alive and pids
                     else None,
