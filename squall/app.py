@@ -143,6 +143,7 @@ class Squall:
             connection.closed = True
             self.connections.remove(connection)
             raise
+        await self.broker.connection_opened(connection.id)
 
     def close_connection(self, connection: Connection) -> None:
         """Forget a connection at once, then leave its rooms and run ``destroy`` middleware.
@@ -160,6 +161,7 @@ class Squall:
     async def _cleanup(self, connection: Connection) -> None:
         try:
             await self.rooms.leave_all(connection)
+            await self.broker.connection_closed(connection.id)
             for middleware in self.connection_middleware:
                 if middleware.destroy is not None:
                     await resolve(middleware.destroy(connection))
@@ -185,6 +187,9 @@ class Squall:
 
     async def room_destroyed(self, room: str) -> None:
         await self.rooms.room_destroyed(room)
+
+    def local_connections(self) -> list[str]:
+        return [c.id for c in self.connections if c.transport is not None]
 
     def local_state(self) -> tuple[list[str], list[tuple[str, str, int]]]:
         starting = [str(room) for room in self.config.get("general.startingChatRooms") or {}]

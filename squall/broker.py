@@ -33,6 +33,9 @@ class BrokerDelegate(Protocol):
     async def room_destroyed(self, room: str) -> None:
         """``room`` is gone: tell this server's members and drop them (leave middleware runs)."""
 
+    def local_connections(self) -> list[str]:
+        """Ids of the sockets this server holds (rewritten into a Redis that lost them)."""
+
     def local_state(self) -> tuple[list[str], list[tuple[str, str, int]]]:
         """Rooms this server needs to exist, and its memberships ``(room, id, joinedAt)``.
 
@@ -57,6 +60,11 @@ class Broker(Protocol):
     async def room_exists(self, room: str) -> bool: ...
 
     async def list_rooms(self) -> list[str]: ...
+
+    async def connection_opened(self, connection_id: str) -> None:
+        """A socket opened on this server: ``send_to`` from any server can now reach it."""
+
+    async def connection_closed(self, connection_id: str) -> None: ...
 
     async def add_member(self, room: str, connection_id: str, joined_at: int) -> None: ...
 
@@ -112,6 +120,12 @@ class MemoryBroker:
 
     async def list_rooms(self) -> list[str]:
         return sorted(self._rooms)
+
+    async def connection_opened(self, connection_id: str) -> None:
+        """Nothing to share: ``send_to`` finds local connections in the registry."""
+
+    async def connection_closed(self, connection_id: str) -> None:
+        """Nothing to share."""
 
     async def add_member(self, room: str, connection_id: str, joined_at: int) -> None:
         members = self._rooms.get(room)

@@ -6,6 +6,8 @@ What lives in Redis (every key under the cluster name, ``<c>``):
 - ``<c>:room:<room>``           HASH connection id -> ``"<server id>|<joinedAt>"``;
 - ``<c>:server:<id>``           a lease key (PX ``leaseTimeout``) this server renews while alive;
 - ``<c>:server:<id>:members``   SET of ``"<room>\\0<connection id>"`` this server owns;
+- ``<c>:connections``           HASH connection id -> server id, for ``send_to``;
+- ``<c>:server:<id>:connections`` SET of the connections this server holds;
 - ``<c>:servers``               SET of the servers that have announced themselves.
 
 Pub/sub channels, each message prefixed with the cluster token (``<c>|``) so that a foreign
@@ -84,6 +86,7 @@ class RedisBroker:
         self._canary_sent = 0
         self._canary_heard = 0
         self._ready = asyncio.Event()
+        self._stopping = False
 
     # -- names ---------------------------------------------------------------------------------
 
@@ -120,11 +123,15 @@ class RedisBroker:
         await asyncio.wait_for(self._ready.wait(), 10)
 
     async def stop(self) -> None:
+        # A flag as well as cancellation: redis-py can swallow a cancellation that lands
+        # inside a command, and a loop relying on it alone would then never end.
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            _, running = await asyncio.wait(self._tasks, timeout=2)
+            for task in running:
+                log.warning("a Redis broker task did not stop in time: %r", task)
         if self._redis is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._forget_server(self.server_id)
@@ -141,7 +148,9 @@ class RedisBroker:
     async def destroy_room(self, room: str) -> bool:
         if not await self._redis.srem(self._key("rooms"), room):
             return False
-        await self._publish(self._key("all"), codec.dumps({"destroyed": room}))
+        await self._publish(
+            self._key("all"), codec.dumps({"destroyed": room, "by": self.server_id})
+        )
         await self._delegate.room_destroyed(room)
         await self._redis.delete(self._key("room", room))
         return True
@@ -151,6 +160,28 @@ class RedisBroker:
 
     async def list_rooms(self) -> list[str]:
         return sorted(r.decode() for r in await self._redis.smembers(self._key("rooms")))
+
+    # -- connections -------------------------------------------------------------------------
+
+    async def connection_opened(self, connection_id: str) -> None:
+        """Note which server holds ``connection_id``, so ``send_to`` knows it exists."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hset(self._key("connections"), connection_id, self.server_id)
+        pipe.sadd(self._key("server", self.server_id, "connections"), connection_id)
+        await self._tolerate(pipe.execute(), f"could not register {connection_id}")
+
+    async def connection_closed(self, connection_id: str) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hdel(self._key("connections"), connection_id)
+        pipe.srem(self._key("server", self.server_id, "connections"), connection_id)
+        await self._tolerate(pipe.execute(), f"could not unregister {connection_id}")
+
+    async def _tolerate(self, command: Any, what: str) -> None:
+        """Run a write that _restore redoes from local state after an outage: log, go on."""
+        try:
+            await command
+        except (RedisError, OSError) as exc:
+            log.warning("%s in Redis: %s", what, exc)
 
     # -- membership --------------------------------------------------------------------------
 
@@ -177,7 +208,12 @@ class RedisBroker:
         pipe = self._redis.pipeline(transaction=False)
         pipe.hdel(self._key("room", room), connection_id)
         pipe.srem(self._key("server", self.server_id, "members"), f"{room}\0{connection_id}")
-        await pipe.execute()
+        try:
+            await pipe.execute()
+        except (RedisError, OSError) as exc:
+            # The member is gone here already; when Redis is back, _restore rewrites this
+            # server's memberships from what it really holds, without this one.
+            log.warning("could not remove %s from %s in Redis: %s", connection_id, room, exc)
 
     async def members(self, room: str) -> dict[str, int]:
         found = await self._redis.hgetall(self._key("room", room))
@@ -193,8 +229,11 @@ class RedisBroker:
         await self._publish(self._say_channel(room), codec.dumps(payload))
 
     async def send_to(self, connection_id: str, message: Any) -> bool:
+        if not await self._redis.hexists(self._key("connections"), connection_id):
+            return False
         envelope = codec.dumps({"to": connection_id, "message": message})
-        return await self._publish(self._key("direct"), envelope) > 0
+        await self._publish(self._key("direct"), envelope)
+        return True
 
     async def send_all(self, message: Any) -> None:
         await self._publish(self._key("all"), codec.dumps({"push": message}))
@@ -237,7 +276,7 @@ class RedisBroker:
 
     async def _listen_forever(self) -> None:
         backoff = 0.1
-        while True:
+        while not self._stopping:
             try:
                 await self._listen()
             except asyncio.CancelledError:
@@ -293,7 +332,7 @@ class RedisBroker:
                 envelope = codec.loads(body)
                 if "push" in envelope:
                     self._delegate.deliver_all(envelope["push"])
-                elif "destroyed" in envelope:
+                elif "destroyed" in envelope and envelope.get("by") != self.server_id:
                     await self._delegate.room_destroyed(envelope["destroyed"])
             elif name.startswith("canary:"):
                 self._canary_heard = int(body)
@@ -323,14 +362,18 @@ class RedisBroker:
                 )
 
     async def _forget_server(self, server_id: str) -> int:
-        """Remove every membership ``server_id`` owned; how many there were."""
+        """Remove every membership and connection ``server_id`` owned; how many members."""
         owned_key = self._key("server", server_id, "members")
+        held_key = self._key("server", server_id, "connections")
         owned = await self._redis.smembers(owned_key)
+        held = await self._redis.smembers(held_key)
         pipe = self._redis.pipeline(transaction=False)
         for entry in owned:
             room, _, cid = entry.decode().partition("\0")
             pipe.hdel(self._key("room", room), cid)
-        pipe.delete(owned_key)
+        if held:
+            pipe.hdel(self._key("connections"), *held)
+        pipe.delete(owned_key, held_key)
         await pipe.execute()
         return len(owned)
 
@@ -350,12 +393,17 @@ class RedisBroker:
     async def _restore(self) -> None:
         """Write back this server's rooms and memberships after Redis came back."""
         rooms, memberships = self._delegate.local_state()
+        connections = self._delegate.local_connections()
+        await self._forget_server(self.server_id)  # what was removed while Redis was away
         pipe = self._redis.pipeline(transaction=False)
         if rooms:
             pipe.sadd(self._key("rooms"), *rooms)
         for room, cid, joined in memberships:
             pipe.hset(self._key("room", room), cid, f"{self.server_id}|{joined}")
             pipe.sadd(self._key("server", self.server_id, "members"), f"{room}\0{cid}")
+        for cid in connections:
+            pipe.hset(self._key("connections"), cid, self.server_id)
+            pipe.sadd(self._key("server", self.server_id, "connections"), cid)
         await pipe.execute()
         await self._announce()
         self._canary_sent = self._canary_heard = 0
@@ -364,7 +412,7 @@ class RedisBroker:
         )
 
     async def _every(self, seconds: float, job: Any) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(seconds)
             try:
                 await job()
