@@ -368,7 +368,8 @@ class StreamTransport:
             self._last_write = self.stream.write(data)
 
     def get_write_buffer_size(self) -> int:
-        return self.stream._write_buffer_size  # Tornado exposes no public equivalent
+        # Tornado has no public equivalent; its buffer object knows its length.
+        return len(self.stream._write_buffer)
 
     def is_closing(self) -> bool:
         return self.stream.closed()
