@@ -140,12 +140,17 @@ class Server:
         raise RuntimeError(f"server {self.name} not ready in {BOOT_TIMEOUT}s:\n{self.log_tail()}")
 
     def _answers(self) -> bool:
+        request = b"GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw:
-                sock: Any = raw
+            with contextlib.ExitStack() as stack:
+                sock: Any = stack.enter_context(
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1)
+                )
                 if self.client_ssl is not None:
-                    sock = self.client_ssl.wrap_socket(raw, server_hostname="localhost")
-                sock.sendall(b"GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    sock = stack.enter_context(
+                        self.client_ssl.wrap_socket(sock, server_hostname="localhost")
+                    )
+                sock.sendall(request)
                 return sock.recv(12).startswith(b"HTTP/1.1 200")
         except OSError:
             return False
@@ -185,6 +190,10 @@ class Server:
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def logged(self, pattern: str, start: int = 0) -> bool:
+        """Whether a log line from byte ``start`` on matches the regex ``pattern`` (no wait)."""
+        return re.search(pattern, self.log_text(start)) is not None
 
     async def wait_log(self, pattern: str, start: int = 0, timeout: float = TIMEOUT) -> str:
         """The first log line from byte ``start`` on that matches the regex ``pattern``."""
