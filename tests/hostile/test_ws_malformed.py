@@ -354,12 +354,24 @@ async def test_frame_claiming_a_huge_length_closes_1009_at_once(main, claimed):
 
 
 @pytest.mark.parametrize(
-    "payload", [b"\x03", b"\x03\xe7", b"\x03\xe8\xff\xfe", b"\x00\x00"], ids=repr
+    "payload, code",
+    [
+        (b"\x03", 1002),  # a one-byte body
+        (b"\x03\xe7", 1002),  # 999: not a code
+        (b"\x03\xed", 1002),  # 1005: reserved, never sent
+        (b"\x03\xee", 1002),  # 1006: reserved, never sent
+        (b"\x00\x00", 1002),
+        (b"\x13\x88", 1002),  # 5000: outside every range
+        (b"\x03\xe8\xff\xfe", 1007),  # 1000 with a reason that is not UTF-8
+        (b"\x03\xe8" + b"r" * 123, 1000),  # the longest valid close frame: echoed
+        (b"\x0f\xa0bye", 4000),  # an application code: echoed
+    ],
+    ids=lambda v: repr(v)[:20],
 )
-async def test_odd_close_frames_end_the_connection(main, payload):
+async def test_close_frames_are_echoed_or_refused_with_their_code(main, payload, code):
     peer = await Peer.open(main)
     await peer.send_frame(OP_CLOSE, payload)
-    await peer.wait_closed()
+    assert (await peer.wait_closed())[0] == code
     await assert_still_serving(main)
 
 
