@@ -468,20 +468,20 @@ class Peer:
         """Upgrade a fresh connection; raises :class:`UpgradeRefused` on any status but 101."""
         reader, writer = await open_stream(server, rcvbuf=rcvbuf)
         key = base64.b64encode(os.urandom(16)).decode()
-        lines = [
-            f"GET {path}{query} HTTP/1.1",
-            f"Host: 127.0.0.1:{server.port}",
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            f"Sec-WebSocket-Key: {key}",
-            "Sec-WebSocket-Version: 13",
-        ]
+        fields = {
+            "Host": f"127.0.0.1:{server.port}",
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Key": key,
+            "Sec-WebSocket-Version": "13",
+        }
         if compress:
-            lines.append(
-                "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; "
-                "server_no_context_takeover"
+            fields["Sec-WebSocket-Extensions"] = (
+                "permessage-deflate; client_no_context_takeover; server_no_context_takeover"
             )
-        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        fields.update(headers or {})  # a test's header replaces the default of that name
+        lines = [f"GET {path}{query} HTTP/1.1"]
+        lines += [f"{name}: {value}" for name, value in fields.items()]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
         try:
             async with asyncio.timeout(timeout):

@@ -21,6 +21,7 @@ from .support import (
     OP_PING,
     OP_TEXT,
     Peer,
+    UpgradeRefused,
     action_frame,
     assert_still_serving,
     deflate_message,
@@ -520,4 +521,48 @@ async def test_compressed_control_frame_closes_1002(main):
     await peer.send_frame(OP_PING, deflate_message(b"ping"), rsv=4)
     code, _ = await peer.wait_closed()
     assert code == 1002
+    await assert_still_serving(main)
+
+
+# --- the upgrade request ------------------------------------------------------------------------
+
+
+async def test_upgrade_with_a_60_kb_cookie_takes_it_as_the_fingerprint(main):
+    value = "f" * 60_000
+    peer = await Peer.open(main, headers={"Cookie": f"sessionID={value}"})
+    assert (await peer.request("detailsView"))["data"]["fingerprint"] == value
+    await assert_still_serving(main)
+
+
+async def test_upgrade_with_a_cookie_past_maxHeaderSize_is_refused(main):
+    try:
+        await Peer.open(main, headers={"Cookie": "sessionID=" + "f" * 70_000})
+    except UpgradeRefused as refused:
+        assert refused.response is not None and 400 <= refused.response.status < 500
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass  # closed without a response: also a refusal
+    else:
+        raise AssertionError("a 70 kB upgrade request was admitted past maxHeaderSize (64 kB)")
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize(
+    "headers, status",
+    [
+        ({"Sec-WebSocket-Version": "8"}, 426),
+        ({"Sec-WebSocket-Key": ""}, 426),
+        ({"Upgrade": "h2c"}, 400),
+        ({"Connection": "keep-alive"}, 400),
+        ({"Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits=1" * 500}, 101),
+    ],
+    ids=["version 8", "empty key", "not websocket", "no upgrade token", "absurd extensions"],
+)
+async def test_broken_upgrade_requests_are_refused(main, headers, status):
+    try:
+        peer = await Peer.open(main, headers=headers)
+    except UpgradeRefused as refused:
+        assert refused.response is not None and refused.response.status == status
+    else:
+        assert status == 101
+        assert (await peer.request("ping"))["status"] == "OK"
     await assert_still_serving(main)
