@@ -213,6 +213,7 @@ async def serve(config: Config, sockets_bound: list[socket.socket] | None = None
         xheaders=web["trustProxy"],
         ssl_options=_ssl_context(config),
         idle_connection_timeout=web["idleConnectionTimeout"] / 1000,
+        body_timeout=web["idleConnectionTimeout"] / 1000,
         max_header_size=web["maxHeaderSize"],
         max_body_size=web["maxBodySize"],
     )

@@ -25,7 +25,7 @@ import tornado.web
 
 from squall import Squall, codec
 from squall.connections import Connection, new_id
-from squall.errors import http_status_of
+from squall.errors import UnencodableReply, http_status_of
 
 from .base import cookie_header
 
@@ -163,7 +163,13 @@ class ApiRequest(tornado.httputil.HTTPMessageDelegate):
             "receivedParams": received,
         }
         status = 200 if result.error is None else http_status_of(result.error)
-        self._respond(status, codec.dumps(reply), new_cookie)
+        try:
+            body = codec.dumps(reply)
+        except (TypeError, ValueError, RecursionError) as exc:
+            log.error("the reply of %s could not be encoded as JSON: %s", params.get("action"), exc)
+            text = UnencodableReply(type(exc).__name__).render(self.app.messages)
+            status, body = 500, codec.dumps({"error": text})
+        self._respond(status, body, new_cookie)
 
     def _params(self) -> tuple[dict[str, Any], str | None]:
         """Query, form and JSON params merged, or the reason a JSON body was refused."""

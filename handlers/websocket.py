@@ -71,6 +71,7 @@ class SocketHandler(SquallMixin, tornado.web.RequestHandler):
         SquallMixin.initialize(self, app)
         self.sockets = sockets
         self.authorize = authorize
+        self._holds_place = False
 
     async def prepare(self) -> None:
         """Refuse early, cheapest first: origin (403), connection cap (503), authorization (401)."""
@@ -80,7 +81,7 @@ class SocketHandler(SquallMixin, tornado.web.RequestHandler):
             self.finish("origin not allowed")
             return
         cap = self.settings["squall_max_connections"]
-        if cap is not None and len(self.sockets) >= cap:
+        if cap is not None and self.sockets.count_with_pending() >= cap:
             self._refuse(503, "the server has too many connections")
             return
         if self.authorize is not None:
@@ -94,6 +95,20 @@ class SocketHandler(SquallMixin, tornado.web.RequestHandler):
                 return
             if not verdict:
                 self._refuse(401, unauthorized)
+                return
+        # Hold a place under maxConnections until the socket is adopted or the request ends,
+        # so a burst of upgrades cannot all pass the check before any of them is counted.
+        self.sockets.pending += 1
+        self._holds_place = True
+
+    def on_finish(self) -> None:
+        """The upgrade was answered with an error: give back its place."""
+        self._release_place()
+
+    def _release_place(self) -> None:
+        if self._holds_place:
+            self._holds_place = False
+            self.sockets.pending -= 1
 
     def _refuse(self, status: int, text: str) -> None:
         self.set_status(status)
@@ -152,7 +167,10 @@ class SocketHandler(SquallMixin, tornado.web.RequestHandler):
             connection_id=connection_id,
         )
         stream = self.detach()
-        await self.sockets.adopt(stream, connection, handshake, deflate)
+        try:
+            await self.sockets.adopt(stream, connection, handshake, deflate)
+        finally:
+            self._release_place()  # counted among the open sockets from now on
 
 
 class SocketPump(asyncio.Protocol):
@@ -250,11 +268,12 @@ class SocketPump(asyncio.Protocol):
         connection = self.connection
         if connection.closed:
             return
-        reply = self.app.protocol.receive(connection, message)
+        protocol = self.app.protocol
+        reply = protocol.receive(connection, message)
         if reply is None:
             return
         if isinstance(reply, dict):
-            connection.send(reply)
+            connection.send_encoded(protocol.encode(reply))
             return
         task = asyncio.ensure_future(self._reply_when_done(reply))
         self._tasks.add(task)
@@ -267,7 +286,7 @@ class SocketPump(asyncio.Protocol):
             log.exception("verb failed unexpectedly on connection %s", self.connection.id)
             return
         if reply is not None:
-            self.connection.send(reply)
+            self.connection.send_encoded(self.app.protocol.encode(reply))
 
     def _fail(self, error: FrameError) -> None:
         """The peer broke the protocol: close with its code, then drop the link (RFC 6455 7.1.7)."""
@@ -413,6 +432,7 @@ class SocketRegistry:
         self.max_buffered_bytes = max_buffered_bytes
         self.welcome = welcome
         self._pumps: set[SocketPump] = set()
+        self.pending = 0  # upgrades admitted but not yet adopted
         self._timer: asyncio.TimerHandle | None = None
         self._empty = asyncio.Event()
         self._empty.set()
@@ -431,8 +451,10 @@ class SocketRegistry:
         if isinstance(stream, tornado.iostream.SSLIOStream):
             pump.connection_made(StreamTransport(stream, pump))
             return
-        # The client waits for our 101 before sending frames, so Tornado holds no bytes of
-        # ours; its socket is duplicated and closed, and the duplicate goes to asyncio.
+        # Bytes a client sent along with its handshake (it should wait for the 101, not all
+        # do) are already in Tornado's read buffer: they are handed to the pump, not lost.
+        early = bytes(getattr(stream, "_read_buffer", b""))
+        # The socket is duplicated and Tornado's copy closed; the duplicate goes to asyncio.
         sock = stream.socket.dup()
         stream.close()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -441,6 +463,9 @@ class SocketRegistry:
             await loop.connect_accepted_socket(lambda: pump, sock=sock)
         except OSError:
             sock.close()
+            return
+        if early:
+            pump.data_received(early)
 
     def frame_of(self, payload: bytes) -> bytes:
         if payload is not self._cached_payload:
@@ -459,6 +484,10 @@ class SocketRegistry:
 
     def __len__(self) -> int:
         return len(self._pumps)
+
+    def count_with_pending(self) -> int:
+        """Open sockets plus upgrades on their way: what ``maxConnections`` bounds."""
+        return len(self._pumps) + self.pending
 
     def __iter__(self) -> Iterator[SocketPump]:
         return iter(list(self._pumps))

@@ -62,8 +62,10 @@ else:
 def _stdlib_dumps(value: Any) -> bytes:
     try:
         text = _STDLIB.encode(value)
-    except ValueError:  # NaN or an infinity: JSON has none, orjson writes null
-        text = _STDLIB.encode(_finite(value))
+    except ValueError as exc:
+        if "float" not in str(exc):  # a circular reference: nothing to mend
+            raise
+        text = _STDLIB.encode(_finite(value))  # NaN or an infinity: orjson writes null
     return text.encode("utf-8", "replace")
 
 

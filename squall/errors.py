@@ -14,7 +14,7 @@ The tree::
         ├── ActionTimeout, FileNotFound, VerbNotFound, Unauthorized
         ├── SayRequiresRoomAndMessage, RoomRequired, RoomNotExist,
         │   AlreadyInRoom, NotInRoom, RoomDeleted
-        └── InvalidJson, FrameNotObject, BinaryFrame, RateLimited
+        └── InvalidJson, FrameNotObject, BinaryFrame, RateLimited, UnencodableReply
 
 The number is the HTTP status of an action that fails with it; any other error is a 500
 (PROTOCOL.md §3).
@@ -52,6 +52,7 @@ __all__ = [
     "SquallError",
     "TooManyPendingActions",
     "Unauthorized",
+    "UnencodableReply",
     "UnknownAction",
     "VerbNotFound",
     "http_status_of",
@@ -205,6 +206,13 @@ class RateLimited(ClientError):
     key = "rateLimited"
 
 
+class UnencodableReply(ClientError):
+    key = "unencodableReply"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail=detail)
+
+
 class Unauthorized(ClientError):
     key = "unauthorized"
 
@@ -255,6 +263,7 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "binaryFrame": "binary frames are not supported; send JSON text",
     "rateLimited": "too many messages; slow down",
     "unauthorized": "unauthorized",
+    "unencodableReply": "the reply cannot be sent as JSON ({detail})",
 }
 
 DEFAULT_MESSAGES = ErrorMessages(DEFAULT_TEMPLATES)

@@ -16,6 +16,7 @@ calling :meth:`~SocketProtocol.receive` with a connection whose transport record
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,7 @@ from .errors import (
     FrameNotObject,
     InvalidJson,
     RateLimited,
+    UnencodableReply,
     VerbNotFound,
 )
 from .files import PublicFiles
@@ -38,6 +40,8 @@ from .processor import ActionProcessor
 from .rooms import Rooms
 
 __all__ = ["Reply", "SocketProtocol", "error_frame"]
+
+log = logging.getLogger("squall.protocol")
 
 Reply = dict[str, Any] | Awaitable[dict[str, Any] | None] | None
 Verb = Callable[[Connection, dict[str, Any], Any, int], Reply]
@@ -134,6 +138,24 @@ class SocketProtocol:
             return False
         bucket[0] = tokens - 1
         return True
+
+    def encode(self, reply: dict[str, Any]) -> bytes:
+        """The frame for ``reply``; an action's reply JSON cannot hold (a cycle, a tuple key,
+        nesting deeper than the encoder goes) becomes an error reply, never a lost one."""
+        try:
+            return codec.dumps(reply)
+        except (TypeError, ValueError, RecursionError) as exc:
+            log.error("a reply could not be encoded as JSON: %s", exc)
+            text = UnencodableReply(type(exc).__name__).render(self.messages)
+            safe = {"error": text, "context": "response"}
+            for key in ("messageId", "messageCount"):
+                if key in reply:
+                    safe[key] = reply[key]
+            try:
+                return codec.dumps(safe)
+            except (TypeError, ValueError, RecursionError):  # the messageId itself
+                safe.pop("messageId", None)
+                return codec.dumps(safe)
 
     # -- reply shapes (§2.2) -----------------------------------------------------------------
 

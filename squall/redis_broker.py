@@ -101,9 +101,17 @@ class RedisBroker:
     async def start(self, delegate: BrokerDelegate) -> None:
         """Connect, announce this server, and start listening; waits for the first subscribe."""
         self._delegate = delegate
-        self._redis = aioredis.from_url(
-            self.url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=10
+        # A blocking pool: a burst of joins waits for a free connection instead of failing
+        # with "Too many connections" (redis-py's default pool refuses past its size).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url,
+            max_connections=64,
+            timeout=10,
+            socket_connect_timeout=5,
+            socket_timeout=10,
+            health_check_interval=10,
         )
+        self._redis = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
         self._channels = {
             self._key("direct"),
             self._key("all"),
