@@ -100,6 +100,15 @@ METRICS: list[Metric] = [
     Metric(
         "cluster2.deliveries_per_s", "cluster fan-out deliveries/s, 2 Squall processes + Redis", 0
     ),
+    Metric("cluster1.cpu_us_per_delivery", "server CPU µs per delivery, 1 process + Redis", 1),
+    Metric("cluster2.cpu_us_per_delivery", "server CPU µs per delivery, 2 processes + Redis", 1),
+    Metric("cluster2.missing", "deliveries lost or doubled, 2 processes + Redis", 0),
+    Metric(
+        "cluster2.cost_vs_memory",
+        "CPU per delivery, 2 processes + Redis / 1 process in memory (room of 2 000)",
+        2,
+        Target("<=", 1.3, on_ratio=False),
+    ),
 ]
 
 

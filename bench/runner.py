@@ -226,6 +226,12 @@ class Runner:
                 continue
             self._log(rep, "squall", prefix, result)
             self._add_fanout(rep, "squall", prefix, members, result)
+            self.results.add(f"{prefix}.missing", "squall", rep, result.get("missing"))
+            in_memory = self.results.samples.get(("fanout2000.cpu_us_per_delivery", "squall"))
+            cost = result.get("cpu_us_per_delivery")
+            if processes == 2 and in_memory and in_memory[rep] and cost:
+                # issue 5: scaling out may cost at most 1.3x the in-memory CPU per delivery
+                self.results.add(f"{prefix}.cost_vs_memory", "squall", rep, cost / in_memory[rep])
 
     # -- the run
     def _phase(self, rep: int, order: list[str], scenarios_: list[str]) -> None:
