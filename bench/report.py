@@ -220,4 +220,6 @@ latencies, CPU and RSS lower is better. The floor is a bare Tornado server (`ben
 
 Problems seen during the run:
 {problems}
+
+Where the time goes, and what a missed target would need: `bench/PROFILE.md`.
 """
