@@ -13,7 +13,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import ssl
 import sys
 from pathlib import Path
@@ -193,7 +192,7 @@ def _ssl_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
-async def serve(config: Config, sockets_bound: list[socket.socket] | None = None) -> None:
+async def serve(config: Config, reuse_port: bool = False) -> None:
     """Run one server until a stop signal, then shut down as PROTOCOL.md §6 says."""
     app = Squall(config)
     web = config["servers"]["web"]
@@ -217,10 +216,9 @@ async def serve(config: Config, sockets_bound: list[socket.socket] | None = None
         max_header_size=web["maxHeaderSize"],
         max_body_size=web["maxBodySize"],
     )
-    if sockets_bound is None:
-        http_server.listen(web["port"], address=web["bindIP"])
-    else:
-        http_server.add_sockets(sockets_bound)
+    http_server.add_sockets(
+        tornado.netutil.bind_sockets(web["port"], address=web["bindIP"], reuse_port=reuse_port)
+    )
     sockets.start()
     _banner(app, config)
 
@@ -290,9 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     return run_server(config, args.loop)
 
 
-def run_server(config: Config, loop: str, sockets_bound: list[socket.socket] | None = None) -> int:
+def run_server(config: Config, loop: str, reuse_port: bool = False) -> int:
     try:
-        run(serve(config, sockets_bound), loop)
+        run(serve(config, reuse_port), loop)
     except (SquallError, OSError) as exc:
         log.error("cannot start: %s", exc)
         return 2
@@ -300,7 +298,7 @@ def run_server(config: Config, loop: str, sockets_bound: list[socket.socket] | N
 
 
 def run_workers(config: Config, args: argparse.Namespace) -> int:
-    """Bind once, then fork ``--workers`` servers that share the socket and meet in Redis."""
+    """Fork ``--workers`` servers that share the port (SO_REUSEPORT) and meet in Redis."""
     if not config.get("redis.enabled"):
         log.error(
             "--workers %d needs Redis so the workers share rooms and pushes: set redis.enabled "
@@ -309,12 +307,15 @@ def run_workers(config: Config, args: argparse.Namespace) -> int:
         )
         return 2
     web = config["servers"]["web"]
-    try:
-        sockets_bound = tornado.netutil.bind_sockets(web["port"], address=web["bindIP"])
+    try:  # fail here, once, with a clear message, if the port is taken
+        for probe in tornado.netutil.bind_sockets(web["port"], address=web["bindIP"]):
+            probe.close()
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", web["bindIP"], web["port"], exc)
         return 2
-    return supervise(args.workers, lambda index: run_server(config, args.loop, sockets_bound))
+    # Each worker binds its own socket with SO_REUSEPORT: the kernel spreads new connections
+    # evenly over the workers (one shared socket lets whichever wakes first take them all).
+    return supervise(args.workers, lambda index: run_server(config, args.loop, reuse_port=True))
 
 
 if __name__ == "__main__":
