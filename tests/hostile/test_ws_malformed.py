@@ -91,7 +91,8 @@ async def test_json_nested_just_under_the_parser_limit_still_gets_a_reply(main):
     await peer.send_text('{"event": "action", "messageId": 7, "params": ' + params + "}")
     reply = await peer.reply(7, timeout=2)  # an echo takes milliseconds
     assert reply["messageCount"] == 1
-    assert reply.get("x") == json.loads(nested(1000)) or isinstance(reply.get("error"), str)
+    # (comparing 1000 levels with == would itself overflow the test's stack)
+    assert isinstance(reply.get("x"), list) or isinstance(reply.get("error"), str)
     await assert_still_serving(main)
 
 
