@@ -11,6 +11,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 SERVERS = ("squall", "floor", "actionhero")
+#: The heading of the soak's own section of RESULTS.md, which a benchmark run keeps.
+SOAK_HEADING = "## Soak"
 HEADERS = ("Squall", "floor", "ActionHero")
 
 

@@ -362,5 +362,9 @@ def main(argv: list[str]) -> None:
     if args.write_results:
         command = "python -m bench run " + shlex.join(argv)
         date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        RESULTS_MD.write_text(report.results_markdown(runner.results, command.strip(), date, where))
+        text = report.results_markdown(runner.results, command.strip(), date, where)
+        # The soak (bench/soak.py) records its last result in a section of its own: keep it.
+        previous = RESULTS_MD.read_text() if RESULTS_MD.exists() else ""
+        soak = previous.find(report.SOAK_HEADING)
+        RESULTS_MD.write_text(text + ("\n" + previous[soak:] if soak >= 0 else ""))
         print(f"wrote {RESULTS_MD}", file=sys.stderr)
