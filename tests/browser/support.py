@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import Any
 
 import yaml
 from playwright.sync_api import Page
+from testkit import free_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -60,12 +60,6 @@ def client_page(page: Page, server: Server, script: str = "actionheroClient.js")
     page.evaluate("(timeout) => { window.TIMEOUT = timeout; }", TIMEOUT_MS)
     page.add_script_tag(path=HERE / "helpers.js")
     return page
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:

@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from typing import Any
 
 import redis
 import yaml
+from testkit import free_port
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -47,12 +47,6 @@ POLL = 0.1  # seconds between two looks at state that has no event to await
 #: Short enough that crash tests are fast, long enough for a loaded test machine.
 LEASE_MS = 1500
 CANARY_MS = 500
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def unique(prefix: str) -> str:

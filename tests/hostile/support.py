@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import inspect
 import json
 import os
 import re
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
+from testkit import deep_merge, eventually, free_port
+from testkit import error_records as error_records  # used by the tier's conftest
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -59,23 +60,6 @@ BASE_OPTIONS: dict[str, Any] = {
 OP_CONT, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
 OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
 DEFLATE_TAIL = b"\x00\x00\xff\xff"
-
-
-def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """Maps merge key by key, anything else replaces (the config loader's rule)."""
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- the server process ---------------------------------------------------------------------
@@ -203,35 +187,6 @@ class Server:
             return next((ln for ln in self.log_text(start).splitlines() if regex.search(ln)), None)
 
         return await eventually(found, lambda line: line is not None, timeout)
-
-
-_RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d[ T]", re.MULTILINE)
-
-
-def error_records(log: str, allowed: tuple[str, ...] = ()) -> list[str]:
-    """Log records at ERROR or above, or holding a traceback, that mention none of ``allowed``."""
-    starts = [m.start() for m in _RECORD_START.finditer(log)]
-    bounds = zip([0, *starts], [*starts, len(log)], strict=True)
-    records = [log[a:b] for a, b in bounds if log[a:b].strip()]
-    bad = [r for r in records if " ERROR " in r or " CRITICAL " in r or "Traceback" in r]
-    return [r for r in bad if not any(text in r for text in allowed)]
-
-
-async def eventually(
-    fetch: Callable[[], Any], accept: Callable[[Any], bool], timeout: float = TIMEOUT
-) -> Any:
-    """Poll ``fetch()`` (sync or async) until ``accept`` takes its value, for server state with
-    no event to await (counters after a peer vanished, a log line). Returns that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if inspect.isawaitable(value):
-            value = await value
-        if accept(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still not accepted after {timeout}s; last value: {value!r}")
-        await asyncio.sleep(0.05)  # poll interval: this state has no event to await
 
 
 # --- HTTP -----------------------------------------------------------------------------------

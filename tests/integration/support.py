@@ -13,10 +13,8 @@ import base64
 import contextlib
 import datetime
 import http.client
-import inspect
 import json
 import os
-import re
 import signal
 import socket
 import struct
@@ -31,6 +29,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
+from testkit import deep_merge, free_port
+from testkit import error_records as error_records  # used by the tier's conftest
+from testkit import eventually as eventually  # used by the tier's tests
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -68,23 +69,6 @@ BASE_OPTIONS: dict[str, Any] = {
         },
     },
 }
-
-
-def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """Maps merge key by key, anything else replaces (the rule PROTOCOL/config use)."""
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- the server process ---------------------------------------------------------------------
@@ -198,20 +182,6 @@ class Server:
     def destroyed(self) -> list[str]:
         """Connection ids the connection middleware ``destroy`` hook saw."""
         return self.events("destroy")
-
-
-_RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d[ T]", re.MULTILINE)
-
-
-def error_records(log: str, allowed: tuple[str, ...] = ()) -> list[str]:
-    """Log records at ERROR or above, or holding a traceback, that mention none of ``allowed``.
-
-    A record starts at a timestamped line; the lines after it (a traceback) belong to it."""
-    starts = [m.start() for m in _RECORD_START.finditer(log)]
-    bounds = zip([0, *starts], [*starts, len(log)], strict=True)
-    records = [log[a:b] for a, b in bounds if log[a:b].strip()]
-    bad = [r for r in records if " ERROR " in r or " CRITICAL " in r or "Traceback" in r]
-    return [r for r in bad if not any(text in r for text in allowed)]
 
 
 # --- HTTP -----------------------------------------------------------------------------------
@@ -530,20 +500,3 @@ def failed(message: str, message_id: Any = POSITIVE_INT, count: Any = POSITIVE_I
 def action_reply(fields: dict, message_id: Any = POSITIVE_INT, count: Any = POSITIVE_INT) -> dict:
     """An action reply (PROTOCOL.md §2.3): the action's fields plus the reply keys."""
     return {**fields, "context": "response", "messageId": message_id, "messageCount": count}
-
-
-async def eventually(
-    fetch: Callable[[], Any], accept: Callable[[Any], bool], timeout: float = TIMEOUT
-) -> Any:
-    """Poll ``fetch()`` (sync or async) until ``accept`` takes its value, for server state that
-    has no event to await (the server's view after a peer vanished). Returns that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if inspect.isawaitable(value):
-            value = await value
-        if accept(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still not accepted after {timeout}s; last value: {value!r}")
-        await asyncio.sleep(0.05)  # poll interval: this state has no event to await
