@@ -230,6 +230,7 @@ async def serve(config: Config, reuse_port: bool = False) -> None:
 
     log.info("shutting down: no new connections; finishing actions in flight")
     http_server.stop()
+    sockets.stop_accepting()
     if not await app.drain():
         log.warning("actions still running after general.shutdownTimeout; closing anyway")
     await close_sockets(app, sockets)

@@ -24,8 +24,9 @@ import tornado.httputil
 import tornado.web
 
 from squall import Squall, codec
-from squall.connections import Connection, new_id
+from squall.connections import Connection
 from squall.errors import UnencodableReply, http_status_of
+from squall.fingerprints import choose
 
 from .base import cookie_header
 
@@ -129,10 +130,9 @@ class ApiRequest(tornado.httputil.HTTPMessageDelegate):
     async def _run(self) -> None:
         headers = self.headers
         cookie_key = self.options["cookie"]["key"]
-        fingerprint = _cookie(headers, cookie_key)
+        fingerprint, needs_cookie = choose(_cookie(headers, cookie_key))
         new_cookie = None
-        if not fingerprint:
-            fingerprint = new_id()
+        if needs_cookie:
             new_cookie = cookie_header(cookie_key, fingerprint, self.options["cookie"])
         params, problem = self._params()
         if problem is not None:

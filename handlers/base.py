@@ -7,27 +7,28 @@ the same value and gets the same ``connection.fingerprint``.
 
 from __future__ import annotations
 
-import http.cookies
 from typing import Any
 
 from squall import Squall
-from squall.connections import new_id
+from squall.fingerprints import choose
 
 
 def cookie_header(key: str, value: str, options: dict[str, Any]) -> str:
-    """The ``Set-Cookie`` value of the fingerprint cookie, with the configured flags."""
-    morsel: http.cookies.Morsel[str] = http.cookies.Morsel()
-    morsel.set(key, value, value)
-    morsel["path"] = "/"
-    if options["httponly"]:
-        morsel["httponly"] = True
-    if options["secure"]:
-        morsel["secure"] = True
-    if options["samesite"]:
-        morsel["samesite"] = options["samesite"]
+    """The ``Set-Cookie`` value of the fingerprint cookie, with the configured flags, in the
+    order PROTOCOL.md §4 shows (``sessionID=<id>; Path=/; HttpOnly; SameSite=Lax``).
+
+    ``value`` is always a checked fingerprint (:mod:`squall.fingerprints`), never raw input.
+    """
+    parts = [f"{key}={value}", "Path=/"]
     if options["max_age"]:
-        morsel["max-age"] = options["max_age"]
-    return morsel.OutputString()
+        parts.append(f"Max-Age={options['max_age']}")
+    if options["secure"]:
+        parts.append("Secure")
+    if options["httponly"]:
+        parts.append("HttpOnly")
+    if options["samesite"]:
+        parts.append(f"SameSite={options['samesite']}")
+    return "; ".join(parts)
 
 
 class SquallMixin:
@@ -48,16 +49,13 @@ class SquallMixin:
 
     @property
     def fingerprint(self) -> str:
-        """The cookie's value; a new one (and its Set-Cookie) when the request had none."""
+        """The cookie's value; a new one (and its Set-Cookie) when the request had no valid one."""
         if self._fingerprint is None:
-            settings = self.application.settings  # type: ignore[attr-defined]
-            key = settings["squall_cookie"]["key"]
-            found = self.get_cookie(key)  # type: ignore[attr-defined]
-            if found:
-                self._fingerprint = found
-            else:
-                self._fingerprint = new_id()
-                self._set_fingerprint_cookie(key, self._fingerprint, settings["squall_cookie"])
+            options = self.application.settings["squall_cookie"]  # type: ignore[attr-defined]
+            cookie = self.get_cookie(options["key"])  # type: ignore[attr-defined]
+            self._fingerprint, needs_cookie = choose(cookie)
+            if needs_cookie:
+                self._set_fingerprint_cookie(options["key"], self._fingerprint, options)
         return self._fingerprint
 
     def _set_fingerprint_cookie(self, key: str, value: str, options: dict[str, Any]) -> None:

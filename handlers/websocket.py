@@ -16,6 +16,8 @@ alive per connection; the pump does less of each (see bench/RESULTS.md).
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import inspect
 import logging
@@ -28,8 +30,9 @@ import tornado.iostream
 import tornado.web
 
 from squall import Squall, codec
-from squall.connections import Connection, new_id
-from squall.errors import Unauthorized
+from squall.connections import Connection
+from squall.errors import ServerShuttingDown, Unauthorized
+from squall.fingerprints import choose
 from squall.wsframes import (
     OP_BINARY,
     OP_CLOSE,
@@ -74,7 +77,12 @@ class SocketHandler(SquallMixin, tornado.web.RequestHandler):
         self._holds_place = False
 
     async def prepare(self) -> None:
-        """Refuse early, cheapest first: origin (403), connection cap (503), authorization (401)."""
+        """Refuse early, cheapest first: shutdown (503), origin (403), connection cap (503),
+        authorization (401)."""
+        if not self.sockets.accepting:
+            # an upgrade on a keep-alive connection opened before SIGTERM (PROTOCOL.md §6)
+            self._refuse(503, ServerShuttingDown().render(self.app.messages))
+            return
         origin = self.request.headers.get("Origin")
         if origin is not None and not self.check_origin(origin):
             self.set_status(403)
@@ -137,10 +145,17 @@ class SocketHandler(SquallMixin, tornado.web.RequestHandler):
             self.set_header("Sec-WebSocket-Version", "13")
             self.finish("WebSocket version 13 with a Sec-WebSocket-Key is required")
             return
-        connection_id = new_id()
+        if not _is_websocket_key(key):
+            self.set_status(400)
+            self.finish("Sec-WebSocket-Key must be the base64 encoding of 16 bytes")
+            return
         cookie_key = self.settings["squall_cookie"]["key"]
-        cookie = self.get_cookie(cookie_key)
-        fingerprint = cookie or self.get_query_argument("sessionID", None) or connection_id
+        # the raw bytes: a value that is not UTF-8 is ignored like any other invalid one,
+        # where get_query_argument would answer 400
+        query = self.request.query_arguments.get("sessionID")
+        fingerprint, needs_cookie = choose(
+            self.get_cookie(cookie_key), query[-1].decode("latin-1") if query else None
+        )
         lines = [
             "HTTP/1.1 101 Switching Protocols",
             "Upgrade: websocket",
@@ -153,7 +168,7 @@ class SocketHandler(SquallMixin, tornado.web.RequestHandler):
             if negotiated is not None:
                 deflate, extension = negotiated
                 lines.append(f"Sec-WebSocket-Extensions: {extension}")
-        if not cookie:
+        if needs_cookie:
             # the page's later requests then share the socket's fingerprint (PROTOCOL.md §4)
             options = self.settings["squall_cookie"]
             lines.append("Set-Cookie: " + cookie_header(cookie_key, fingerprint, options))
@@ -164,13 +179,20 @@ class SocketHandler(SquallMixin, tornado.web.RequestHandler):
             self.request.remote_ip or "",
             self.remote_port,
             fingerprint=fingerprint,
-            connection_id=connection_id,
         )
         stream = self.detach()
         try:
             await self.sockets.adopt(stream, connection, handshake, deflate)
         finally:
             self._release_place()  # counted among the open sockets from now on
+
+
+def _is_websocket_key(key: str) -> bool:
+    """Whether ``key`` is a valid ``Sec-WebSocket-Key``: base64 of 16 bytes (RFC 6455 §4.1)."""
+    try:
+        return len(base64.b64decode(key.encode("ascii"), validate=True)) == 16
+    except (UnicodeEncodeError, binascii.Error):
+        return False
 
 
 class SocketPump(asyncio.Protocol):
@@ -326,8 +348,6 @@ class SocketPump(asyncio.Protocol):
         else:
             frame = self.registry.frame_of(payload)
         self._write(frame)
-        if self.transport.get_write_buffer_size() > self.registry.max_buffered_bytes:
-            self._drop_slow_reader()
 
     def close(self, code: int, reason: str) -> None:
         """Send a close frame; the peer has :data:`CLOSE_GRACE` seconds to answer it."""
@@ -349,8 +369,16 @@ class SocketPump(asyncio.Protocol):
             self._write(encode(OP_PING, b""))
 
     def _write(self, frame: bytes) -> None:
-        if not self.transport.is_closing():
-            self.transport.write(frame)
+        """Write a frame; every frame (pongs included) counts in ``maxBufferedBytes``."""
+        transport = self.transport
+        if transport.is_closing():
+            return
+        transport.write(frame)
+        if (
+            not self.closing
+            and transport.get_write_buffer_size() > self.registry.max_buffered_bytes
+        ):
+            self._drop_slow_reader()
 
     def _drop_slow_reader(self) -> None:
         log.warning(
@@ -433,6 +461,7 @@ class SocketRegistry:
         self.welcome = welcome
         self._pumps: set[SocketPump] = set()
         self.pending = 0  # upgrades admitted but not yet adopted
+        self.accepting = True  # False from the stop signal on: no new socket is welcomed
         self._timer: asyncio.TimerHandle | None = None
         self._empty = asyncio.Event()
         self._empty.set()
@@ -504,7 +533,12 @@ class SocketRegistry:
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self.ping_interval, self._beat)
 
+    def stop_accepting(self) -> None:
+        """Refuse every upgrade from now on (503), also on HTTP connections already open."""
+        self.accepting = False
+
     def stop(self) -> None:
+        self.stop_accepting()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from . import codec
+from .fingerprints import new_fingerprint
 
 __all__ = ["CLOSE_DESTROYED", "Connection", "ConnectionRegistry", "Transport", "new_id"]
 
@@ -80,7 +81,8 @@ class Connection:
     ) -> None:
         self.id = connection_id or new_id()
         self.type = type
-        self.fingerprint = fingerprint or self.id
+        # never the id: other members see the id as ``from`` (PROTOCOL.md §4)
+        self.fingerprint = fingerprint or new_fingerprint()
         self.remote_ip = remote_ip
         self.remote_port = remote_port
         self.connected_at = now_ms()

@@ -141,9 +141,10 @@ class FrameParser:
         self.max_size = max_size
         self.deflate = deflate
         self._buffer = bytearray()
-        self._fragments: list[bytes] = []
+        # One growing buffer, not a list of fragments: a million 1-byte (or empty) fragments
+        # must cost about the message's size, not a million objects.
+        self._fragments: bytearray | None = None
         self._fragment_opcode = 0
-        self._fragment_size = 0
         self._compressed = False
 
     def feed(self, data: bytes) -> list[Event]:
@@ -191,8 +192,9 @@ class FrameParser:
             if not fin or len(payload) > 125:
                 raise FrameError(CLOSE_PROTOCOL_ERROR, "invalid control frame")
             return Event(opcode, payload)
+        fragments = self._fragments
         if opcode in _DATA_OPCODES:
-            if self._fragments:
+            if fragments is not None:
                 raise FrameError(
                     CLOSE_PROTOCOL_ERROR, "a new message began inside a fragmented one"
                 )
@@ -200,22 +202,19 @@ class FrameParser:
             if fin:
                 return self._message(opcode, payload)
             self._fragment_opcode = opcode
-            self._fragments = [payload]
-            self._fragment_size = len(payload)
+            self._fragments = bytearray(payload)
             return None
-        if opcode != OP_CONTINUATION or not self._fragments:
+        if opcode != OP_CONTINUATION or fragments is None:
             raise FrameError(CLOSE_PROTOCOL_ERROR, f"unexpected opcode {opcode}")
         if rsv1:  # RFC 7692 6.1: only a message's first frame says it is compressed
             raise FrameError(CLOSE_PROTOCOL_ERROR, "compression bit set on a continuation frame")
-        self._fragment_size += len(payload)
-        if self._fragment_size > self.max_size:
+        if len(fragments) + len(payload) > self.max_size:
             raise FrameError(CLOSE_TOO_BIG, f"message exceeds {self.max_size} bytes")
-        self._fragments.append(payload)
+        fragments += payload
         if not fin:
             return None
-        whole = b"".join(self._fragments)
-        self._fragments = []
-        return self._message(self._fragment_opcode, whole)
+        self._fragments = None
+        return self._message(self._fragment_opcode, bytes(fragments))
 
     def _message(self, opcode: int, payload: bytes) -> Event:
         if self._compressed:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import subprocess
 import time
@@ -21,6 +22,7 @@ from .support import (
     failed,
     http,
     open_stream,
+    parse_response,
     settled,
     status,
 )
@@ -271,3 +273,42 @@ def _wait_exit(server, timeout: float) -> int | None:
     with contextlib.suppress(subprocess.TimeoutExpired):
         return server.proc.wait(timeout=timeout)
     return None
+
+
+async def test_upgrade_on_a_keep_alive_connection_after_sigterm_is_503(doomed):
+    """The listener is closed at SIGTERM, but an HTTP connection opened before it stays open
+    while actions finish: an upgrade sent on it must not be welcomed (PROTOCOL.md §6)."""
+    busy = await Peer.open(doomed)
+    await busy.send_json(action_frame(1, "sleepTest", sleepDuration=2000))
+    await asyncio.wait_for(_pending_at_least(doomed, 1), 5)  # the sleep
+    reader, writer = await open_stream(doomed)
+    try:
+        writer.write(b"GET /api/randomNumber HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        length = int(parse_response(head).header("Content-Length"))
+        await reader.readexactly(length)  # the connection is idle and kept alive
+
+        doomed.signal(signal.SIGTERM)
+        await _until_refused(busy)
+        writer.write(
+            b"GET /primus HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        response = parse_response(head)
+        body = await reader.readexactly(int(response.header("Content-Length")))
+    finally:
+        writer.transport.abort()
+    assert (response.status, json.loads(body)) == (503, {"error": SHUTTING_DOWN})
+    assert "error" not in await busy.reply(1, timeout=SHUTDOWN_TIMEOUT)  # in flight: finished
+    exit_code = await asyncio.to_thread(_wait_exit, doomed, SHUTDOWN_TIMEOUT)
+    assert exit_code == 0, doomed.log_tail()
+
+
+async def _until_refused(peer: Peer) -> None:
+    """Send actions until one is refused because the server is stopping."""
+    for _ in range(1000):
+        reply = await peer.action("randomNumber")
+        if reply.get("error") == SHUTTING_DOWN:
+            return
+    raise AssertionError("no action was refused with 'the server is shutting down'")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 import urllib.parse
 
@@ -181,10 +182,28 @@ async def test_cookie_larger_than_maxHeaderSize_is_refused(main):
     await assert_still_serving(main)
 
 
-async def test_cookie_of_60_kb_within_maxHeaderSize_is_the_fingerprint(main):
-    value = "c" * 60_000
-    response = await http(main, "GET", "/api/status", headers={"Cookie": f"sessionID={value}"})
+@pytest.mark.parametrize(
+    "cookie", ["c" * 60_000, "c" * 129, "a b", "caf\u00e9", "x\\y", "a,b", "a=b"]
+)
+@pytest.mark.parametrize("path", ["/api/status", "/public/index.html"])
+async def test_cookie_that_is_not_a_fingerprint_is_replaced_by_a_new_one(main, path, cookie):
+    """Only 1 to 128 characters of [A-Za-z0-9_-] are a fingerprint (PROTOCOL.md §4): any other
+    cookie is ignored as if absent, and never echoed into a header."""
+    response = await http(main, "GET", path, headers={"Cookie": f"sessionID={cookie}"})
     assert response.status == 200
+    [set_cookie] = response.header_all("Set-Cookie")
+    fingerprint = set_cookie.split(";")[0].removeprefix("sessionID=")
+    assert re.fullmatch(r"[A-Za-z0-9_-]{16,128}", fingerprint), set_cookie
+    assert set_cookie == f"sessionID={fingerprint}; Path=/; HttpOnly; SameSite=Lax"
+    if path.startswith("/api"):
+        assert response.json()["requesterInformation"]["fingerprint"] == fingerprint
+    await assert_still_serving(main)
+
+
+async def test_cookie_of_128_allowed_characters_is_the_fingerprint(main):
+    value = "A-z_0" + "9" * 123
+    response = await http(main, "GET", "/api/status", headers={"Cookie": f"sessionID={value}"})
+    assert response.status == 200 and response.header_all("Set-Cookie") == []
     assert response.json()["requesterInformation"]["fingerprint"] == value
     await assert_still_serving(main)
 

@@ -12,12 +12,16 @@ import pytest
 
 from .conftest import running_server
 from .support import (
+    OP_CONT,
+    OP_PING,
     OP_TEXT,
     Peer,
     UpgradeRefused,
     action_frame,
     assert_still_serving,
+    eventually,
     failed,
+    frame_bytes,
     http,
     is_reply,
     settled,
@@ -124,6 +128,73 @@ async def test_client_that_stops_reading_is_closed_1008_and_memory_stays_bounded
     # what waits for the stalled client is bounded by maxBufferedBytes, not by what was said
     assert rss_after - rss_before < 8 * BUFFER, (rss_before, rss_after, sent)
     assert (await talker.request("roomView", room="flood"))["data"]["membersCount"] == 1
+    await assert_still_serving(main)
+
+
+async def test_peer_that_pings_and_never_reads_is_closed_1008_and_memory_stays_bounded(main):
+    """Pongs are written to the socket like any frame, so they count in maxBufferedBytes: a
+    peer that floods pings without reading gets 1008, not a server that grows without end."""
+    peer = await Peer.open(main, rcvbuf=4096)
+    peer.pause_reading()
+    rss_before = main.rss()
+    log_start = main.log_size()
+    batch = frame_bytes(OP_PING, b"p" * 125) * 1000  # 131 kB of pings, 125 kB of pongs
+    for _ in range(400):  # at most 50 MB of pongs: far past any buffer the kernel holds
+        await peer.send_raw(batch)
+        if main.logged(DROPPED, log_start):
+            break
+    rss_after = main.rss()
+    await main.wait_log(DROPPED, log_start)
+    peer.resume_reading()
+    code, reason = await peer.wait_closed()
+    assert (code, reason) == (1008, "outbound buffer full: the client is not reading")
+    assert rss_after - rss_before < 8 * BUFFER, (rss_before, rss_after)
+    await assert_still_serving(main)
+
+
+# --- fragmented messages ------------------------------------------------------------------------
+
+
+FRAGMENTED = {
+    # a legal 1 MB message in 1-byte fragments once grew the server by 54 MB
+    "a million 1-byte fragments": (
+        b'{"event": "ping", "messageId": 1, "pad": "',
+        b"p",
+        1_000_000,
+        b'"}',
+        12 * 1024 * 1024,
+    ),
+    # empty fragments add nothing to the message (4 million once grew the server by 31 MB)
+    "two million empty fragments": (
+        b'{"event": "ping", "messageId": 1}',
+        b"",
+        2_000_000,
+        b"",
+        6 * 1024 * 1024,
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "head, fragment, count, tail, bound", FRAGMENTED.values(), ids=FRAGMENTED.keys()
+)
+async def test_reassembling_a_fragmented_message_costs_about_its_size(
+    main, head, fragment, count, tail, bound
+):
+    """Reassembly must cost about the message's size, not one object per fragment: the growth
+    is measured once the server has read every fragment but the last (a ping sent after them
+    is answered only then)."""
+    peer = await Peer.open(main)
+    frames = frame_bytes(OP_TEXT, head, fin=False)
+    frames += frame_bytes(OP_CONT, fragment, fin=False) * count
+    rss_before = main.rss()
+    await peer.send_raw(frames)
+    await peer.send_frame(OP_PING, b"after")
+    await eventually(lambda: list(peer.pongs), lambda pongs: b"after" in pongs, timeout=60)
+    growth = main.rss() - rss_before
+    await peer.send_frame(OP_CONT, tail)
+    assert (await peer.reply(1, timeout=30))["status"] == "OK"
+    assert growth < bound, growth
     await assert_still_serving(main)
 
 

@@ -8,8 +8,10 @@ library refusing to send what a hostile peer would.
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import json
+import re
 import struct
 
 import pytest
@@ -29,6 +31,8 @@ from .support import (
     frame_bytes,
     is_reply,
     open_stream,
+    parse_response,
+    raw_http,
 )
 
 LIMIT = 1048576  # maxMessageSize of the main server (the default)
@@ -528,10 +532,12 @@ async def test_compressed_control_frame_closes_1002(main):
 # --- the upgrade request ------------------------------------------------------------------------
 
 
-async def test_upgrade_with_a_60_kb_cookie_takes_it_as_the_fingerprint(main):
-    value = "f" * 60_000
-    peer = await Peer.open(main, headers={"Cookie": f"sessionID={value}"})
-    assert (await peer.request("detailsView"))["data"]["fingerprint"] == value
+async def test_upgrade_with_a_60_kb_cookie_gets_a_new_fingerprint(main):
+    """Only 1 to 128 characters of [A-Za-z0-9_-] are a fingerprint (PROTOCOL.md §4)."""
+    peer = await Peer.open(main, headers={"Cookie": "sessionID=" + "f" * 60_000})
+    fingerprint = (await peer.request("detailsView"))["data"]["fingerprint"]
+    assert fingerprint != "f" * 60_000 and FINGERPRINT.fullmatch(fingerprint)
+    assert peer.response.header_all("Set-Cookie") == [session_cookie(fingerprint)]
     await assert_still_serving(main)
 
 
@@ -566,4 +572,97 @@ async def test_broken_upgrade_requests_are_refused(main, headers, status):
     else:
         assert status == 101
         assert (await peer.request("ping"))["status"] == "OK"
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "short",
+        "!!!!!!!!!!!!!!!!!!!!!!!!",
+        base64.b64encode(b"x" * 15).decode(),
+        base64.b64encode(b"x" * 17).decode(),
+        "dGhlIHNhbXBsZSBub25jZQ==\u00e9",
+        "\u00e9t\u00e9 dGhlIHNhbXBsZSBub25jZQ==",
+    ],
+    ids=["short", "not base64", "15 bytes", "17 bytes", "trailing non-ASCII", "non-ASCII"],
+)
+async def test_upgrade_with_a_key_that_is_not_base64_of_16_bytes_is_400(main, key):
+    """RFC 6455 §4.1; a non-ASCII key once answered 500 with a traceback in the log."""
+    request = (
+        f"GET /primus HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
+    ).encode()
+    response = parse_response(await raw_http(main, request))
+    assert response is not None and response.status == 400, response
+    await assert_still_serving(main)
+
+
+# --- the fingerprint (PROTOCOL.md §4) -------------------------------------------------------------
+
+#: What a fingerprint made by the server looks like, and the cookie that carries it.
+FINGERPRINT = re.compile(r"[A-Za-z0-9_-]{16,128}")
+
+
+def session_cookie(fingerprint: str) -> str:
+    return f"sessionID={fingerprint}; Path=/; HttpOnly; SameSite=Lax"
+
+
+HOSTILE_SESSION_IDS = {
+    "header injection": "abc%0d%0aX-Injected:%20yes",
+    "cookie attributes": "x;%20Domain=evil.example;%20Max-Age=99999;%20Path=/admin",
+    "non-Latin-1": "%E2%98%83",
+    "Latin-1": "caf%E9",
+    "raw UTF-8": "\u00e9t\u00e9",
+    "space": "a%20b",
+    "quote": "%22abc%22",
+    "129 characters": "a" * 129,
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("session_id", HOSTILE_SESSION_IDS.values(), ids=HOSTILE_SESSION_IDS.keys())
+async def test_upgrade_with_a_hostile_sessionID_gets_a_new_fingerprint_and_clean_headers(
+    main, session_id
+):
+    """Nothing of the value reaches a header: no injected header, no cookie attribute, no 500."""
+    peer = await Peer.open(main, query=f"?sessionID={session_id}")
+    details = (await peer.request("detailsView"))["data"]
+    fingerprint = details["fingerprint"]
+    assert FINGERPRINT.fullmatch(fingerprint) and fingerprint != details["id"], details
+    assert peer.response.header("X-Injected") is None
+    assert peer.response.header_all("Set-Cookie") == [session_cookie(fingerprint)]
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize("cookie", ["a b", "caf\u00e9", "x" * 129, "a,b"])
+async def test_upgrade_with_a_hostile_cookie_takes_the_query_value(main, cookie):
+    query_value = "Q-" + "q" * 126  # 128 characters: the longest fingerprint
+    peer = await Peer.open(
+        main, query=f"?sessionID={query_value}", headers={"Cookie": f"sessionID={cookie}"}
+    )
+    assert (await peer.request("detailsView"))["data"]["fingerprint"] == query_value
+    assert peer.response.header_all("Set-Cookie") == [session_cookie(query_value)]
+    await assert_still_serving(main)
+
+
+async def test_socket_without_cookie_gets_a_random_fingerprint_never_its_id(main):
+    """Every member of a room sees the id as ``from``: were it the fingerprint, replaying it as
+    a cookie would take the session over."""
+    first, second = await Peer.open(main), await Peer.open(main)
+    seen = []
+    for peer in (first, second):
+        details = (await peer.request("detailsView"))["data"]
+        assert FINGERPRINT.fullmatch(details["fingerprint"]), details
+        assert details["fingerprint"] != details["id"]
+        assert peer.response.header_all("Set-Cookie") == [session_cookie(details["fingerprint"])]
+        seen.append(details["fingerprint"])
+    assert seen[0] != seen[1]
+    await assert_still_serving(main)
+
+
+async def test_socket_with_a_valid_cookie_keeps_it_and_sets_none(main):
+    peer = await Peer.open(main, headers={"Cookie": "other=1; sessionID=My_Session-42"})
+    assert (await peer.request("detailsView"))["data"]["fingerprint"] == "My_Session-42"
+    assert peer.response.header_all("Set-Cookie") == []
     await assert_still_serving(main)

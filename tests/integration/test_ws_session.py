@@ -59,9 +59,9 @@ async def test_detailsView_describes_a_fresh_connection(client):
     )
 
 
-async def test_detailsView_fingerprint_defaults_to_the_id(client):
+async def test_detailsView_fingerprint_defaults_to_a_new_random_id_not_the_connection_id(client):
     details = await client.details()
-    assert details["fingerprint"] == details["id"]
+    assert NON_EMPTY_STR == details["fingerprint"] != details["id"]
 
 
 async def test_detailsView_fingerprint_from_cookie(server, connect):
@@ -74,10 +74,10 @@ async def test_detailsView_fingerprint_from_query(server, connect):
     assert (await client.details())["fingerprint"] == "query-fp"
 
 
-async def test_detailsView_empty_query_fingerprint_falls_back_to_id(server, connect):
+async def test_detailsView_empty_query_fingerprint_is_ignored(server, connect):
     client = await connect(server, query="?sessionID=")
     details = await client.details()
-    assert details["fingerprint"] == details["id"]
+    assert NON_EMPTY_STR == details["fingerprint"] != details["id"]
 
 
 async def test_detailsView_fingerprint_cookie_wins_over_query(server, connect):

@@ -6,6 +6,7 @@ import logging
 import uuid
 
 from squall.connections import CLOSE_DESTROYED, Connection, ConnectionRegistry
+from squall.fingerprints import valid_fingerprint
 
 from .conftest import socket_connection, transport_of
 
@@ -14,7 +15,7 @@ def test_connection_defaults():
     connection = Connection("webSocket", "10.0.0.1", 4242)
 
     assert uuid.UUID(connection.id).version == 4
-    assert connection.fingerprint == connection.id
+    assert valid_fingerprint(connection.fingerprint) and connection.fingerprint != connection.id
     assert (connection.rooms, connection.params, connection.session) == ([], {}, {})
     assert (connection.total_actions, connection.pending_actions, connection.message_count) == (
         0,

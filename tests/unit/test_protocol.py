@@ -234,7 +234,7 @@ async def test_detailsview_reply(core, conn):
     assert reply == ok(
         {
             "id": "conn-1",
-            "fingerprint": "conn-1",
+            "fingerprint": conn.fingerprint,
             "type": "webSocket",
             "remoteIP": "127.0.0.1",
             "remotePort": 50000,
