@@ -102,6 +102,8 @@ class Action:
         }
         if self.output_example is not None:
             doc["outputExample"] = dict(self.output_example)
+        if self.middleware:
+            doc["middleware"] = list(self.middleware)
         return doc
 
 
@@ -185,7 +187,8 @@ class ActionRegistry:
         return sum(len(versions) for versions in self._versions.values())
 
     def documentation(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """``{name: {version: {name, version, description, inputs, outputExample?}}}``."""
+        """``{name: {version: {name, version, description, inputs, outputExample?,
+        middleware?}}}``."""
         docs: dict[str, dict[str, dict[str, Any]]] = {}
         for name in sorted(self._versions):
             for key in sorted(self._versions[name]):

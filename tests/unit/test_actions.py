@@ -295,5 +295,12 @@ def test_registry_documentation_lists_names_and_versions_in_order():
     assert list(docs["b"]) == ["1", "3"]
 
 
+def test_action_document_names_its_middleware_only_when_it_has_some():
+    guarded = Action(name="guarded", run=run, middleware=("auth", "audit"))
+
+    assert guarded.document()["middleware"] == ["auth", "audit"]
+    assert "middleware" not in Action(name="open", run=run).document()
+
+
 def test_registry_documentation_empty():
     assert ActionRegistry().documentation() == {}
