@@ -75,7 +75,7 @@
       const title = element("span", "field-name");
       title.append(element("code", null, name));
       if (spec.required) title.append(element("span", "badge required", "required"));
-      const input = element("input");
+      const input = element("input", "text-input");
       input.name = name;
       input.placeholder = "default" in spec ? JSON.stringify(spec.default) : spec.description || "";
       label.append(title, input);
