@@ -16,6 +16,7 @@ import resource
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 from typing import Any
 
 from . import codec
@@ -98,6 +99,8 @@ class Squall:
         )
         blocked_ms = general["blockedLoopWarning"]
         self.watchdog = LoopWatchdog(blocked_ms, self.actions) if blocked_ms else None
+        #: What the application opens at boot (a pool, a client), for actions as data.app.state.
+        self.state = SimpleNamespace()
         self.stopping = False
         self._cleanups: set[asyncio.Task[None]] = set()
 
@@ -145,18 +148,20 @@ class Squall:
             raise
         await self.broker.connection_opened(connection.id)
 
-    def close_connection(self, connection: Connection) -> None:
+    def close_connection(self, connection: Connection) -> asyncio.Task[None] | None:
         """Forget a connection at once, then leave its rooms and run ``destroy`` middleware.
 
         Idempotent: a socket closed by the peer, by ``destroy()`` and by shutdown all end here.
+        Returns the cleanup's task (None when the connection was already closed).
         """
         if connection.closed:
-            return
+            return None
         connection.closed = True
         self.connections.remove(connection)
         task = asyncio.get_running_loop().create_task(self._cleanup(connection))
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
+        return task
 
     async def _cleanup(self, connection: Connection) -> None:
         try:
