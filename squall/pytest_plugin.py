@@ -19,6 +19,8 @@ import pytest
 
 from .testing import Harness
 
+__all__ = ["pytest_addoption", "squall"]
+
 try:
     import pytest_asyncio
 except ImportError:  # the fixture says so when used; pytest itself keeps working
