@@ -110,6 +110,7 @@ class ActionProcessor:
         self._idle = asyncio.Event()
         self._idle.set()
         ordered = by_priority(middleware)
+        self.middleware = tuple(ordered)  # every action middleware, in the order it runs
         self._global = [m for m in ordered if m.is_global]
         self._named = {m.name: m for m in ordered}
         self._chains: dict[tuple[str, float], list[ActionMiddleware]] = {}
