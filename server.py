@@ -1,6 +1,5 @@
 #!/usr/bin/env python3
-"""Run a Squall server: ``python server.py [--port N] [--env NAME] [--config FILE ...]``;
-start a file: ``python server.py generate action|middleware|initializer NAME``.
+"""Run a Squall server: ``python server.py [--port N] [--env NAME] [--config FILE ...]``.
 
 The composition root: load the config, build the core (:class:`squall.Squall`), mount the
 handlers of ``handlers/`` into one Tornado application on one port, run until SIGINT or SIGTERM,
@@ -19,17 +18,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from handlers.api import Router  # noqa: E402
+from handlers.api import build_router  # noqa: E402
+from handlers.base import HandlerOptions  # noqa: E402
+from handlers.http11 import HTTPServer, ServerParams  # noqa: E402
 from handlers.static import StaticHandler  # noqa: E402
 from handlers.websocket import CLOSE_GOING_AWAY, SocketHandler, SocketRegistry  # noqa: E402
-from squall import Squall, SquallError, generate, load_config  # noqa: E402
+from squall import Squall, SquallError, load_config  # noqa: E402
 from squall.config import Config  # noqa: E402
 from squall.loader import load_callable  # noqa: E402
 from squall.supervisor import supervise  # noqa: E402
@@ -112,69 +112,36 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
         )
 
 
-def build_application(app: Squall, sockets: SocketRegistry) -> tornado.web.Application:
-    """Mount the API, the WebSocket and the static files, in that order of precedence."""
-    config = app.config
+def build_application(options: HandlerOptions, sockets: SocketRegistry) -> tornado.web.Application:
+    """Mount the WebSocket and the static files, in that order of precedence."""
+    config = options.app.config
     web = config["servers"]["web"]
     websocket = config["servers"]["websocket"]
-    server = websocket["server"]
-    authorization = server["authorization"]
-    authorize = (
-        load_callable(authorization, "servers.websocket.server.authorization")
-        if authorization
-        else None
-    )
     files = web["urlPathForFiles"].strip("/")
     routes: list[Any] = []
     if websocket["enabled"]:
         routes.append(
             (
-                server["pathname"],
+                websocket["server"]["pathname"],
                 SocketHandler,
-                {"app": app, "sockets": sockets, "authorize": authorize},
+                {"options": options, "sockets": sockets},
             )
         )
-    routes.append((rf"/{files}/(.*)", StaticHandler, {"app": app}))
+    routes.append((rf"/{files}/(.*)", StaticHandler, {"options": options}))
     if web["rootEndpointType"] == "file":
-        routes.append((r"/(.*)", StaticHandler, {"app": app}))
-    return tornado.web.Application(
-        routes,
-        log_function=_log_request,
-        squall_headers=web["httpHeaders"],
-        squall_cookie=cookie_options(config),
-        squall_file_cache_seconds=web["flatFileCacheDuration"] // 1000,
-        squall_origins=server["origins"],
-        squall_max_connections=server["maxConnections"],
-        squall_compression=server["compression"],
+        routes.append((r"/(.*)", StaticHandler, {"options": options}))
+    return tornado.web.Application(routes, log_function=_log_request)
+
+
+def handler_options(app: Squall) -> HandlerOptions:
+    """What the handlers read of the config, read once."""
+    authorization = app.config.get("servers.websocket.server.authorization")
+    authorize = (
+        load_callable(authorization, "servers.websocket.server.authorization")
+        if authorization
+        else None
     )
-
-
-def cookie_options(config: Config) -> dict[str, Any]:
-    """The fingerprint cookie's name and flags (PROTOCOL.md §4), as the handlers use them."""
-    web = config["servers"]["web"]
-    cookie = web["fingerprint"]
-    return {
-        "key": cookie["cookieKey"],
-        "httponly": cookie["httpOnly"],
-        "samesite": cookie["sameSite"],
-        "secure": web["secure"],
-        "max_age": cookie["maxAge"] // 1000 if cookie["maxAge"] else None,
-    }
-
-
-def build_router(app: Squall, application: tornado.web.Application) -> Router:
-    """Actions go to the lean HTTP path; everything else to the Tornado application."""
-    web = app.config["servers"]["web"]
-    return Router(
-        app,
-        application,
-        {
-            "api_path": web["urlPathForActions"],
-            "cookie": cookie_options(app.config),
-            "headers": web["httpHeaders"],
-            "api_version": app.config.get("general.apiVersion"),
-        },
-    )
+    return HandlerOptions.from_config(app, app.config, authorize)
 
 
 def _ssl_context(config: Config) -> ssl.SSLContext | None:
@@ -206,18 +173,21 @@ async def serve(config: Config, reuse_port: bool = False) -> None:
         max_buffered_bytes=server_options["maxBufferedBytes"],
         welcome=config.get("general.welcomeMessage"),
     )
-    application = build_application(app, sockets)
+    options = handler_options(app)
+    router = build_router(options, build_application(options, sockets))
     await app.start()
-    http_server = tornado.httpserver.HTTPServer(
-        build_router(app, application),
-        xheaders=web["trustProxy"],
-        ssl_options=_ssl_context(config),
-        idle_connection_timeout=web["idleConnectionTimeout"] / 1000,
-        body_timeout=web["idleConnectionTimeout"] / 1000,
-        max_header_size=web["maxHeaderSize"],
-        max_body_size=web["maxBodySize"],
+    http_server = HTTPServer(
+        router,
+        ServerParams(
+            max_header_size=web["maxHeaderSize"],
+            max_body_size=web["maxBodySize"],
+            idle_timeout=web["idleConnectionTimeout"] / 1000,
+            body_timeout=web["idleConnectionTimeout"] / 1000,
+            trust_proxy=web["trustProxy"],
+        ),
+        _ssl_context(config),
     )
-    http_server.add_sockets(
+    await http_server.listen(
         tornado.netutil.bind_sockets(web["port"], address=web["bindIP"], reuse_port=reuse_port)
     )
     sockets.start()
@@ -277,9 +247,6 @@ def _banner(app: Squall, config: Config) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["generate"]:  # python server.py generate action NAME
-        return generate.main(ROOT, argv[1:])
     args = parse_args(argv)
     overrides = {"servers.web.port": args.port} if args.port is not None else {}
     try:

@@ -7,7 +7,8 @@ a failed action adds ``error`` and gets the status of PROTOCOL.md §3.
 This is a bare :class:`tornado.httputil.HTTPMessageDelegate`, not a ``RequestHandler``: an
 action call needs none of a handler's machinery (per-request object graph, header policy,
 ETag hashing of every reply, cookie jar), and skipping it is most of the cost of a small reply.
-:class:`Router` sends ``/api`` requests here and everything else to the Tornado application.
+:func:`build_router` sends ``/api`` requests here and everything else to the Tornado
+application (one ``tornado.routing.RuleRouter``).
 """
 
 from __future__ import annotations
@@ -15,86 +16,63 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import re
 import time
 from typing import Any
 from urllib.parse import parse_qsl
 
 import tornado.escape
 import tornado.httputil
+import tornado.routing
 import tornado.web
 
-from squall import Squall, codec
+from squall import codec
 from squall.connections import Connection
 from squall.errors import UnencodableReply, http_status_of
-from squall.fingerprints import choose
 
-from .base import cookie_header
+from .base import HandlerOptions, request_fingerprint
 
 log = logging.getLogger("squall.http")
 
 _JSON = "application/json; charset=utf-8"
 
 
-class Router(tornado.httputil.HTTPServerConnectionDelegate):
-    """The HTTP server's delegate: ``/<urlPathForActions>`` to :class:`ApiRequest`, the rest
-    (WebSocket upgrade, static files) to the Tornado application."""
+class ApiServer(tornado.httputil.HTTPServerConnectionDelegate):
+    """The target of the action path in the router: one :class:`ApiRequest` per request."""
 
-    def __init__(self, app: Squall, application: tornado.web.Application, options: dict) -> None:
-        self.app = app
-        self.application = application
+    def __init__(self, options: HandlerOptions) -> None:
         self.options = options
-        prefix = "/" + options["api_path"].strip("/")
-        self.prefixes = (prefix + "/", prefix + "?")
-        self.exact = prefix
+        self.prefix_length = len(options.api_path) + 1  # "/api/"
 
     def start_request(
         self, server_conn: object, request_conn: tornado.httputil.HTTPConnection
     ) -> tornado.httputil.HTTPMessageDelegate:
-        return _Dispatch(self, server_conn, request_conn)
-
-    def on_close(self, server_conn: object) -> None:
-        self.application.on_close(server_conn)
-
-    def is_api(self, path: str) -> bool:
-        return path == self.exact or path.startswith(self.prefixes)
+        return ApiRequest(self, request_conn)
 
 
-class _Dispatch(tornado.httputil.HTTPMessageDelegate):
-    """Chooses, once the request line is known, who handles the request."""
-
-    def __init__(self, router: Router, server_conn: object, request_conn: Any) -> None:
-        self.router = router
-        self.server_conn = server_conn
-        self.request_conn = request_conn
-        self.delegate: tornado.httputil.HTTPMessageDelegate | None = None
-
-    def headers_received(self, start_line: Any, headers: tornado.httputil.HTTPHeaders) -> Any:
-        if self.router.is_api(start_line.path):
-            self.delegate = ApiRequest(self.router, self.request_conn)
-        else:
-            self.delegate = self.router.application.start_request(
-                self.server_conn, self.request_conn
-            )
-        return self.delegate.headers_received(start_line, headers)
-
-    def data_received(self, chunk: bytes) -> Any:
-        return self.delegate.data_received(chunk)  # type: ignore[union-attr]
-
-    def finish(self) -> None:
-        self.delegate.finish()  # type: ignore[union-attr]
-
-    def on_connection_close(self) -> None:
-        if self.delegate is not None:
-            self.delegate.on_connection_close()
+def build_router(
+    options: HandlerOptions, application: tornado.web.Application
+) -> tornado.routing.RuleRouter:
+    """The server's delegate: ``/<urlPathForActions>`` (with ``/...`` or ``?...`` after it) to
+    the lean :class:`ApiServer`, everything else (upgrade, static files) to ``application``."""
+    api = re.escape(options.api_path)
+    return tornado.routing.RuleRouter(
+        [
+            tornado.routing.Rule(
+                tornado.routing.PathMatches(rf"{api}(?:/.*)?"), ApiServer(options)
+            ),
+            tornado.routing.Rule(tornado.routing.AnyMatches(), application),
+        ]
+    )
 
 
 class ApiRequest(tornado.httputil.HTTPMessageDelegate):
     """One HTTP action call: a connection of type ``web`` that lives for one request."""
 
-    def __init__(self, router: Router, request_conn: Any) -> None:
-        self.app = router.app
-        self.router = router
-        self.options = router.options
+    def __init__(self, server: ApiServer, request_conn: Any) -> None:
+        self.server = server
+        self.options = server.options
+        self.app = server.options.app
         self.request_conn = request_conn
         self.started = time.monotonic()
         self.method = ""
@@ -110,9 +88,8 @@ class ApiRequest(tornado.httputil.HTTPMessageDelegate):
         self.path, _, self.query = start_line.path.partition("?")
         self.headers = headers
         context = self.request_conn.context
-        self.remote_ip = getattr(context, "remote_ip", "") or ""
-        address = getattr(context, "address", None)
-        self.remote_port = address[1] if isinstance(address, tuple) and len(address) > 1 else 0
+        self.remote_ip = context.remote_ip
+        self.remote_port = context.remote_port
 
     def data_received(self, chunk: bytes) -> None:
         self.body.append(chunk)
@@ -128,17 +105,12 @@ class ApiRequest(tornado.httputil.HTTPMessageDelegate):
         task.add_done_callback(_log_crash)
 
     async def _run(self) -> None:
-        headers = self.headers
-        cookie_key = self.options["cookie"]["key"]
-        fingerprint, needs_cookie = choose(_cookie(headers, cookie_key))
-        new_cookie = None
-        if needs_cookie:
-            new_cookie = cookie_header(cookie_key, fingerprint, self.options["cookie"])
+        fingerprint, new_cookie = request_fingerprint(self.options, self.headers)
         params, problem = self._params()
         if problem is not None:
             self._respond(400, codec.dumps({"error": problem}), new_cookie)
             return
-        name = self.path[len(self.router.exact) + 1 :] if self.path != self.router.exact else ""
+        name = self.path[self.server.prefix_length :]
         if name:
             params["action"] = tornado.escape.url_unescape(name)
         received = dict(params)
@@ -152,7 +124,7 @@ class ApiRequest(tornado.httputil.HTTPMessageDelegate):
         reply = result.response
         reply["serverInformation"] = {
             "serverName": self.app.name,
-            "apiVersion": self.options["api_version"],
+            "apiVersion": self.options.api_version,
             "requestDuration": int((time.monotonic() - self.started) * 1000),
             "currentTime": int(time.time() * 1000),
         }
@@ -199,7 +171,7 @@ class ApiRequest(tornado.httputil.HTTPMessageDelegate):
     def _respond(self, status: int, body: bytes, new_cookie: str | None) -> None:
         if self.request_conn is None:
             return  # the client went away; the reply is dropped
-        headers = tornado.httputil.HTTPHeaders(self.options["headers"])
+        headers = tornado.httputil.HTTPHeaders(self.options.headers)
         headers["Date"] = _http_date()
         if status != 204:
             headers["Content-Type"] = _JSON
@@ -221,12 +193,6 @@ class ApiRequest(tornado.httputil.HTTPMessageDelegate):
                 self.remote_ip,
                 1000 * (time.monotonic() - self.started),
             )
-
-
-def _cookie(headers: tornado.httputil.HTTPHeaders | None, key: str) -> str | None:
-    if headers is None or "Cookie" not in headers:
-        return None
-    return tornado.httputil.parse_cookie(headers["Cookie"]).get(key) or None
 
 
 _date_cache: tuple[int, str] = (0, "")

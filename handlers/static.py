@@ -13,18 +13,17 @@ from typing import Any
 
 import tornado.web
 
-from squall import Squall
 from squall.errors import FileNotFound
 
-from .base import SquallMixin
+from .base import HandlerOptions, SquallMixin
 
 
 class StaticHandler(SquallMixin, tornado.web.StaticFileHandler):
     """Serves ``public/`` at ``/public/<path>`` and, with ``rootEndpointType: file``, at ``/``."""
 
-    def initialize(self, app: Squall, **kwargs: Any) -> None:  # type: ignore[override]
-        SquallMixin.initialize(self, app)
-        tornado.web.StaticFileHandler.initialize(self, path=str(app.files.root))
+    def initialize(self, options: HandlerOptions) -> None:  # type: ignore[override]
+        SquallMixin.initialize(self, options)
+        tornado.web.StaticFileHandler.initialize(self, path=str(options.app.files.root))
         self._requested = ""
 
     def prepare(self) -> None:
@@ -53,7 +52,7 @@ class StaticHandler(SquallMixin, tornado.web.StaticFileHandler):
         return f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
 
     def get_cache_time(self, path: str, modified: Any, mime_type: str) -> int:
-        return self.settings["squall_file_cache_seconds"]
+        return self.squall.file_cache_seconds
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.set_header("Content-Type", "text/plain; charset=utf-8")

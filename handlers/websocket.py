@@ -1,56 +1,49 @@
-"""The WebSocket endpoint: Tornado answers the upgrade, then a lean pump carries the frames.
+"""The WebSocket endpoint: Tornado routes the upgrade, websockets' sans-I/O protocol frames.
 
 :class:`SocketHandler` is an ordinary Tornado handler: it refuses what must be refused
-(connection cap 503, authorization 401, origin 403, bad handshake 400/426), then writes the
-``101 Switching Protocols`` itself and hands the socket to a :class:`SocketPump`. The pump is an
-asyncio protocol, the shape of the websockets library: bytes arrive (``data_received``), the
-sans-I/O :class:`~squall.wsframes.FrameParser` turns them into messages, the sans-I/O
-:class:`~squall.protocol.SocketProtocol` turns messages into replies, and the pump writes them.
-No future, task or coroutine is created per frame unless a verb really waits.
+(shutdown or connection cap 503, authorization 401, origin 403, bad handshake 400/426), lets
+websockets' :class:`~websockets.server.ServerProtocol` check the handshake and negotiate
+permessage-deflate, then hands the connection's transport, with the ``101`` response, to a
+:class:`SocketPump`. The pump is an asyncio protocol shaped like websockets' own
+``data_received``: feed the sans-I/O object, take its events, write ``data_to_send()``, arm a
+close timer when it expects one. Frames, masking (in C), the closing handshake and
+compression are websockets'; the closing state is the protocol object's ``state``.
 
-Why not Tornado's ``WebSocketHandler`` after the handshake: its frame loop awaits several
-futures per frame, frames every message per recipient, and keeps the whole request handler
-alive per connection; the pump does less of each (see bench/RESULTS.md).
+What the pump keeps of its own, because the benchmarks credit it: no future, task or coroutine
+per frame unless a verb really waits, and a broadcast framed once (:meth:`SocketRegistry.frame_of`,
+websockets' ``Frame.serialize``) and written to every member. Everything
+written to a socket, pongs included, counts in ``maxBufferedBytes``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import contextlib
 import inspect
 import logging
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import tornado.iostream
 import tornado.web
+from websockets.datastructures import Headers
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import Protocol, Side, State
+from websockets.server import ServerProtocol
 
 from squall import Squall, codec
 from squall.connections import Connection
 from squall.errors import ServerShuttingDown, Unauthorized
-from squall.fingerprints import choose
-from squall.wsframes import (
-    OP_BINARY,
-    OP_CLOSE,
-    OP_PING,
-    OP_PONG,
-    OP_TEXT,
-    Deflate,
-    FrameError,
-    FrameParser,
-    accept_key,
-    close_payload,
-    encode,
-    parse_close,
-)
 
-from .base import SquallMixin, cookie_header
+from .base import HandlerOptions, SquallMixin, request_fingerprint
 
 log = logging.getLogger("squall.websocket")
+
+#: websockets' own log lines (each open and close at INFO, frames at DEBUG): Squall logs what
+#: matters about a socket itself, so these start at WARNING; lower the level to see frames.
+wire_log = logging.getLogger("squall.websocket.wire")
+wire_log.setLevel(logging.WARNING)
 
 #: ``connection middleware`` refused the connection (PROTOCOL.md §6): the client does not retry.
 CLOSE_REFUSED = 4001
@@ -60,20 +53,19 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 #: How long a closing peer has to answer our close frame before the TCP connection is dropped.
 CLOSE_GRACE = 5.0
+#: Received bytes are fed to the protocol in slices of this size, so that a burst of tiny
+#: frames never holds more than a few thousand frame objects at once.
+FEED_SIZE = 65536
 
 
 class SocketHandler(SquallMixin, tornado.web.RequestHandler):
     """The upgrade request of one WebSocket client."""
 
     def initialize(  # type: ignore[override]
-        self,
-        app: Squall,
-        sockets: SocketRegistry,
-        authorize: Callable[[Any], Any] | None,
+        self, options: HandlerOptions, sockets: SocketRegistry
     ) -> None:
-        SquallMixin.initialize(self, app)
+        SquallMixin.initialize(self, options)
         self.sockets = sockets
-        self.authorize = authorize
         self._holds_place = False
 
     async def prepare(self) -> None:
@@ -88,14 +80,15 @@ class SocketHandler(SquallMixin, tornado.web.RequestHandler):
             self.set_status(403)
             self.finish("origin not allowed")
             return
-        cap = self.settings["squall_max_connections"]
+        cap = self.squall.max_connections
         if cap is not None and self.sockets.count_with_pending() >= cap:
             self._refuse(503, "the server has too many connections")
             return
-        if self.authorize is not None:
+        authorize = self.squall.authorize
+        if authorize is not None:
             unauthorized = Unauthorized().render(self.app.messages)
             try:
-                verdict = self.authorize(self.request)
+                verdict = authorize(self.request)
                 if inspect.isawaitable(verdict):
                     verdict = await verdict
             except Exception as exc:
@@ -128,10 +121,10 @@ class SocketHandler(SquallMixin, tornado.web.RequestHandler):
 
         A refused origin gets 403 at the upgrade: the most likely cause of a 403 there.
         """
-        allowed = self.settings["squall_origins"]
+        allowed = self.squall.origins
         return allowed == "*" or origin in allowed
 
-    async def get(self) -> None:
+    def get(self) -> None:
         headers = self.request.headers
         if headers.get("Upgrade", "").lower() != "websocket" or "upgrade" not in [
             part.strip().lower() for part in headers.get("Connection", "").split(",")
@@ -139,60 +132,49 @@ class SocketHandler(SquallMixin, tornado.web.RequestHandler):
             self.set_status(400)
             self.finish("this endpoint speaks WebSocket only: send an Upgrade request")
             return
-        key = headers.get("Sec-WebSocket-Key")
-        if headers.get("Sec-WebSocket-Version") != "13" or not key:
+        if headers.get("Sec-WebSocket-Version") != "13" or not headers.get("Sec-WebSocket-Key"):
             self.set_status(426)
             self.set_header("Sec-WebSocket-Version", "13")
             self.finish("WebSocket version 13 with a Sec-WebSocket-Key is required")
             return
-        if not _is_websocket_key(key):
-            self.set_status(400)
-            self.finish("Sec-WebSocket-Key must be the base64 encoding of 16 bytes")
-            return
-        cookie_key = self.settings["squall_cookie"]["key"]
-        # the raw bytes: a value that is not UTF-8 is ignored like any other invalid one,
-        # where get_query_argument would answer 400
-        query = self.request.query_arguments.get("sessionID")
-        fingerprint, needs_cookie = choose(
-            self.get_cookie(cookie_key), query[-1].decode("latin-1") if query else None
+        handshake = ServerProtocol(
+            extensions=[ServerPerMessageDeflateFactory()] if self.squall.compression else None,
+            logger=wire_log,
         )
-        lines = [
-            "HTTP/1.1 101 Switching Protocols",
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            f"Sec-WebSocket-Accept: {accept_key(key)}",
-        ]
-        deflate = None
-        if self.settings["squall_compression"]:
-            negotiated = Deflate.negotiate(headers.get("Sec-WebSocket-Extensions"))
-            if negotiated is not None:
-                deflate, extension = negotiated
-                lines.append(f"Sec-WebSocket-Extensions: {extension}")
-        if needs_cookie:
+        response = handshake.accept(Request(self.request.path, Headers(headers.get_all())))
+        if response.status_code != 101:  # a bad key or extension offer: websockets says why
+            self.set_status(response.status_code)
+            self.finish(response.body)
+            return
+        # the raw bytes: a value that is not UTF-8 is ignored like any other invalid one
+        query = self.request.query_arguments.get("sessionID")
+        fingerprint, new_cookie = request_fingerprint(
+            self.squall, headers, query[-1].decode("latin-1") if query else None
+        )
+        if new_cookie is not None:
             # the page's later requests then share the socket's fingerprint (PROTOCOL.md §4)
-            options = self.settings["squall_cookie"]
-            lines.append("Set-Cookie: " + cookie_header(cookie_key, fingerprint, options))
-        handshake = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
+            response.headers["Set-Cookie"] = new_cookie
+        # The handshake is done (Tornado parsed the request): the frames go to a protocol
+        # that starts OPEN, with the extensions the handshake negotiated.
+        protocol = Protocol(
+            Side.SERVER, state=State.OPEN, max_size=self.sockets.max_message_size, logger=wire_log
+        )
+        protocol.extensions = handshake.extensions
         connection = Connection(
             "webSocket",
             self.request.remote_ip or "",
-            self.remote_port,
+            self.request.connection.context.remote_port,
             fingerprint=fingerprint,
         )
-        stream = self.detach()
-        try:
-            await self.sockets.adopt(stream, connection, handshake, deflate)
-        finally:
-            self._release_place()  # counted among the open sockets from now on
+        pump = SocketPump(self.app, self.sockets, connection, protocol)
+        http = self.detach()  # type: ignore[no-untyped-call]
+        http.switch_protocols(pump, response.serialize())
+        self._release_place()  # counted among the open sockets from now on
 
 
-def _is_websocket_key(key: str) -> bool:
-    """Whether ``key`` is a valid ``Sec-WebSocket-Key``: base64 of 16 bytes (RFC 6455 §4.1)."""
-    try:
-        return len(base64.b64decode(key.encode("ascii"), validate=True)) == 16
-    except (UnicodeEncodeError, binascii.Error):
-        return False
+def _close_reason(reason: str) -> str:
+    """``reason`` cut to fit a close frame (125 bytes, the code's two included)."""
+    return reason.encode("utf-8")[:123].decode("utf-8", "ignore")
 
 
 class SocketPump(asyncio.Protocol):
@@ -203,31 +185,33 @@ class SocketPump(asyncio.Protocol):
         app: Squall,
         registry: SocketRegistry,
         connection: Connection,
-        handshake: bytes,
-        deflate: Deflate | None,
+        protocol: ServerProtocol,
     ) -> None:
         self.app = app
         self.registry = registry
         self.connection = connection
-        self.handshake = handshake
-        self.deflate = deflate
-        self.parser = FrameParser(registry.max_message_size, deflate)
+        self.protocol = protocol
+        self.deflate = bool(protocol.extensions)  # each frame is compressed for its socket
         self.transport: Any = None
         self.last_seen = time.monotonic()
-        self.closing = False
-        self.failed = False
-        self.ready = False  # the welcome is out: frames before it wait in the backlog
-        self._backlog: list[Any] = []
+        self.ready = False  # the welcome is out: messages before it wait in the backlog
+        self._backlog: list[str | bytes] = []
+        # One growing buffer, not a list of fragments: a million 1-byte (or empty) fragments
+        # cost about the message's size, not a million objects.
+        self._fragments: bytearray | None = None
+        self._fragments_text = False
         self._close_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         connection.transport = self
+
+    @property
+    def open(self) -> bool:
+        return self.protocol.state is State.OPEN
 
     # -- asyncio protocol ----------------------------------------------------------------------
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        transport.write(self.handshake)
-        self.handshake = b""
         self.registry.add(self)
         task = asyncio.ensure_future(self._open())
         self._tasks.add(task)
@@ -246,39 +230,58 @@ class SocketPump(asyncio.Protocol):
         connection.send({"context": "api", "welcome": self.registry.welcome})
         self.ready = True
         backlog, self._backlog = self._backlog, []
-        self._handle(backlog)
+        for message in backlog:
+            self._message(message)
 
     def data_received(self, data: bytes) -> None:
         self.last_seen = time.monotonic()
-        if self.failed:
-            return
-        try:
-            events = self.parser.feed(data)
-        except FrameError as error:
-            self._fail(error)
-            return
-        if self.ready or self.closing:  # a closing socket only looks for the close frame
-            self._handle(events)
-        else:
-            self._backlog.extend(events)
+        protocol = self.protocol
+        for start in range(0, len(data), FEED_SIZE):
+            protocol.receive_data(data[start : start + FEED_SIZE])
+            events = protocol.events_received()
+            self._flush()  # pongs, and the close frame of a failure
+            if events:
+                self._handle(events)
+        if protocol.close_expected():
+            self._arm_close_timer()
 
-    def _handle(self, events: list[Any]) -> None:
-        for event in events:
-            if self.closing and event.opcode != OP_CLOSE:
-                continue
-            opcode = event.opcode
-            if opcode == OP_TEXT:
-                self._message(event.text)
-            elif opcode == OP_BINARY:
-                self._message(event.data)
-            elif opcode == OP_PING:
-                self._write(encode(OP_PONG, event.data))
-            elif opcode == OP_CLOSE:
-                self._peer_closed(event.data)
+    def _handle(self, frames: list[Any]) -> None:
+        """Reassemble messages (RFC 6455 5.4); control frames were answered by the protocol."""
+        for frame in frames:
+            opcode = frame.opcode
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                if frame.fin:
+                    self._received(frame.data, opcode is Opcode.TEXT)
+                else:
+                    self._fragments = bytearray(frame.data)
+                    self._fragments_text = opcode is Opcode.TEXT
+            elif opcode is Opcode.CONT:
+                fragments = self._fragments
+                assert fragments is not None  # the protocol refuses a stray continuation
+                fragments += frame.data
+                if frame.fin:
+                    self._fragments = None
+                    self._received(bytes(fragments), self._fragments_text)
+            elif opcode is Opcode.CLOSE:
+                # the peer is gone for the application now, not when its TCP close arrives
+                self.app.close_connection(self.connection)
+
+    def _received(self, data: bytes, text: bool) -> None:
+        if not self.open:
+            return  # closing: only the peer's close frame matters now
+        message: str | bytes = data
+        if text:
+            try:
+                message = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                self._fail(1007, f"invalid UTF-8 at position {exc.start}")
                 return
+        if self.ready:
+            self._message(message)
+        else:
+            self._backlog.append(message)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closing = True
         if self._close_timer is not None:
             self._close_timer.cancel()
         self.registry.discard(self)
@@ -310,75 +313,66 @@ class SocketPump(asyncio.Protocol):
         if reply is not None:
             self.connection.send_encoded(self.app.protocol.encode(reply))
 
-    def _fail(self, error: FrameError) -> None:
-        """The peer broke the protocol: close with its code, then drop the link (RFC 6455 7.1.7)."""
-        log.info("closing %s with %d: %s", self.connection.id, error.code, error.reason)
-        self.failed = self.closing = True
-        self._write(encode(OP_CLOSE, close_payload(error.code, error.reason)))
-        # Half-close and keep reading (and discarding): closing outright while the peer is
-        # still sending makes the kernel answer with a reset that can destroy our close frame
-        # before the peer reads it.
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
-        else:
-            self.transport.close()
-        self._close_timer = asyncio.get_running_loop().call_later(CLOSE_GRACE, self.abort)
-
-    def _peer_closed(self, payload: bytes) -> None:
-        """The client sent a close frame: answer it (RFC 6455 §5.5.1) and drop the TCP link."""
-        if not self.closing:
-            try:
-                code, _ = parse_close(payload)
-            except FrameError as error:
-                self._fail(error)
-                return
-            self.closing = True
-            echo = b"" if code == 1005 else payload[:2]
-            self._write(encode(OP_CLOSE, echo))
-        self.transport.close()
+    def _fail(self, code: int, reason: str) -> None:
+        """The peer broke the protocol: close with ``code``, then drop the link (RFC 6455 7.1.7)."""
+        log.info("closing %s with %d: %s", self.connection.id, code, reason)
+        self.protocol.fail(code, reason)
+        self._flush()
+        self._arm_close_timer()
 
     # -- the connection's transport (squall.connections.Transport) ------------------------------
 
     def write_frame(self, payload: bytes) -> None:
-        """Queue one text frame; the frame of a broadcast is built once for all members."""
-        if self.closing:
+        """Queue one text frame; without compression, a broadcast's frame is built once."""
+        if not self.open:
             return
-        if self.deflate is not None:
-            frame = encode(OP_TEXT, self.deflate.deflate(payload), rsv1=True)
+        if self.deflate:
+            self.protocol.send_text(payload)
+            self._flush()
         else:
-            frame = self.registry.frame_of(payload)
-        self._write(frame)
+            self._write(self.registry.frame_of(payload))
 
     def close(self, code: int, reason: str) -> None:
         """Send a close frame; the peer has :data:`CLOSE_GRACE` seconds to answer it."""
-        if self.closing or self.transport is None:
+        if not self.open or self.transport is None:
             return
-        self.closing = True
-        self._write(encode(OP_CLOSE, close_payload(code, reason)))
-        loop = asyncio.get_running_loop()
-        self._close_timer = loop.call_later(CLOSE_GRACE, self.abort)
+        self.protocol.send_close(code, _close_reason(reason))
+        self._flush()
+        self._arm_close_timer()
 
     def abort(self) -> None:
         """Drop the TCP connection at once (a peer that stopped answering)."""
-        self.closing = True
         if self.transport is not None:
             self.transport.abort()
 
     def ping(self) -> None:
-        if not self.closing:
-            self._write(encode(OP_PING, b""))
+        if self.open:
+            self.protocol.send_ping(b"")
+            self._flush()
 
-    def _write(self, frame: bytes) -> None:
-        """Write a frame; every frame (pongs included) counts in ``maxBufferedBytes``."""
+    def _flush(self) -> None:
+        """Write what the protocol has to send; ``b""`` means half-close (its EOF)."""
+        for data in self.protocol.data_to_send():
+            if data:
+                self._write(data)
+            elif self.transport.can_write_eof():
+                self.transport.write_eof()
+            else:  # TLS cannot half-close: close once the close frame is out
+                self.transport.close()
+
+    def _write(self, data: bytes) -> None:
+        """Write bytes; everything written (pongs included) counts in ``maxBufferedBytes``."""
         transport = self.transport
         if transport.is_closing():
             return
-        transport.write(frame)
-        if (
-            not self.closing
-            and transport.get_write_buffer_size() > self.registry.max_buffered_bytes
-        ):
+        transport.write(data)
+        if self.open and transport.get_write_buffer_size() > self.registry.max_buffered_bytes:
             self._drop_slow_reader()
+
+    def _arm_close_timer(self) -> None:
+        if self._close_timer is None:
+            loop = asyncio.get_running_loop()
+            self._close_timer = loop.call_later(CLOSE_GRACE, self.abort)
 
     def _drop_slow_reader(self) -> None:
         log.warning(
@@ -388,51 +382,6 @@ class SocketPump(asyncio.Protocol):
         )
         self.app.close_connection(self.connection)
         self.close(CLOSE_POLICY, "outbound buffer full: the client is not reading")
-
-
-class StreamTransport:
-    """The few asyncio-transport methods a :class:`SocketPump` uses, over a Tornado IOStream.
-
-    Used for TLS connections, whose encryption state lives in Tornado's ``SSLIOStream`` and
-    cannot move to an asyncio transport.
-    """
-
-    def __init__(self, stream: tornado.iostream.IOStream, pump: SocketPump) -> None:
-        self.stream = stream
-        self.pump = pump
-        self._last_write: Any = None
-        self._reader = asyncio.ensure_future(self._read_forever())
-
-    async def _read_forever(self) -> None:
-        try:
-            while True:
-                self.pump.data_received(await self.stream.read_bytes(65536, partial=True))
-        except tornado.iostream.StreamClosedError:
-            self.pump.connection_lost(None)
-
-    def write(self, data: bytes) -> None:
-        with contextlib.suppress(tornado.iostream.StreamClosedError):
-            self._last_write = self.stream.write(data)
-
-    def get_write_buffer_size(self) -> int:
-        # Tornado has no public equivalent; its buffer object knows its length.
-        return len(self.stream._write_buffer)
-
-    def is_closing(self) -> bool:
-        return self.stream.closed()
-
-    def can_write_eof(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        """Close once what was written has gone out."""
-        if self._last_write is None or self._last_write.done():
-            self.stream.close()
-        else:
-            self._last_write.add_done_callback(lambda _: self.stream.close())
-
-    def abort(self) -> None:
-        self.stream.close()
 
 
 class SocketRegistry:
@@ -468,38 +417,10 @@ class SocketRegistry:
         self._cached_payload: bytes | None = None
         self._cached_frame = b""
 
-    async def adopt(
-        self,
-        stream: tornado.iostream.IOStream,
-        connection: Connection,
-        handshake: bytes,
-        deflate: Deflate | None,
-    ) -> None:
-        """Take a detached Tornado stream over: plain TCP moves to an asyncio transport."""
-        pump = SocketPump(self.app, self, connection, handshake, deflate)
-        if isinstance(stream, tornado.iostream.SSLIOStream):
-            pump.connection_made(StreamTransport(stream, pump))
-            return
-        # Bytes a client sent along with its handshake (it should wait for the 101, not all
-        # do) are already in Tornado's read buffer: they are handed to the pump, not lost.
-        early = bytes(getattr(stream, "_read_buffer", b""))
-        # The socket is duplicated and Tornado's copy closed; the duplicate goes to asyncio.
-        sock = stream.socket.dup()
-        stream.close()
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.connect_accepted_socket(lambda: pump, sock=sock)
-        except OSError:
-            sock.close()
-            return
-        if early:
-            pump.data_received(early)
-
     def frame_of(self, payload: bytes) -> bytes:
         if payload is not self._cached_payload:
             self._cached_payload = payload
-            self._cached_frame = encode(OP_TEXT, payload)
+            self._cached_frame = Frame(Opcode.TEXT, payload).serialize(mask=False)
         return self._cached_frame
 
     def add(self, pump: SocketPump) -> None:

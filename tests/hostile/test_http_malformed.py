@@ -170,15 +170,41 @@ async def test_dot_segments_in_the_action_path_are_not_resolved(main, path):
 # --- headers, cookies and broken requests -----------------------------------------------------
 
 
-async def test_header_larger_than_maxHeaderSize_is_refused(main):
-    request = b"GET /api/status HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
-    assert refused_or_closed(await raw_http(main, request))
+HEAD_TOO_LARGE = {
+    "error": "the request head is larger than servers.web.maxHeaderSize (65536 bytes)"
+}
+
+
+@pytest.mark.parametrize(
+    "field",
+    [b"X-Big: " + b"a" * 100_000, b"Cookie: sessionID=" + b"c" * 100_000, b"X-Many: x\r\n" * 9000],
+    ids=["100 kB header", "100 kB cookie", "9000 headers"],
+)
+@pytest.mark.parametrize("path", [b"/api/status", b"/public/index.html"])
+async def test_request_head_over_maxHeaderSize_is_answered_431(main, path, field):
+    """Answered before the connection closes, never a silent close (PROTOCOL.md §3)."""
+    request = b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n" + field + b"\r\n\r\n"
+    response = parse_response(await raw_http(main, request))
+    assert response is not None, "the connection closed without an answer"
+    assert (response.status, response.json()) == (431, HEAD_TOO_LARGE)
+    assert response.header("Connection") == "close"
     await assert_still_serving(main)
 
 
-async def test_cookie_larger_than_maxHeaderSize_is_refused(main):
-    request = b"GET /api/status HTTP/1.1\r\nHost: x\r\nCookie: sessionID=" + b"c" * 70_000
-    assert refused_or_closed(await raw_http(main, request + b"\r\n\r\n"))
+async def test_request_head_growing_past_maxHeaderSize_byte_by_chunk_is_431(main):
+    """A head sent in small writes is bounded as it grows, not once it is complete."""
+    reader, writer = await open_stream(main)
+    try:
+        writer.write(b"GET /api/status HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(200):  # 200 writes of 1 kB: past 64 kB, and the header never ends
+                writer.write(b"s" * 1024)
+                await writer.drain()
+        received = await asyncio.wait_for(reader.read(65536), 5)
+    finally:
+        writer.transport.abort()
+    response = parse_response(received)
+    assert response is not None and response.status == 431, received[:200]
     await assert_still_serving(main)
 
 

@@ -91,9 +91,11 @@ class Server:
         workdir: Path,
         options: dict[str, Any] | None = None,
         port_from_env: bool = False,
+        loop: str = "auto",
     ) -> None:
         self.name = name
         self.port_from_env = port_from_env
+        self.loop = loop
         merged = deep_merge(BASE_OPTIONS, options or {})
         servers = merged.get("servers", {})
         #: where the socket and the actions answer, following the options given
@@ -120,6 +122,7 @@ class Server:
         env["SQUALL_TEST_EVENT_LOG"] = str(self.event_log)
         self.event_log.write_text("")
         command = [sys.executable, "server.py", "--env", "test", "--config", str(self.config_path)]
+        command += ["--loop", self.loop]
         if self.port_from_env:
             env["PORT"] = str(self.port)
         else:

@@ -89,3 +89,14 @@ def test_boot_unknown_section_stops_boot_naming_it(tmp_path):
 def test_boot_port_from_environment(tmp_path_factory):
     with running_server(tmp_path_factory, "envport", {}, port_from_env=True) as server:
         assert http_request(server, "GET", "/api/status").status == 200
+
+
+async def test_server_runs_on_the_standard_asyncio_loop(tmp_path_factory, connect):
+    """uvloop is optional: with ``--loop asyncio`` HTTP, static files and the socket all work
+    (httptools and websockets need no particular loop)."""
+    with running_server(tmp_path_factory, "stdloop", {}, loop="asyncio") as server:
+        assert http_request(server, "GET", "/api/status").status == 200
+        assert http_request(server, "GET", "/public/index.html").status == 200
+        client = await connect(server)
+        assert (await client.request("ping"))["status"] == "OK"
+        await client.close()

