@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Run a Squall server: ``python server.py [--port N] [--env NAME] [--config FILE ...]``.
+"""Run a Squall server: ``python server.py [--port N] [--env NAME] [--config FILE ...]``;
+start a file: ``python server.py generate action|middleware|initializer NAME``.
 
 The composition root: load the config, build the core (:class:`squall.Squall`), mount the
 handlers of ``handlers/`` into one Tornado application on one port, run until SIGINT or SIGTERM,
@@ -29,7 +30,7 @@ from handlers.base import HandlerOptions  # noqa: E402
 from handlers.http11 import HTTPServer, ServerParams  # noqa: E402
 from handlers.static import StaticHandler  # noqa: E402
 from handlers.websocket import CLOSE_GOING_AWAY, SocketHandler, SocketRegistry  # noqa: E402
-from squall import Squall, SquallError, load_config  # noqa: E402
+from squall import Squall, SquallError, generate, load_config  # noqa: E402
 from squall.config import Config  # noqa: E402
 from squall.loader import load_callable  # noqa: E402
 from squall.supervisor import supervise  # noqa: E402
@@ -247,6 +248,9 @@ def _banner(app: Squall, config: Config) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["generate"]:  # python server.py generate action NAME
+        return generate.main(ROOT, argv[1:])
     args = parse_args(argv)
     overrides = {"servers.web.port": args.port} if args.port is not None else {}
     try:

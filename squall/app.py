@@ -24,7 +24,13 @@ from .broker import Broker, MemoryBroker
 from .client import render_client
 from .config import Config
 from .connections import Connection, ConnectionRegistry
-from .errors import ErrorMessages
+from .errors import (
+    ConfigError,
+    ConnectionRefused,
+    ErrorMessages,
+    InvalidRoomName,
+    is_own_cancellation,
+)
 from .files import PublicFiles
 from .loader import load_folders
 from .middleware import by_priority, resolve
@@ -55,6 +61,15 @@ def make_broker(config: Config, server_id: str) -> Broker:
     )
 
 
+def outage_errors(config: Config) -> tuple[type[BaseException], ...]:
+    """The exceptions that mean the broker's backend is unreachable (see ErrorMessages)."""
+    if not config.get("redis.enabled"):
+        return ()
+    from redis.exceptions import RedisError
+
+    return (RedisError,)
+
+
 class Squall:
     """One server's core. Build it from a :class:`~squall.config.Config`, then ``await start()``.
 
@@ -68,13 +83,24 @@ class Squall:
         self.id: str = general["id"] or f"{socket.gethostname()}-{os.getpid()}"
         self.name: str = general["serverName"]
         self.started_at = time.time()
-        self.messages = ErrorMessages(config["errors"])
+        self.messages = ErrorMessages(
+            config["errors"],
+            expose_errors=general["exposeErrors"],
+            outages=outage_errors(config),
+        )
         loaded = load_folders(config.root / folder for folder in general["paths"]["actions"])
         self.actions = loaded.actions
         self.connection_middleware = by_priority(loaded.connection_middleware)
         self.connections = ConnectionRegistry()
         self.broker = make_broker(config, self.id)
-        self.rooms = Rooms(self.broker, loaded.chat_middleware, self.messages)
+        self.rooms = Rooms(
+            self.broker,
+            loaded.chat_middleware,
+            self.messages,
+            max_name_length=general["maxRoomNameLength"],
+            max_rooms=general["maxRooms"],
+            empty_room_ttl_ms=general["emptyRoomTtl"],
+        )
         self.executor = ThreadPoolExecutor(thread_name_prefix="squall-action")
         self.processor = ActionProcessor(
             registry=self.actions,
@@ -96,6 +122,7 @@ class Squall:
             self.messages,
             rate_limit=socket_options["rateLimit"],
             rate_burst=socket_options["rateBurst"],
+            max_pending=general["simultaneousRequests"],
         )
         blocked_ms = general["blockedLoopWarning"]
         self.watchdog = LoopWatchdog(blocked_ms, self.actions) if blocked_ms else None
@@ -112,7 +139,14 @@ class Squall:
         if self.watchdog is not None:
             self.watchdog.start()
         for room in self.config.get("general.startingChatRooms") or {}:
-            await self.rooms.add(str(room))
+            try:
+                await self.rooms.add(str(room))
+            except InvalidRoomName:
+                why = (
+                    f"room name {room!r} must be 1 to {self.rooms.max_name_length} characters "
+                    "without control characters (general.maxRoomNameLength)"
+                )
+                raise ConfigError("config", "general.startingChatRooms", why) from None
         if self.config.get("servers.websocket.enabled"):
             for path in render_client(self.config.data, self.public_dir):
                 log.debug("rendered %s", path)
@@ -120,6 +154,7 @@ class Squall:
     async def stop(self) -> None:
         """Stop after the transports have stopped accepting and closed their connections."""
         self.stopping = True
+        self.rooms.stop()
         if self._cleanups:
             await asyncio.wait(list(self._cleanups), timeout=5)
         await self.broker.stop()
@@ -134,18 +169,28 @@ class Squall:
     # -- connections, for transports -------------------------------------------------------
 
     async def open_connection(self, connection: Connection) -> None:
-        """Register a new connection and run ``create`` middleware (which may raise to refuse)."""
+        """Register a new connection and run ``create`` middleware (which may raise to refuse).
+
+        Raises:
+            ConnectionRefused: a ``create`` hook raised; its text is the 4001 close reason, as
+                :meth:`~squall.errors.ErrorMessages.report` decides (a bug is logged).
+        """
         connection.on_destroy = self.close_connection
         self.connections.add(connection)
         try:
             for middleware in self.connection_middleware:
                 if middleware.create is not None:
                     await resolve(middleware.create(connection))
-        except Exception:
+        except BaseException as error:
             # Refused before it existed: no rooms to leave, no destroy middleware to run.
             connection.closed = True
             self.connections.remove(connection)
-            raise
+            if is_own_cancellation(error):
+                raise
+            text = self.messages.report(
+                error, log, "connection middleware failed (connection %s)", connection.id
+            )
+            raise ConnectionRefused(text) from error
         await self.broker.connection_opened(connection.id)
 
     def close_connection(self, connection: Connection) -> asyncio.Task[None] | None:
@@ -158,6 +203,7 @@ class Squall:
             return None
         connection.closed = True
         self.connections.remove(connection)
+        self.protocol.forget(connection)
         task = asyncio.get_running_loop().create_task(self._cleanup(connection))
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)

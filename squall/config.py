@@ -29,6 +29,8 @@ NULLABLE: dict[str, tuple[type, ...]] = {
     "general.id": (str,),
     "general.blockedLoopWarning": (int,),
     "general.actionTimeout": (int,),
+    "general.maxRooms": (int,),
+    "general.emptyRoomTtl": (int,),
     "servers.web.certFile": (str,),
     "servers.web.keyFile": (str,),
     "servers.web.fingerprint.maxAge": (int,),
@@ -51,6 +53,8 @@ DISABLEABLE = frozenset(
     {
         "general.actionTimeout",
         "general.blockedLoopWarning",
+        "general.maxRooms",
+        "general.emptyRoomTtl",
         "servers.websocket.clientJsName",
         "servers.websocket.client.queueSize",
         "servers.websocket.server.maxConnections",
@@ -249,6 +253,10 @@ def _validate(
 RANGES: dict[str, tuple[float, float | None]] = {
     "servers.web.port": (0, 65535),
     "general.simultaneousActions": (1, None),
+    "general.simultaneousRequests": (1, None),
+    "general.maxRoomNameLength": (1, None),
+    "general.maxRooms": (1, None),
+    "general.emptyRoomTtl": (100, None),
     "general.actionTimeout": (1, None),
     "general.shutdownTimeout": (0, None),
     "general.blockedLoopWarning": (10, None),

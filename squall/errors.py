@@ -5,57 +5,85 @@ The tree::
     SquallError
     ├── ConfigError            bad YAML, unknown section or key, wrong type (stops the boot)
     ├── ActionLoadError        an actions/ file that fails to import or declares a broken action
+    ├── ConnectionRefused      connection middleware refused a socket; the text is its 4001 reason
     └── ClientError            something a client asked for that cannot be done; has a wire text
+        ├── ActionError            400  raised on purpose by an app: (message, status=400)
+        │   ├── BadRequest         400
+        │   ├── Unauthorized       401  (no message: the configured ``unauthorized`` text)
+        │   ├── Forbidden          403  (a PermissionError counts as one)
+        │   ├── NotFound           404
+        │   ├── Conflict           409
+        │   ├── InvalidParams      422
+        │   └── TooManyRequests    429
         ├── UnknownAction          404  unknown action or invalid apiVersion
         ├── MissingParam           422  <param> is a required parameter for this action
         ├── InvalidParam           422  the validator's message, or the configured text
-        ├── TooManyPendingActions  429
+        ├── InvalidRoomName        422  invalid room name
+        ├── TooManyPendingActions  429  (also: too many verbs of any kind in flight)
         ├── ServerShuttingDown     503
-        ├── ActionTimeout, FileNotFound, VerbNotFound, Unauthorized
-        ├── SayRequiresRoomAndMessage, RoomRequired, RoomNotExist,
-        │   AlreadyInRoom, NotInRoom, RoomDeleted
+        ├── TooManyRooms           503  too many rooms
+        ├── ActionTimeout, FileNotFound, VerbNotFound, InvalidMessageId
+        ├── SayRequiresRoomAndMessage, RoomNotExist, AlreadyInRoom, NotInRoom, RoomDeleted
         └── InvalidJson, FrameNotObject, BinaryFrame, RateLimited, UnencodableReply
 
-The number is the HTTP status of an action that fails with it; any other error is a 500
-(PROTOCOL.md §3).
+The number is the HTTP status of an action that fails with it; a ``PermissionError`` is a 403
+and any other error a 500 (PROTOCOL.md §3).
 
 A ``ClientError`` names the template key under ``errors:`` in the config and carries the values
-the template needs; :class:`ErrorMessages` renders the text a client sees (PROTOCOL.md §3). Any
-other exception raised by middleware or an action reaches the client as its own message.
+the template needs; :class:`ErrorMessages` renders the text a client sees (PROTOCOL.md §3).
+Errors raised on purpose (a ``ClientError``, an ``ActionError`` and a ``PermissionError``) reach
+the client as they are. Any other exception is a bug: :meth:`ErrorMessages.report` logs it with
+its traceback and a reference, and the client sees its text only when ``general.exposeErrors``
+is true, else ``internal error (ref <id>)`` with the same reference.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import secrets
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 __all__ = [
+    "ActionError",
     "ActionLoadError",
     "ActionTimeout",
     "AlreadyInRoom",
+    "BadRequest",
     "BinaryFrame",
     "ClientError",
     "ConfigError",
+    "Conflict",
+    "ConnectionRefused",
     "ErrorMessages",
     "FileNotFound",
+    "Forbidden",
     "FrameNotObject",
     "InvalidJson",
+    "InvalidMessageId",
     "InvalidParam",
+    "InvalidParams",
+    "InvalidRoomName",
     "MissingParam",
+    "NotFound",
     "NotInRoom",
     "RateLimited",
     "RoomDeleted",
     "RoomNotExist",
-    "RoomRequired",
     "SayRequiresRoomAndMessage",
     "ServerShuttingDown",
     "SquallError",
     "TooManyPendingActions",
+    "TooManyRequests",
+    "TooManyRooms",
     "Unauthorized",
     "UnencodableReply",
     "UnknownAction",
     "VerbNotFound",
     "http_status_of",
+    "is_expected",
+    "is_own_cancellation",
 ]
 
 
@@ -80,6 +108,11 @@ class ActionLoadError(SquallError):
         super().__init__(f"{path}: {why}")
 
 
+class ConnectionRefused(SquallError):
+    """Connection middleware refused a new socket; the text is the close reason the client
+    sees with code 4001 (PROTOCOL.md §6), already decided as :meth:`ErrorMessages.report` says."""
+
+
 class ClientError(SquallError):
     """An expected failure reported to the client with a configurable text.
 
@@ -88,7 +121,7 @@ class ClientError(SquallError):
     """
 
     key: ClassVar[str] = ""
-    http_status: ClassVar[int] = 500
+    http_status: int = 500
 
     def __init__(self, **fields: Any) -> None:
         self.fields = fields
@@ -99,6 +132,78 @@ class ClientError(SquallError):
 
     def __str__(self) -> str:
         return DEFAULT_MESSAGES.render(self.key, self.fields)
+
+
+# -- errors applications raise on purpose (PROTOCOL.md §3) --------------------------------------
+
+
+class ActionError(ClientError):
+    """An error an application raises on purpose: its message always reaches the client, over
+    HTTP with ``status`` and over the socket as the reply's ``error``::
+
+        raise ActionError("this invoice is already paid", status=409)
+
+    The kinds below fix the status; raised without a message, each says what it is.
+    """
+
+    status: ClassVar[int] = 400
+    default: ClassVar[str | None] = "bad request"
+
+    def __init__(self, message: str | None = None, status: int | None = None) -> None:
+        super().__init__()
+        self.message = self.default if message is None else str(message)
+        self.http_status = self.status if status is None else status
+        self.args = (self.message, self.http_status)
+
+    def render(self, messages: ErrorMessages) -> str:
+        return super().render(messages) if self.message is None else self.message
+
+    def __str__(self) -> str:
+        return super().__str__() if self.message is None else self.message
+
+
+class BadRequest(ActionError):
+    """400: the request cannot be served as it was sent."""
+
+
+class Unauthorized(ActionError):
+    """401: who is asking is not known (no or a bad credential). Without a message the client
+    sees the configured ``errors.unauthorized`` text, as a refused upgrade does."""
+
+    key, status, default = "unauthorized", 401, None
+
+
+class Forbidden(ActionError):
+    """403: who is asking is known and may not do this (a ``PermissionError`` counts as one)."""
+
+    status, default = 403, "forbidden"
+
+
+class NotFound(ActionError):
+    """404: what the request names does not exist."""
+
+    status, default = 404, "not found"
+
+
+class Conflict(ActionError):
+    """409: the request contradicts the current state (already done, taken, changed)."""
+
+    status, default = 409, "conflict"
+
+
+class InvalidParams(ActionError):
+    """422: the params are well-formed but not acceptable."""
+
+    status, default = 422, "invalid params"
+
+
+class TooManyRequests(ActionError):
+    """429: the caller must slow down."""
+
+    status, default = 429, "too many requests"
+
+
+# -- Squall's own client errors --------------------------------------------------------------
 
 
 class UnknownAction(ClientError):
@@ -154,12 +259,24 @@ class VerbNotFound(ClientError):
         super().__init__(verb=verb)
 
 
+class InvalidMessageId(ClientError):
+    key = "invalidMessageId"
+
+
 class SayRequiresRoomAndMessage(ClientError):
     key = "sayRequiresRoomAndMessage"
 
 
-class RoomRequired(ClientError):
-    key = "roomRequired"
+class InvalidRoomName(ClientError):
+    """Empty, too long, not a string, or holding control characters (PROTOCOL.md §5)."""
+
+    key, http_status = "invalidRoomName", 422
+
+
+class TooManyRooms(ClientError):
+    """``general.maxRooms`` rooms exist already: the server cannot make more for now."""
+
+    key, http_status = "tooManyRooms", 503
 
 
 class RoomNotExist(ClientError):
@@ -213,20 +330,54 @@ class UnencodableReply(ClientError):
         super().__init__(detail=detail)
 
 
-class Unauthorized(ClientError):
-    key = "unauthorized"
+# -- what a failure looks like from outside ----------------------------------------------------
+
+
+def is_expected(error: BaseException) -> bool:
+    """Raised on purpose (PROTOCOL.md §3): a :class:`ClientError`, an :class:`ActionError` or a
+    ``PermissionError``. Such an error is an answer, not a bug: its text reaches the client and
+    nothing is logged."""
+    return isinstance(error, (ClientError, PermissionError))
+
+
+def is_own_cancellation(error: BaseException) -> bool:
+    """True when ``error`` cancels the running task itself (shutdown, a vanished client): it
+    must go on up. A ``CancelledError`` that an action merely received, awaiting a future
+    someone else cancelled, is that action's failure like any other exception."""
+    if not isinstance(error, asyncio.CancelledError):
+        return False
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def http_status_of(error: BaseException) -> int:
-    """The HTTP status for an action's error: a client error's own, else 500 (PROTOCOL.md §3)."""
-    return error.http_status if isinstance(error, ClientError) else 500
+    """The HTTP status for an action's error (PROTOCOL.md §3): a client error's own (an
+    ``ActionError``'s ``status``), 403 for a ``PermissionError``, else 500."""
+    if isinstance(error, ClientError):
+        return error.http_status
+    return Forbidden.status if isinstance(error, PermissionError) else 500
 
 
 class ErrorMessages:
-    """The error texts of ``errors:`` in the config, rendered with their placeholders."""
+    """The error texts of ``errors:`` in the config, and the rule of what a client may see.
 
-    def __init__(self, templates: Mapping[str, str]) -> None:
+    Args:
+        templates: the ``errors:`` section.
+        expose_errors: ``general.exposeErrors``: show the text of unexpected exceptions to
+            clients (development); when false they see ``internal error (ref <id>)``.
+        outages: exception types that mean a backend is unreachable (Redis errors when Redis
+            is on): logged as one warning, since the broker reports the outage itself.
+    """
+
+    def __init__(
+        self,
+        templates: Mapping[str, str],
+        expose_errors: bool = True,
+        outages: tuple[type[BaseException], ...] = (),
+    ) -> None:
         self.templates = dict(templates)
+        self.expose_errors = expose_errors
+        self.outages = outages
 
     def render(self, key: str, fields: Mapping[str, Any]) -> str:
         template = self.templates.get(key) or DEFAULT_TEMPLATES[key]
@@ -237,10 +388,32 @@ class ErrorMessages:
             return template
 
     def text(self, error: BaseException) -> str:
-        """What the client sees for any error: the template of a ClientError, else its message."""
+        """What the client sees for an error raised on purpose (see :func:`is_expected`)."""
         if isinstance(error, ClientError):
             return error.render(self)
+        if isinstance(error, PermissionError):
+            return str(error) or str(Forbidden.default)
         return str(error) or type(error).__name__
+
+    def report(self, error: BaseException, logger: logging.Logger, what: str, *args: Any) -> str:
+        """What the client sees for any ``error``; a bug is logged first (PROTOCOL.md §3).
+
+        ``what`` and ``args`` say where it failed, as a logging format and its values
+        (``"action %s failed (connection %s)"``). An error raised on purpose is not logged. A
+        backend outage is one warning line. Anything else is an ERROR with its traceback; its
+        reference (``ref <id>``) is in the log line and, unless errors are exposed, in the
+        client's text, so a user's report leads to the traceback.
+        """
+        if is_expected(error):
+            return self.text(error)
+        ref = secrets.token_hex(6)
+        if isinstance(error, self.outages):
+            logger.warning(what + " (ref %s): %s", *args, ref, error)
+        else:
+            logger.error(what + " (ref %s)", *args, ref, exc_info=error)
+        if self.expose_errors:
+            return str(error) or type(error).__name__
+        return self.render("internalError", {"ref": ref})
 
 
 DEFAULT_TEMPLATES: dict[str, str] = {
@@ -251,8 +424,10 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "serverShuttingDown": "the server is shutting down",
     "fileNotFound": "That file is not found",
     "verbNotFound": "verb not found or not allowed ({verb})",
+    "invalidMessageId": "messageId must be a string or a number",
     "sayRequiresRoomAndMessage": "both room and message are required",
-    "roomRequired": "a room is required",
+    "invalidRoomName": "invalid room name",
+    "tooManyRooms": "too many rooms",
     "roomNotExist": "room does not exist",
     "connectionAlreadyInRoom": "connection already in this room ({room})",
     "connectionNotInRoom": "connection not in this room ({room})",
@@ -264,6 +439,7 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "rateLimited": "too many messages; slow down",
     "unauthorized": "unauthorized",
     "unencodableReply": "the reply cannot be sent as JSON ({detail})",
+    "internalError": "internal error (ref {ref})",
 }
 
 DEFAULT_MESSAGES = ErrorMessages(DEFAULT_TEMPLATES)

@@ -11,9 +11,11 @@ The order, for every transport alike:
    ``general.actionTimeout``;
 6. run ``post`` middleware.
 
-Every failure becomes the reply's ``error`` and never escapes: an exception inside an action or
-middleware is logged with its traceback (an expected :class:`~squall.errors.ClientError` is not)
-and the server goes on.
+Every failure becomes the reply's ``error`` and never escapes, whatever it is (``SystemExit``
+from a plain-def action and a ``CancelledError`` the action received included, PROTOCOL.md
+§2.3): an error raised on purpose is the answer; any other is logged with its traceback and
+answered as :meth:`~squall.errors.ErrorMessages.report` says. Only the cancellation of the
+request itself (shutdown, a vanished client) goes on up.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 from .actions import MISSING, Action, ActionRegistry, Input
 from .connections import Connection
 from .errors import (
+    ActionError,
     ActionTimeout,
     ClientError,
     ErrorMessages,
@@ -36,6 +39,7 @@ from .errors import (
     ServerShuttingDown,
     TooManyPendingActions,
     UnknownAction,
+    is_own_cancellation,
 )
 from .middleware import ActionMiddleware, by_priority, resolve
 
@@ -110,6 +114,7 @@ class ActionProcessor:
         self._idle = asyncio.Event()
         self._idle.set()
         ordered = by_priority(middleware)
+        self.middleware = tuple(ordered)  # every action middleware, in the order it runs
         self._global = [m for m in ordered if m.is_global]
         self._named = {m.name: m for m in ordered}
         self._chains: dict[tuple[str, float], list[ActionMiddleware]] = {}
@@ -132,9 +137,10 @@ class ActionProcessor:
         data.action = declared
         try:
             await self._run(declared, data)
-        except Exception as error:
-            self._log_failure(declared, connection, error)
-            data.response["error"] = self.messages.text(error)
+        except BaseException as error:
+            if is_own_cancellation(error):
+                raise
+            data.response["error"] = self._report(declared, connection, error)
             return ActionResult(data.response, error, declared)
         finally:
             connection.pending_actions -= 1
@@ -198,7 +204,8 @@ class ActionProcessor:
     def _failed(self, error: ClientError, declared: Action | None) -> ActionResult:
         return ActionResult({"error": error.render(self.messages)}, error, declared)
 
-    def _log_failure(self, declared: Action, connection: Connection, error: Exception) -> None:
+    def _report(self, declared: Action, connection: Connection, error: BaseException) -> str:
+        """Log ``error`` as it deserves and return the text the client sees."""
         if isinstance(error, ActionTimeout):
             log.error(
                 "action %s timed out after %s ms (connection %s)",
@@ -206,10 +213,9 @@ class ActionProcessor:
                 self.timeout_ms,
                 connection.id,
             )
-        elif not isinstance(error, (ClientError, PermissionError)):
-            log.error(
-                "action %s failed (connection %s)", declared.name, connection.id, exc_info=error
-            )
+        return self.messages.report(
+            error, log, "action %s failed (connection %s)", declared.name, connection.id
+        )
 
 
 class Deadlines:
@@ -270,7 +276,11 @@ def apply_inputs(inputs: Mapping[str, Input], params: dict[str, Any]) -> None:
 
     Raises:
         MissingParam: a required input is absent (after its default).
-        InvalidParam: a formatter raised, or a validator raised or returned False or a message.
+        InvalidParam: a formatter or validator refused the value: it raised ``ValueError``,
+            ``TypeError``, an ``ActionError`` or a ``PermissionError``, or a validator returned
+            False or a message.
+        Exception: anything else a formatter or validator raised is a bug in it, not a bad
+            value: it goes on up as it is (logged, never a 422).
     """
     for key, spec in inputs.items():
         value = params.get(key, MISSING)
@@ -294,10 +304,14 @@ def _absent(value: Any) -> bool:
 
 
 def _checked(step: Callable[[Any], Any], value: Any, key: str, keep_message: bool) -> Any:
-    """Run a formatter or validator; a validator's own message is what the client sees."""
+    """Run a formatter or validator. An error raised on purpose always shows its message; a
+    validator's ``ValueError``/``TypeError`` shows its own, a formatter's the configured text
+    (``int("x")`` says nothing a client should read)."""
     try:
         return step(value)
+    except (ActionError, PermissionError) as exc:
+        raise InvalidParam(key, str(exc) or None) from exc
     except ClientError:
         raise
-    except Exception as exc:
+    except (ValueError, TypeError) as exc:
         raise InvalidParam(key, (str(exc) or None) if keep_message else None) from exc

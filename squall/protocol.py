@@ -9,6 +9,11 @@
   or the broker. The transport runs each as its own task, so a slow action never delays a fast
   verb sent after it (§2.2).
 
+Verbs that wait are bounded per connection: at most ``max_pending`` of them (actions, says, room
+verbs alike) may be in flight; the next is answered at once with ``you have too many pending
+requests`` and starts nothing, so a flood of frames on one socket costs replies, not memory.
+:meth:`SocketProtocol.forget` drops that count when the connection closes.
+
 The transport's whole job is then: feed frames, write replies, close when told. Nothing here
 imports Tornado or touches a socket, so every verb and every error row of §3 is unit-tested by
 calling :meth:`~SocketProtocol.receive` with a connection whose transport records frames.
@@ -31,9 +36,12 @@ from .errors import (
     FileNotFound,
     FrameNotObject,
     InvalidJson,
+    InvalidMessageId,
     RateLimited,
+    TooManyPendingActions,
     UnencodableReply,
     VerbNotFound,
+    is_own_cancellation,
 )
 from .files import PublicFiles
 from .processor import ActionProcessor
@@ -63,7 +71,13 @@ class SocketProtocol:
         messages: the configured error texts.
         rate_limit: inbound frames per second allowed per connection (None: no limit).
         rate_burst: how many frames a connection may send at once within that rate.
+        max_pending: verbs that wait (``action``, ``say``, ``roomAdd``, ``roomLeave``,
+            ``roomView``) allowed in flight per connection, all together
+            (``general.simultaneousRequests``).
     """
+
+    #: The verbs answered later, by an awaitable: what ``max_pending`` bounds.
+    WAITING = frozenset({"action", "say", "roomAdd", "roomLeave", "roomView"})
 
     def __init__(
         self,
@@ -74,14 +88,17 @@ class SocketProtocol:
         messages: ErrorMessages,
         rate_limit: float | None = None,
         rate_burst: int = 100,
+        max_pending: int = 200,
     ) -> None:
         self.processor = processor
         self.rate_limit = rate_limit
         self.rate_burst = rate_burst
+        self.max_pending = max_pending
         self.rooms = rooms
         self.files = files
         self.registry = registry
         self.messages = messages
+        self._pending: dict[str, int] = {}  # connection id -> waiting verbs in flight
         self._verbs: dict[str, Verb] = {
             "action": self._action,
             "say": self._say,
@@ -116,6 +133,10 @@ class SocketProtocol:
         message_id = frame.get("messageId")
         if message_id is None:
             message_id = str(uuid.uuid4())
+        elif isinstance(message_id, bool) or not isinstance(message_id, (str, int, float)):
+            reply = self.failure(InvalidMessageId(), None, count)
+            del reply["messageId"]  # §2.1: an id of another type is never echoed
+            return reply
         if not admitted:
             return self.failure(RateLimited(), message_id, count)
         verb = frame.get("event")
@@ -123,7 +144,27 @@ class SocketProtocol:
         if handler is None:
             shown = verb if isinstance(verb, str) else codec.dumps(verb).decode()
             return self.failure(VerbNotFound(shown), message_id, count)
+        if verb in self.WAITING:
+            pending = self._pending.get(connection.id, 0)
+            if pending >= self.max_pending:
+                if verb == "action":
+                    connection.total_actions += 1  # §4: a refused action still counts
+                return self.failure(TooManyPendingActions(), message_id, count)
+            self._pending[connection.id] = pending + 1
         return handler(connection, frame, message_id, count)
+
+    def forget(self, connection: Connection) -> None:
+        """Drop what is kept per connection, once it has closed."""
+        self._pending.pop(connection.id, None)
+
+    def _finished(self, connection: Connection) -> None:
+        """A waiting verb of ``connection`` was answered (or dropped)."""
+        pending = self._pending.get(connection.id)
+        if pending is not None:
+            if pending > 1:
+                self._pending[connection.id] = pending - 1
+            else:
+                del self._pending[connection.id]
 
     def _admit(self, connection: Connection) -> bool:
         """Token bucket: ``rate_limit`` tokens a second, at most ``rate_burst`` saved up."""
@@ -169,7 +210,11 @@ class SocketProtocol:
         return reply
 
     def failure(self, error: BaseException, message_id: Any, count: int) -> dict[str, Any]:
-        text = self.messages.text(error)
+        """The reply to a verb refused with an error raised on purpose."""
+        return self._failure_text(self.messages.text(error), message_id, count)
+
+    @staticmethod
+    def _failure_text(text: str, message_id: Any, count: int) -> dict[str, Any]:
         return {
             "status": text,
             "error": text,
@@ -184,50 +229,72 @@ class SocketProtocol:
         self, connection: Connection, frame: dict[str, Any], message_id: Any, count: int
     ) -> dict[str, Any]:
         params = frame.get("params")
-        result = await self.processor.process(
-            connection, params if isinstance(params, dict) else {}
-        )
+        try:
+            result = await self.processor.process(
+                connection, params if isinstance(params, dict) else {}
+            )
+        finally:
+            self._finished(connection)
         reply = result.response
         reply["context"] = "response"
         reply["messageId"] = message_id
         reply["messageCount"] = count
         return reply
 
-    async def _say(
+    def _say(
         self, connection: Connection, frame: dict[str, Any], message_id: Any, count: int
-    ) -> dict[str, Any]:
-        try:
-            await self.rooms.say(connection, frame.get("room"), frame.get("message"))
-        except Exception as error:
-            return self.failure(error, message_id, count)
-        return self.success(None, message_id, count, with_data=False)
+    ) -> Awaitable[dict[str, Any]]:
+        room, message = frame.get("room"), frame.get("message")
+        said = lambda: self.rooms.say(connection, room, message)  # noqa: E731
+        return self._answer("say", said, connection, message_id, count, with_data=False)
 
-    async def _room_add(
+    def _room_add(
         self, connection: Connection, frame: dict[str, Any], message_id: Any, count: int
-    ) -> dict[str, Any]:
-        try:
-            await self.rooms.join(connection, frame.get("room"))
-        except Exception as error:
-            return self.failure(error, message_id, count)
-        return self.success(True, message_id, count)
+    ) -> Awaitable[dict[str, Any]]:
+        room = frame.get("room")
+        joined = lambda: self.rooms.join(connection, room)  # noqa: E731
+        return self._answer("roomAdd", joined, connection, message_id, count, data=True)
 
-    async def _room_leave(
+    def _room_leave(
         self, connection: Connection, frame: dict[str, Any], message_id: Any, count: int
-    ) -> dict[str, Any]:
-        try:
-            await self.rooms.leave(connection, frame.get("room"))
-        except Exception as error:
-            return self.failure(error, message_id, count)
-        return self.success(True, message_id, count)
+    ) -> Awaitable[dict[str, Any]]:
+        room = frame.get("room")
+        left = lambda: self.rooms.leave(connection, room)  # noqa: E731
+        return self._answer("roomLeave", left, connection, message_id, count, data=True)
 
-    async def _room_view(
+    def _room_view(
         self, connection: Connection, frame: dict[str, Any], message_id: Any, count: int
+    ) -> Awaitable[dict[str, Any]]:
+        room = frame.get("room")
+        view = lambda: self.rooms.view(connection, room)  # noqa: E731
+        return self._answer("roomView", view, connection, message_id, count)
+
+    async def _answer(
+        self,
+        verb: str,
+        work: Callable[[], Awaitable[Any]],
+        connection: Connection,
+        message_id: Any,
+        count: int,
+        data: Any = None,
+        with_data: bool = True,
     ) -> dict[str, Any]:
+        """Run a room verb's ``work``; its result (or ``data``, when given) is the reply's
+        ``data``. The work starts only here, so a task dropped before its first step leaves no
+        coroutine behind. Any failure is the reply's error: a chat middleware hook's bug is
+        logged and shown as :meth:`~squall.errors.ErrorMessages.report` says (§3)."""
         try:
-            view = await self.rooms.view(connection, frame.get("room"))
-        except Exception as error:
-            return self.failure(error, message_id, count)
-        return self.success(view, message_id, count)
+            result = await work()
+        except BaseException as error:
+            if is_own_cancellation(error):
+                raise
+            text = self.messages.report(
+                error, log, "%s failed (connection %s)", verb, connection.id
+            )
+            return self._failure_text(text, message_id, count)
+        finally:
+            self._finished(connection)
+        return self.success(result if data is None else data, message_id, count, with_data)
 
     def _details_view(
         self, connection: Connection, frame: dict[str, Any], message_id: Any, count: int

@@ -8,6 +8,12 @@ test, stopped after it::
         reply = await squall.run("hello", {"name": "Ada"})
         assert reply.status == 200
 
+A test (or a module, with ``pytestmark``) may ask for other options with the ``squall`` marker,
+whose keyword arguments go to the :class:`~squall.testing.Harness`::
+
+    @pytest.mark.squall(config={"general.serverName": "other"}, actions=[probe])
+    async def test_other_name(squall): ...
+
 The fixture is async: it needs pytest-asyncio (``pip install 'squall[test]'``).
 """
 
@@ -19,7 +25,7 @@ import pytest
 
 from .testing import Harness
 
-__all__ = ["pytest_addoption", "squall"]
+__all__ = ["pytest_addoption", "pytest_configure", "squall"]
 
 try:
     import pytest_asyncio
@@ -37,11 +43,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("squall_env", "the environment the squall fixture boots in", default="test")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "squall(**options): options of the squall fixture's Harness (config, config_files, env, "
+        "actions)",
+    )
+
+
 async def _started(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     """A started squall.testing.Harness of this project, one per test (see squall.testing)."""
     config = request.config
-    root = config.rootpath / config.getini("squall_root")
-    async with Harness(root, env=config.getini("squall_env")) as harness:
+    options = {"env": config.getini("squall_env")}
+    for marker in reversed(list(request.node.iter_markers("squall"))):  # the closest wins
+        options.update(marker.kwargs)
+    async with Harness(config.rootpath / config.getini("squall_root"), **options) as harness:
         yield harness
 
 

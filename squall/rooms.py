@@ -4,11 +4,20 @@ Cluster-wide truth (which rooms exist, every member) lives in the broker. This s
 index of its own members per room, so a broadcast costs O(members of that room here), never
 O(all connections). A broadcast payload is encoded once and the same bytes are written to every
 member, unless ``say`` middleware gives a recipient a copy of its own.
+
+Bounds (PROTOCOL.md §5): a room name is a string of 1 to ``general.maxRoomNameLength``
+characters without control characters (a NUL or a newline would break every encoding that
+carries it, the Redis membership set first); at most ``general.maxRooms`` rooms exist; and a
+*temporary* room (one a client created with ``createChatRoom``) is destroyed once it has had no
+member for ``general.emptyRoomTtl`` ms, so clients cannot fill the server with rooms nobody uses.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,15 +27,16 @@ from .connections import Connection, now_ms
 from .errors import (
     AlreadyInRoom,
     ErrorMessages,
+    InvalidRoomName,
     NotInRoom,
     RoomDeleted,
     RoomNotExist,
-    RoomRequired,
     SayRequiresRoomAndMessage,
+    TooManyRooms,
 )
 from .middleware import ChatMiddleware, by_priority, hooks, resolve
 
-__all__ = ["SERVER_SENDER", "Rooms"]
+__all__ = ["SERVER_SENDER", "Rooms", "valid_room_name"]
 
 log = logging.getLogger("squall.rooms")
 
@@ -34,8 +44,16 @@ log = logging.getLogger("squall.rooms")
 SERVER_SENDER = 0
 
 
-def _valid_room(room: Any) -> bool:
-    return isinstance(room, str) and room != ""
+#: C0 and C1 control characters and DEL (Unicode category Cc).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+#: The longest pause between two sweeps for empty temporary rooms, in seconds.
+_SWEEP_AT_MOST_EVERY = 60.0
+
+
+def valid_room_name(room: Any, max_length: int) -> bool:
+    """A string of 1 to ``max_length`` characters, none of them a control character (§5)."""
+    return isinstance(room, str) and 0 < len(room) <= max_length and _CONTROL.search(room) is None
 
 
 class Rooms:
@@ -43,13 +61,36 @@ class Rooms:
 
     Server code: ``add``, ``destroy``, ``exists``, ``list``, ``members``, ``broadcast``.
     Connections: ``join``, ``leave``, ``view``, ``say``, ``leave_all``.
+
+    Args:
+        broker: the cluster-wide rooms and delivery.
+        middleware: every declared chat middleware.
+        messages: the configured error texts.
+        max_name_length: ``general.maxRoomNameLength``.
+        max_rooms: ``general.maxRooms``; None: no bound.
+        empty_room_ttl_ms: ``general.emptyRoomTtl``: how long a temporary room may stay empty
+            before it is destroyed; None keeps temporary rooms forever.
     """
 
     def __init__(
-        self, broker: Broker, middleware: Iterable[ChatMiddleware], messages: ErrorMessages
+        self,
+        broker: Broker,
+        middleware: Iterable[ChatMiddleware],
+        messages: ErrorMessages,
+        max_name_length: int = 128,
+        max_rooms: int | None = None,
+        empty_room_ttl_ms: int | None = None,
     ) -> None:
         self.broker = broker
         self.messages = messages
+        self.max_name_length = max_name_length
+        self.max_rooms = max_rooms
+        self.empty_room_ttl = empty_room_ttl_ms / 1000 if empty_room_ttl_ms else None
+        # temporary room -> since when (monotonic) it has been empty; None while it has members
+        self._temporary: dict[str, float | None] = {}
+        self._sweep_timer: asyncio.TimerHandle | None = None
+        self._sweeping: asyncio.Task[None] | None = None
+        self._stopped = False
         ordered = by_priority(middleware)
         self._join = hooks(ordered, "join")
         self._leave = hooks(ordered, "leave")
@@ -60,18 +101,39 @@ class Rooms:
 
     # -- server API -----------------------------------------------------------------------
 
-    async def add(self, room: str) -> bool:
-        """Create ``room``; False when it already exists."""
-        if not _valid_room(room):
-            raise RoomRequired()
-        return await self.broker.create_room(room)
+    async def add(self, room: str, *, temporary: bool = False) -> bool:
+        """Create ``room``; False when it already exists.
+
+        A ``temporary`` room is destroyed once it has stayed empty for ``general.emptyRoomTtl``
+        (``createChatRoom`` makes its rooms so); other rooms live until destroyed. The server
+        that created a temporary room is the one that reaps it.
+
+        Raises:
+            InvalidRoomName: not a string of 1 to ``maxRoomNameLength`` characters without
+                control characters.
+            TooManyRooms: ``general.maxRooms`` rooms exist already (cluster-wide).
+        """
+        self._check_name(room)
+        if await self.broker.room_exists(room):
+            return False
+        if self.max_rooms is not None and len(await self.broker.list_rooms()) >= self.max_rooms:
+            raise TooManyRooms()
+        created = await self.broker.create_room(room)
+        if created and temporary and self.empty_room_ttl is not None:
+            self._temporary[room] = time.monotonic()
+            if self._sweep_timer is None and self._sweeping is None and not self._stopped:
+                self._schedule_sweep()
+        return created
 
     async def destroy(self, room: str) -> bool:
         """Remove ``room``: members are told, then removed (leave middleware runs)."""
+        if not valid_room_name(room, self.max_name_length):
+            return False
+        self._temporary.pop(room, None)
         return await self.broker.destroy_room(room)
 
     async def exists(self, room: str) -> bool:
-        return _valid_room(room) and await self.broker.room_exists(room)
+        return valid_room_name(room, self.max_name_length) and await self.broker.room_exists(room)
 
     async def list(self) -> list[str]:
         return await self.broker.list_rooms()
@@ -88,8 +150,7 @@ class Rooms:
     # -- connection API -------------------------------------------------------------------
 
     async def join(self, connection: Connection, room: Any) -> None:
-        if not _valid_room(room):
-            raise RoomNotExist(room)
+        self._check_name(room)
         if room in connection.rooms:
             raise AlreadyInRoom(room)
         if not await self.broker.room_exists(room):
@@ -107,6 +168,8 @@ class Rooms:
             raise
         self._local.setdefault(room, {})[connection.id] = connection
         self._joined_at[(room, connection.id)] = joined_at
+        if room in self._temporary:
+            self._temporary[room] = None
         if connection.closed:  # it went away while the broker worked
             await self._remove(connection, room)
 
@@ -128,7 +191,7 @@ class Rooms:
         return {"room": room, "membersCount": len(members), "members": members}
 
     async def say(self, connection: Connection, room: Any, message: Any) -> None:
-        if not _valid_room(room) or not isinstance(message, (str, dict)) or not message:
+        if room is None or not isinstance(message, (str, dict)) or not message:
             raise SayRequiresRoomAndMessage()
         await self._check_member(connection, room)
         payload: dict[str, Any] | None = _payload(room, message, connection.id)
@@ -172,6 +235,7 @@ class Rooms:
         return [(room, cid, joined) for (room, cid), joined in self._joined_at.items()]
 
     async def room_destroyed(self, room: str) -> None:
+        self._temporary.pop(room, None)
         members = self._local.get(room)
         if not members:
             return
@@ -190,9 +254,12 @@ class Rooms:
 
     # -- internals ------------------------------------------------------------------------
 
+    def _check_name(self, room: Any) -> None:
+        if not valid_room_name(room, self.max_name_length):
+            raise InvalidRoomName()
+
     async def _check_member(self, connection: Connection, room: Any) -> None:
-        if not _valid_room(room):
-            raise RoomNotExist(room)
+        self._check_name(room)
         if room not in connection.rooms:
             if not await self.broker.room_exists(room):
                 raise RoomNotExist(room)
@@ -219,8 +286,58 @@ class Rooms:
             members.pop(connection.id, None)
             if not members:
                 del self._local[room]
+                if room in self._temporary:
+                    self._temporary[room] = time.monotonic()
         self._joined_at.pop((room, connection.id), None)
         await self.broker.remove_member(room, connection.id)
+
+    # -- reaping empty temporary rooms: one timer for all of them ---------------------------
+
+    def stop(self) -> None:
+        """Stop reaping (the server is stopping)."""
+        self._stopped = True
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            self._sweeping = None
+
+    def _schedule_sweep(self) -> None:
+        assert self.empty_room_ttl is not None
+        every = min(_SWEEP_AT_MOST_EVERY, self.empty_room_ttl / 4)
+        self._sweep_timer = asyncio.get_running_loop().call_later(every, self._start_sweep)
+
+    def _start_sweep(self) -> None:
+        self._sweep_timer = None
+        self._sweeping = asyncio.ensure_future(self._sweep())
+
+    async def _sweep(self) -> None:
+        """Destroy the temporary rooms empty for ``emptyRoomTtl``. Only a room that looks
+        empty here and past its time costs a broker call (its members may be elsewhere)."""
+        assert self.empty_room_ttl is not None
+        try:
+            for room, empty_since in list(self._temporary.items()):
+                now = time.monotonic()
+                if room in self._local:
+                    self._temporary[room] = None
+                elif empty_since is None or now - empty_since >= self.empty_room_ttl:
+                    await self._reap_if_empty(room, empty_since, now)
+        except Exception as exc:  # a broker outage: the next sweep tries again
+            log.warning("could not sweep empty rooms: %s", exc)
+        finally:
+            self._sweeping = None
+            if self._temporary and not self._stopped:
+                self._schedule_sweep()
+
+    async def _reap_if_empty(self, room: str, empty_since: float | None, now: float) -> None:
+        if await self.broker.members(room):
+            self._temporary[room] = None  # members on other servers
+        elif empty_since is None:
+            self._temporary[room] = now  # they left there: empty from now on
+        elif room in self._temporary:
+            log.info("destroying room %s: empty for %.0f s", room, now - empty_since)
+            await self.destroy(room)
 
 
 def _payload(room: str, message: Any, sender: Any) -> dict[str, Any]:

@@ -43,10 +43,11 @@ from types import TracebackType
 from typing import Any
 
 from . import codec
+from .actions import Action
 from .app import Squall
 from .config import load_config
 from .connections import Connection
-from .errors import UnencodableReply, http_status_of
+from .errors import ActionLoadError, UnencodableReply, http_status_of
 
 __all__ = ["Harness", "Reply", "Socket", "SocketClosed"]
 
@@ -86,6 +87,8 @@ class Harness:
         env: the environment; ``config/<env>.yaml`` is merged over ``config/default.yaml``.
         config: options set last, by dotted key (``{"general.sessionTtl": 1000}``).
         config_files: further YAML files merged before ``config`` (as ``--config`` does).
+        actions: actions for this harness only, added to those the drop-in folders declare
+            (a test's own probe of a middleware, say); checked as the loader checks them.
 
     Use it as ``async with Harness(root) as squall: ...``, or call :meth:`start` and
     :meth:`stop`. Booting runs what ``server.py`` runs before it opens the port (drop-in files,
@@ -98,11 +101,13 @@ class Harness:
         env: str = "test",
         config: Mapping[str, Any] | None = None,
         config_files: Iterable[str | os.PathLike[str]] = (),
+        actions: Iterable[Action] = (),
     ) -> None:
         self.root = Path(root).resolve()
         self.env = env
         self.overrides = dict(config or {})
         self.config_files = [Path(path) for path in config_files]
+        self.actions = list(actions)
         self._app: Squall | None = None
         self._sockets: list[Socket] = []
         self._ports = itertools.count(40000)
@@ -120,6 +125,8 @@ class Harness:
         environ = {k: v for k, v in os.environ.items() if k != "PORT"}  # there is no port
         config = load_config(self.root, self.env, self.config_files, self.overrides, environ)
         app = Squall(config)
+        for declared in self.actions:
+            _add_action(app, declared)
         await app.start()
         self._app = app
         return self
@@ -365,6 +372,23 @@ class _Wire:
 
     def close(self, code: int, reason: str) -> None:
         self.socket._server_closed(code, reason)
+
+
+def _add_action(app: Squall, declared: Action) -> None:
+    """Register a test's own action, refusing what the loader would refuse at boot."""
+    problems = declared.problems()
+    known = {m.name for m in app.processor.middleware}
+    problems += [
+        f"action {declared.name!r} names middleware {name!r}, which no file declares"
+        for name in declared.middleware
+        if name not in known
+    ]
+    if problems:
+        raise ActionLoadError(declared.source, "; ".join(problems))
+    try:
+        app.actions.add(declared)
+    except ValueError as exc:
+        raise ActionLoadError(declared.source, str(exc)) from None
 
 
 def _through_json(value: Any) -> Any:

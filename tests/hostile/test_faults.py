@@ -113,6 +113,7 @@ async def test_action_middleware_that_raises_is_the_error(main, name, message, f
     await assert_still_serving(main)
 
 
+@pytest.mark.server_errors("roomAdd failed")
 async def test_join_middleware_that_raises_refuses_the_join(main):
     peer = await Peer.open(main)
     reply = await peer.request("roomAdd", room="hostile-join-explodes")
@@ -121,6 +122,7 @@ async def test_join_middleware_that_raises_refuses_the_join(main):
     await assert_still_serving(main)
 
 
+@pytest.mark.server_errors("say failed")
 async def test_say_receive_middleware_that_raises_fails_the_say(main):
     peer = await Peer.open(main)
     assert (await peer.request("roomAdd", room="hostile-say"))["status"] == "OK"
@@ -147,6 +149,7 @@ async def test_say_middleware_raising_for_one_recipient_skips_only_that_one(main
     await assert_still_serving(main)
 
 
+@pytest.mark.server_errors("connection middleware failed")
 async def test_connection_middleware_create_that_raises_closes_4001(main):
     await settled(main, 0)
     peer = await Peer.open(main, query="?sessionID=refuse-me-1", welcome=False)

@@ -249,9 +249,10 @@ async def test_input_of_the_wrong_type_fails_validation(main, duration):
 @pytest.mark.parametrize("verb", ["roomAdd", "roomLeave", "roomView"])
 @pytest.mark.parametrize("room", [42, {"name": "defaultRoom"}, ["defaultRoom"], "", None])
 async def test_room_of_the_wrong_type_fails(main, verb, room):
+    """PROTOCOL §3: an empty, absent or non-string room name is an invalid room name."""
     peer = await Peer.open(main)
     reply = await peer.request(verb, room=room)
-    assert (reply["status"], reply["error"]) == ("room does not exist", "room does not exist")
+    assert (reply["status"], reply["error"]) == ("invalid room name", "invalid room name")
     await assert_still_serving(main)
 
 
@@ -273,12 +274,27 @@ async def test_file_of_the_wrong_type_is_not_found(main, name):
     await assert_still_serving(main)
 
 
-@pytest.mark.parametrize("message_id", [{"nested": [1, 2]}, [None], "x" * 10_000, -1, 0.5, False])
-async def test_any_json_messageId_is_echoed(main, message_id):
+@pytest.mark.parametrize("message_id", ["x" * 10_000, -1, 0.5, 2**53, ""])
+async def test_any_string_or_number_messageId_is_echoed(main, message_id):
     peer = await Peer.open(main)
     await peer.send_json({"event": "ping", "messageId": message_id})
     reply = await peer.next(is_reply)
     assert reply["messageId"] == message_id
+    await assert_still_serving(main)
+
+
+@pytest.mark.parametrize("message_id", [{"nested": [1, 2]}, {}, [None], [], False, True])
+@pytest.mark.parametrize("verb", ["ping", "roomAdd", "action", "quit"])
+async def test_messageId_of_another_type_is_refused_and_never_echoed(main, message_id, verb):
+    """PROTOCOL §2.1 (issue 10 item 15): the verb does not run and the id is not echoed."""
+    peer = await Peer.open(main)
+    await peer.send_json(
+        {"event": verb, "messageId": message_id, "room": "defaultRoom", "params": {}}
+    )
+    reply = await peer.next(is_reply)
+    text = "messageId must be a string or a number"
+    assert reply == {"status": text, "error": text, "context": "response", "messageCount": 1}
+    assert (await peer.request("detailsView"))["data"]["rooms"] == []
     await assert_still_serving(main)
 
 

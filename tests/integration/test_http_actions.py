@@ -168,9 +168,10 @@ def test_http_action_exception_is_500(server):
     assert (response.status, response.json()["error"]) == (500, "this action fails on purpose")
 
 
-def test_http_permission_error_in_action_is_500(server):
+def test_http_permission_error_in_action_is_403(server):
+    """PROTOCOL §3: a PermissionError counts as Forbidden."""
     response = http_request(server, "GET", "/api/forbiddenTest")
-    assert (response.status, response.json()["error"]) == (500, "members only")
+    assert (response.status, response.json()["error"]) == (403, "members only")
 
 
 def test_http_cors_and_configured_headers(server):

@@ -158,6 +158,7 @@ async def build_core(
     messages: ErrorMessages = MESSAGES,
     rate_limit: float | None = None,
     rate_burst: int = 100,
+    max_pending: int = 200,
 ) -> Core:
     registry = ActionRegistry(actions)
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="unit-action")
@@ -183,6 +184,7 @@ async def build_core(
         messages,
         rate_limit=rate_limit,
         rate_burst=rate_burst,
+        max_pending=max_pending,
     )
     return Core(registry, processor, broker, room_service, files, protocol, executor)
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 
 import pytest
 
 from squall import Squall, load_config
 from squall.connections import Connection
-from squall.errors import ActionLoadError
+from squall.errors import ActionLoadError, ConnectionRefused
 
 from .conftest import REPO, bounded, feed, socket_connection, transport_of, write_app
 
@@ -149,13 +150,39 @@ async def test_create_middleware_refusing_leaves_no_trace(app):
     connection = socket_connection("c0")
     connection.session["on_create"] = refuse
 
-    with pytest.raises(PermissionError, match=r"^no entry$"):
+    with pytest.raises(ConnectionRefused, match=r"^no entry$"):
         await app.open_connection(connection)
 
     assert connection.closed is True
     assert "c0" not in app.connections
     await app.stop()  # waits for the cleanup it started
     await assert_no_trace(app)
+
+
+@pytest.mark.parametrize(("expose", "shown"), [(True, "no database"), (False, None)])
+async def test_create_middleware_bug_is_logged_and_its_text_exposed_or_not(
+    make_app, caplog, expose, shown
+):
+    """Issue 10 item 8: the 4001 close reason of a create hook's bug is its text only when
+    general.exposeErrors is true; else ``internal error (ref <id>)``, the id in the log."""
+    app = await make_app(
+        files={"actions/hooks.py": HOOKS},
+        extra_yaml=LOBBY + f"      exposeErrors: {str(expose).lower()}\n",
+    )
+
+    def broken(connection):
+        raise RuntimeError("no database")
+
+    connection = socket_connection("c0")
+    connection.session["on_create"] = broken
+    with caplog.at_level(logging.ERROR, "squall"), pytest.raises(ConnectionRefused) as caught:
+        await app.open_connection(connection)
+
+    (record,) = caplog.records
+    ref = re.search(r"\(ref ([0-9a-f]{12})\)$", record.getMessage()).group(1)
+    assert str(caught.value) == (shown or f"internal error (ref {ref})")
+    assert record.exc_info[0] is RuntimeError
+    assert "c0" not in app.connections
 
 
 async def test_close_connection_is_idempotent(app):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+import squall
 from squall import ActionMiddleware, ClientError, Input
 from squall.actions import ActionRegistry
 from squall.errors import (
@@ -20,6 +22,7 @@ from squall.errors import (
     ServerShuttingDown,
     TooManyPendingActions,
     UnknownAction,
+    http_status_of,
 )
 from squall.processor import ActionData, ActionProcessor, apply_inputs
 
@@ -257,6 +260,57 @@ def test_apply_inputs_invalid_text_is_configurable():
     assert missing.value.render(messages) == "need m"
 
 
+@pytest.mark.parametrize(
+    ("raised", "text"),
+    [
+        (squall.InvalidParams("n must be even"), "n must be even"),
+        (squall.Forbidden("not your number"), "not your number"),
+        (PermissionError("not your number"), "not your number"),
+        (TypeError("n must be a number"), "n must be a number"),
+    ],
+)
+def test_apply_inputs_validator_refusing_on_purpose_is_invalid_param(raised, text):
+    def refuse(value):
+        raise raised
+
+    with pytest.raises(InvalidParam) as caught:
+        apply_inputs({"n": Input(validator=refuse)}, {"n": 1})
+
+    assert (caught.value.render(MESSAGES), caught.value.http_status) == (text, 422)
+
+
+def test_apply_inputs_formatter_raising_an_action_error_shows_its_message():
+    def cents(value):
+        raise squall.BadRequest("amount must be in cents")
+
+    assert pipeline_error({"n": Input(formatter=cents)}, {"n": "1.5"}) == "amount must be in cents"
+
+
+@pytest.mark.parametrize("step", ["formatter", "validator"])
+def test_apply_inputs_bug_in_a_formatter_or_validator_is_no_invalid_param(step):
+    """Issue 10 item 10: a KeyError in a validator is the app's bug, not a bad value: it goes on
+    up as it is (the processor logs it and answers 500), never as a 422."""
+
+    def buggy(value):
+        return {}["missing key"]
+
+    with pytest.raises(KeyError):
+        apply_inputs({"n": Input(**{step: buggy})}, {"n": 1})
+
+
+async def test_process_bug_in_a_validator_is_logged_and_answered_500(connection, caplog):
+    def buggy(value):
+        return value.no_such_attribute
+
+    action = declared(ok, "checked", inputs={"n": Input(validator=buggy)})
+    with caplog.at_level(logging.ERROR, LOGGER):
+        result = await processor_for(action).process(connection, {"action": "checked", "n": 1})
+
+    assert result.response == {"error": "'int' object has no attribute 'no_such_attribute'"}
+    assert http_status_of(result.error) == 500
+    assert caplog.records[0].exc_info[0] is AttributeError
+
+
 # -- lookup and replies -------------------------------------------------------------------
 
 
@@ -415,9 +469,10 @@ async def test_process_action_raising_gives_its_message_and_logs_traceback(conne
 
     assert result.response == {"error": "it broke"}
     assert isinstance(result.error, RuntimeError)
-    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
-        (LOGGER, logging.ERROR, "action boom failed (connection conn-1)")
-    ]
+    assert [(r.name, r.levelno) for r in caplog.records] == [(LOGGER, logging.ERROR)]
+    assert re.fullmatch(
+        r"action boom failed \(connection conn-1\) \(ref [0-9a-f]{12}\)", caplog.records[0].message
+    )
     assert caplog.records[0].exc_info[0] is RuntimeError
     assert connection.pending_actions == 0
 
@@ -471,6 +526,128 @@ async def test_process_expected_errors_are_not_logged(connection, caplog):
     assert missing.response == {"error": "n is a required parameter for this action"}
     assert unknown.response == {"error": "unknown action or invalid apiVersion"}
     assert caplog.records == []
+
+
+async def test_process_action_error_reaches_the_client_with_its_status(connection, caplog):
+    async def pay(data):
+        raise squall.Conflict("this invoice is already paid")
+
+    with caplog.at_level(logging.DEBUG, LOGGER):
+        result = await processor_for(declared(pay)).process(connection, {"action": "pay"})
+
+    assert result.response == {"error": "this invoice is already paid"}
+    assert http_status_of(result.error) == 409
+    assert caplog.records == []
+
+
+async def test_process_hides_a_bug_when_errors_are_not_exposed(connection, caplog):
+    async def leak(data):
+        raise RuntimeError("connect to postgres://admin:hunter2@db failed")
+
+    hidden = ErrorMessages({}, expose_errors=False)
+    with caplog.at_level(logging.ERROR, LOGGER):
+        result = await processor_for(declared(leak), messages=hidden).process(
+            connection, {"action": "leak"}
+        )
+
+    ref = re.fullmatch(r"internal error \(ref ([0-9a-f]{12})\)", result.response["error"])
+    assert ref, result.response
+    assert caplog.records[0].getMessage().endswith(f"(ref {ref.group(1)})")
+    assert "hunter2" in caplog.text  # the traceback keeps the truth for the operator
+    assert http_status_of(result.error) == 500
+
+
+async def test_process_hides_a_bug_in_middleware_when_errors_are_not_exposed(connection, caplog):
+    def broken(data):
+        raise RuntimeError("middleware secret")
+
+    hidden = ErrorMessages({}, expose_errors=False)
+    processor = processor_for(
+        declared(ok),
+        middleware=[ActionMiddleware("b", pre=broken, is_global=True)],
+        messages=hidden,
+    )
+    with caplog.at_level(logging.ERROR, LOGGER):
+        result = await processor.process(connection, {"action": "ok"})
+
+    assert result.response["error"].startswith("internal error (ref ")
+    assert "middleware secret" in caplog.text
+
+
+# -- exceptions outside Exception (PROTOCOL.md §2.3) -----------------------------------------
+
+
+async def test_process_system_exit_in_a_plain_def_action_is_an_error_reply(
+    connection, executor, caplog
+):
+    """Issue 10 item 6: ``sys.exit(2)`` (as argparse does) in a thread must not stop the
+    server: it is the action's failure, logged with its traceback."""
+
+    def exits(data):
+        raise SystemExit(2)
+
+    processor = processor_for(declared(exits), executor=executor)
+    with caplog.at_level(logging.ERROR, LOGGER):
+        result = await processor.process(connection, {"action": "exits"})
+
+    assert result.response == {"error": "2"}
+    assert isinstance(result.error, SystemExit)
+    assert http_status_of(result.error) == 500
+    assert caplog.records[0].exc_info[0] is SystemExit
+    assert connection.pending_actions == 0 and processor.in_flight == 0
+
+
+@pytest.mark.parametrize("raised", [SystemExit, KeyboardInterrupt, GeneratorExit])
+async def test_process_base_exceptions_in_an_async_action_are_error_replies(
+    connection, caplog, raised
+):
+    async def stops(data):
+        raise raised()
+
+    with caplog.at_level(logging.ERROR, LOGGER):
+        result = await processor_for(declared(stops)).process(connection, {"action": "stops"})
+
+    assert result.response == {"error": raised.__name__}
+    assert caplog.records[0].exc_info[0] is raised
+
+
+@pytest.mark.parametrize("timeout_ms", [None, 5000])
+async def test_process_awaiting_a_future_cancelled_by_someone_else_is_an_error_reply(
+    connection, caplog, timeout_ms
+):
+    """A cancelled future awaited inside an action that nobody cancelled: a reply and a log
+    line (it used to leave the socket without a reply and log nothing)."""
+
+    async def awaits_cancelled(data):
+        future = asyncio.get_running_loop().create_future()
+        future.cancel()
+        await future
+
+    processor = processor_for(declared(awaits_cancelled), timeout_ms=timeout_ms)
+    with caplog.at_level(logging.ERROR, LOGGER):
+        result = await processor.process(connection, {"action": "awaits_cancelled"})
+
+    assert result.response == {"error": "CancelledError"}
+    assert caplog.records[0].exc_info[0] is asyncio.CancelledError
+    assert connection.pending_actions == 0
+
+
+async def test_process_cancelled_itself_goes_on_up(connection):
+    """The request's own cancellation (shutdown, a vanished client) is no action failure."""
+    started = asyncio.Event()
+
+    async def waits(data):
+        started.set()
+        await asyncio.Event().wait()
+
+    processor = processor_for(declared(waits))
+    task = asyncio.ensure_future(processor.process(connection, {"action": "waits"}))
+    await bounded(started.wait())
+    task.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert connection.pending_actions == 0 and processor.in_flight == 0
 
 
 # -- sync actions, timeout ----------------------------------------------------------------
@@ -739,7 +916,7 @@ async def test_process_pre_raising_unexpectedly_is_logged(connection, caplog):
         result = await processor.process(connection, {"action": "ok"})
 
     assert result.response == {"error": "middleware bug"}
-    assert [r.getMessage() for r in caplog.records] == ["action ok failed (connection conn-1)"]
+    assert [r.getMessage()[:36] for r in caplog.records] == ["action ok failed (connection conn-1)"]
     assert caplog.records[0].exc_info[0] is RuntimeError
 
 

@@ -171,7 +171,11 @@ def assert_well_formed(reply: Any, data: str | bytes, connection) -> None:
     assert reply["context"] == "response"
     assert reply["messageCount"] == connection.message_count == 1
     sent = codec.loads(data)  # read as the server read it (orjson: big integers as floats)
-    if sent.get("messageId") is not None:
+    message_id = sent.get("messageId")
+    if isinstance(message_id, (bool, list, dict)):  # §2.1: refused, never echoed
+        assert reply["error"] == "messageId must be a string or a number"
+        assert "messageId" not in reply
+    elif message_id is not None:
         assert reply["messageId"] == sent["messageId"]
     else:
         assert isinstance(reply["messageId"], str) and len(reply["messageId"]) == 36

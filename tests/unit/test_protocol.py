@@ -7,12 +7,16 @@ records, and compares whole reply dicts.
 from __future__ import annotations
 
 import asyncio
+import inspect
+import json
+import logging
+import re
 import time
 import uuid
 
 import pytest
 
-from squall import ChatMiddleware, Input
+from squall import ChatMiddleware, Forbidden, Input
 from squall.errors import ErrorMessages
 
 from .conftest import bounded, declared, feed, start_feed, transport_of
@@ -184,6 +188,21 @@ async def test_receive_makes_a_uuid4_message_id_when_absent_or_null(core, conn, 
         parsed = uuid.UUID(reply["messageId"])
         assert (parsed.version, str(parsed)) == (4, reply["messageId"])
     assert first["messageId"] != second["messageId"]
+
+
+@pytest.mark.parametrize("message_id", [{"a": 1}, {}, [1, 2], [], True, False])
+@pytest.mark.parametrize("verb", ["detailsView", "action", "roomAdd", "say", "quit", "nope"])
+async def test_receive_message_id_of_another_type_is_refused_and_not_echoed(
+    core, conn, message_id, verb
+):
+    """PROTOCOL §2.1 (issue 10 item 15): the verb does not run; the error has no messageId."""
+    frame = {"event": verb, "messageId": message_id, "room": "defaultRoom", "message": "hi"}
+
+    reply = await feed(core.protocol, conn, {**frame, "params": {"action": "echo"}})
+
+    text = "messageId must be a string or a number"
+    assert reply == {"status": text, "error": text, "context": "response", "messageCount": 1}
+    assert (conn.rooms, conn.total_actions, transport_of(conn).closes) == ([], 0, [])
 
 
 async def test_receive_message_id_made_for_every_kind_of_reply(core, conn):
@@ -469,7 +488,9 @@ async def test_action_exception_becomes_its_message(core, conn, caplog):
         reply = await feed(core.protocol, conn, frame)
 
     assert reply == action_reply({"error": "the action broke"}, 1, 1)
-    assert [r.getMessage() for r in caplog.records] == ["action boom failed (connection conn-1)"]
+    assert [r.getMessage()[:38] for r in caplog.records] == [
+        "action boom failed (connection conn-1)"
+    ]
 
 
 async def test_action_too_many_pending(core, conn, probes):
@@ -492,6 +513,113 @@ async def test_action_too_many_pending(core, conn, probes):
     assert [r["messageId"] for r in replies] == [1, 2, 3, 4, 5]
     details = await feed(core.protocol, conn, {"event": "detailsView"})
     assert (details["data"]["totalActions"], details["data"]["pendingActions"]) == (6, 0)
+
+
+# -- what one connection may have in flight, all verbs together (issue 10 item 5c) ------------
+
+
+class Gate:
+    """A join hook that holds every roomAdd until ``release`` (the slow Redis of the issue)."""
+
+    def __init__(self, expected: int) -> None:
+        self.release = asyncio.Event()
+        self.all_waiting = asyncio.Event()
+        self.expected = expected
+        self.waiting = 0
+
+    async def join(self, connection, room):
+        self.waiting += 1
+        if self.waiting >= self.expected:
+            self.all_waiting.set()
+        await self.release.wait()
+
+
+async def gated_core(make_core, probes, gate, max_pending):
+    rooms = [f"room{n}" for n in range(10)]
+    return await make_core(
+        actions=probes.actions(),
+        rooms=rooms,
+        chat_middleware=[ChatMiddleware("gate", join=gate.join)],
+        max_pending=max_pending,
+    )
+
+
+async def test_verbs_in_flight_past_the_bound_are_refused_at_once(make_core, probes):
+    gate = Gate(expected=3)
+    core = await gated_core(make_core, probes, gate, max_pending=3)
+    conn = core.connect("conn-1")
+    held = [
+        start_feed(core.protocol, conn, {"event": "roomAdd", "room": f"room{n}", "messageId": n})
+        for n in range(3)
+    ]
+    await bounded(gate.all_waiting.wait())
+
+    refused = [
+        core.protocol.receive(conn, json.dumps({"event": verb, "messageId": 10 + n, **fields}))
+        for n, (verb, fields) in enumerate(
+            [
+                ("roomView", {"room": "room0"}),
+                ("roomAdd", {"room": "room5"}),
+                ("roomLeave", {"room": "room0"}),
+                ("say", {"room": "room0", "message": "hi"}),
+                ("action", {"params": {"action": "echo"}}),
+            ]
+        )
+    ]
+
+    # answered at once, as dicts: nothing was started for them
+    pending = "you have too many pending requests"
+    assert refused == [failed(pending, 10 + n, 4 + n) for n in range(5)]
+    assert conn.total_actions == 1  # §4: a refused action still counts
+    # verbs answered at once are never refused
+    assert (await feed(core.protocol, conn, {"event": "ping", "messageId": 20}))["status"] == "OK"
+    gate.release.set()
+    assert [r["status"] for r in await bounded(asyncio.gather(*held))] == ["OK"] * 3
+    assert (await feed(core.protocol, conn, {"event": "roomView", "room": "room0"}))["data"][
+        "membersCount"
+    ] == 1
+
+
+async def test_verbs_in_flight_bound_counts_actions_and_is_per_connection(make_core, probes):
+    gate = Gate(expected=2)
+    core = await gated_core(make_core, probes, gate, max_pending=3)
+    conn, other = core.connect("conn-1"), core.connect("conn-2")
+    probes.expected = 1
+    slow = start_feed(
+        core.protocol, conn, {"event": "action", "messageId": 1, "params": {"action": "slow"}}
+    )
+    held = [
+        start_feed(core.protocol, conn, {"event": "roomAdd", "room": f"room{n}", "messageId": n})
+        for n in (2, 3)
+    ]
+    await bounded(probes.all_waiting.wait())
+    await bounded(gate.all_waiting.wait())
+
+    reply = await feed(core.protocol, conn, {"event": "roomView", "room": "room2", "messageId": 4})
+    assert reply["error"] == "you have too many pending requests"
+    other_reply = await feed(
+        core.protocol, other, {"event": "action", "messageId": 1, "params": {"action": "echo"}}
+    )
+    assert "error" not in other_reply
+    probes.release.set()
+    gate.release.set()
+    await bounded(asyncio.gather(slow, *held))
+
+
+async def test_forget_drops_the_count_of_a_closed_connection(core, conn):
+    """A socket that closes may leave verbs that never started (their tasks cancelled before
+    the first step, so nothing counted them down): ``forget`` drops its count for good."""
+    core.protocol.max_pending = 2
+    frame = json.dumps({"event": "roomView", "room": "defaultRoom"})
+    for _ in range(2):
+        core.protocol.receive(conn, frame).close()  # dropped unstarted
+    assert core.protocol.receive(conn, frame)["error"] == "you have too many pending requests"
+
+    core.protocol.forget(conn)
+
+    later = core.protocol.receive(conn, frame)
+    assert inspect.isawaitable(later)
+    assert (await bounded(later))["error"] == "connection not in this room (defaultRoom)"
 
 
 async def test_action_while_shutting_down(core, conn):
@@ -532,9 +660,8 @@ async def test_unknown_verb_text_is_configurable(make_core):
         {"room": "defaultRoom", "message": None},
         {"room": "defaultRoom", "message": 5},
         {"room": "defaultRoom", "message": ["hi"]},
-        {"room": "", "message": "hi"},
         {"room": None, "message": "hi"},
-        {"room": 5, "message": "hi"},
+        {"room": 5},
     ],
 )
 async def test_say_requires_room_and_message(core, conn, fields):
@@ -586,13 +713,30 @@ async def test_not_a_member(core, conn, frame):
     assert reply == failed("connection not in this room (defaultRoom)", 1, 1)
 
 
+BAD_ROOM_NAMES = [None, "", 5, ["defaultRoom"], "x" * 129, "nul\x00", "line\nfeed", "\x1b[31m"]
+
+
 @pytest.mark.parametrize("verb", ["roomAdd", "roomLeave", "roomView"])
-@pytest.mark.parametrize("room", [None, "", 5, ["defaultRoom"]])
-async def test_room_verbs_without_a_room_name(core, conn, verb, room):
-    """PROTOCOL §3 "room missing": no usable room name reads as a room that does not exist."""
+@pytest.mark.parametrize("room", BAD_ROOM_NAMES)
+async def test_room_verbs_with_an_invalid_room_name(core, conn, verb, room):
+    """PROTOCOL §3, §5: empty, absent, not a string, too long or with control characters."""
     frame = {"event": verb, "messageId": 1}
     if room is not None:
         frame["room"] = room
+
+    assert await feed(core.protocol, conn, frame) == failed("invalid room name", 1, 1)
+    assert conn.rooms == []
+
+
+@pytest.mark.parametrize("room", BAD_ROOM_NAMES[1:])
+async def test_say_with_a_present_invalid_room_name(core, conn, room):
+    frame = {"event": "say", "messageId": 1, "room": room, "message": "hi"}
+
+    assert await feed(core.protocol, conn, frame) == failed("invalid room name", 1, 1)
+
+
+async def test_room_name_of_the_maximum_length_is_a_name(core, conn):
+    frame = {"event": "roomAdd", "messageId": 1, "room": "x" * 128}
 
     assert await feed(core.protocol, conn, frame) == failed("room does not exist", 1, 1)
 
@@ -634,7 +778,7 @@ async def test_leave_blocked_by_middleware(make_core):
 async def test_say_blocked_by_middleware(make_core):
     def no_shouting(connection, room, payload):
         if payload["message"].isupper():
-            raise ValueError("no shouting")
+            raise Forbidden("no shouting")
         return payload
 
     core = await make_core(chat_middleware=[ChatMiddleware("calm", on_say_receive=no_shouting)])
@@ -677,6 +821,96 @@ async def test_room_error_texts_are_configurable(make_core):
     assert outside == failed("join defaultRoom first", 2, 2)
     assert twice == failed("already in defaultRoom", 4, 4)
     assert empty == failed("room+message please", 5, 5)
+
+
+# -- chat middleware that fails: a bug, not a refusal (issue 10 item 8) ----------------------
+
+
+def exploding(raised: BaseException):
+    def hook(*args):
+        raise raised
+
+    return hook
+
+
+@pytest.mark.parametrize(
+    ("hook", "frames"),
+    [
+        ("join", [{"event": "roomAdd", "room": "defaultRoom"}]),
+        (
+            "leave",
+            [{"event": "roomAdd", "room": "other"}, {"event": "roomLeave", "room": "other"}],
+        ),
+        (
+            "on_say_receive",
+            [
+                {"event": "roomAdd", "room": "other"},
+                {"event": "say", "room": "other", "message": "hi"},
+            ],
+        ),
+    ],
+)
+async def test_chat_hook_bug_is_logged_and_hidden_when_not_exposed(make_core, caplog, hook, frames):
+    chat = ChatMiddleware("buggy", **{hook: exploding(RuntimeError("redis://:pw@10.0.0.7"))})
+    core = await make_core(
+        chat_middleware=[chat],
+        rooms=["defaultRoom", "other"],
+        messages=ErrorMessages({}, expose_errors=False),
+    )
+    conn = core.connect("conn-1")
+    with caplog.at_level(logging.ERROR, "squall.protocol"):
+        for frame in frames[:-1]:
+            assert (await feed(core.protocol, conn, frame))["status"] == "OK"
+        reply = await feed(core.protocol, conn, {**frames[-1], "messageId": 9})
+
+    ref = re.fullmatch(r"internal error \(ref ([0-9a-f]{12})\)", reply["error"])
+    assert ref, reply
+    (record,) = caplog.records
+    verb = frames[-1]["event"]
+    assert record.getMessage() == f"{verb} failed (connection conn-1) (ref {ref.group(1)})"
+    assert record.exc_info[0] is RuntimeError
+    assert "pw@" not in json.dumps(reply)
+
+
+async def test_chat_hook_bug_shows_its_text_when_exposed(make_core, caplog):
+    core = await make_core(
+        chat_middleware=[ChatMiddleware("buggy", join=exploding(KeyError("team")))]
+    )
+    with caplog.at_level(logging.ERROR, "squall.protocol"):
+        reply = await feed(
+            core.protocol, core.connect(), {"event": "roomAdd", "room": "defaultRoom"}
+        )
+
+    assert reply["error"] == "'team'"
+    assert caplog.records[0].exc_info[0] is KeyError
+
+
+@pytest.mark.parametrize("raised", [SystemExit(3), KeyboardInterrupt()])
+async def test_chat_hook_raising_outside_exception_is_an_error_reply(make_core, caplog, raised):
+    core = await make_core(chat_middleware=[ChatMiddleware("exits", join=exploding(raised))])
+    conn = core.connect()
+    with caplog.at_level(logging.ERROR, "squall.protocol"):
+        reply = await feed(core.protocol, conn, {"event": "roomAdd", "room": "defaultRoom"})
+
+    assert reply["error"] == (str(raised) or type(raised).__name__)
+    assert conn.rooms == []
+    assert caplog.records[0].exc_info[0] is type(raised)
+
+
+async def test_chat_hook_refusing_on_purpose_is_not_logged(make_core, caplog):
+    core = await make_core(
+        chat_middleware=[
+            ChatMiddleware("team", join=exploding(Forbidden("members of team red only")))
+        ],
+        messages=ErrorMessages({}, expose_errors=False),
+    )
+    with caplog.at_level(logging.DEBUG, "squall"):
+        reply = await feed(
+            core.protocol, core.connect(), {"event": "roomAdd", "room": "defaultRoom"}
+        )
+
+    assert reply["error"] == "members of team red only"
+    assert caplog.records == []
 
 
 # -- params and concurrency -------------------------------------------------------------------

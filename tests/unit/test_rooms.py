@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import pytest
 
 from squall import ChatMiddleware, codec
 from squall.broker import MemoryBroker
-from squall.errors import AlreadyInRoom, ErrorMessages, NotInRoom, RoomNotExist, RoomRequired
+from squall.errors import (
+    AlreadyInRoom,
+    ErrorMessages,
+    InvalidRoomName,
+    NotInRoom,
+    RoomNotExist,
+    TooManyRooms,
+)
+from squall.rooms import Rooms, valid_room_name
 
-from .conftest import MESSAGES, bounded, transport_of
+from .conftest import MESSAGES, bounded, socket_connection, transport_of
 
 NOW = 1_700_000_000_123
 
@@ -54,18 +63,147 @@ async def test_rooms_add_exists_list(make_core):
     assert await core.rooms.list() == ["a", "b"]
 
 
-@pytest.mark.parametrize("room", ["", None, 5, ["a"]])
-async def test_rooms_add_needs_a_room_name(make_core, room):
+BAD_NAMES = [
+    "",
+    None,
+    5,
+    ["a"],
+    "a" * 129,
+    "nul\x00inside",
+    "new\nline",
+    "tab\t",
+    "del\x7f",
+    "c1\x85",
+]
+
+
+@pytest.mark.parametrize("room", BAD_NAMES)
+async def test_rooms_add_refuses_an_invalid_room_name(make_core, room):
     core = await make_core(rooms=[])
 
-    with pytest.raises(RoomRequired) as caught:
+    with pytest.raises(InvalidRoomName) as caught:
         await core.rooms.add(room)
 
-    assert client_text(caught.value) == "a room is required"
+    assert client_text(caught.value) == "invalid room name"
+    assert caught.value.http_status == 422
     assert await core.rooms.list() == []
 
 
-@pytest.mark.parametrize("room", ["", None, 5])
+@pytest.mark.parametrize(
+    "room", ["a", "a" * 128, "Salle de réunion", "房间", "emoji 🎉", "a b-c.d:e"]
+)
+def test_valid_room_names(room):
+    assert valid_room_name(room, 128)
+
+
+def test_room_name_length_is_counted_in_characters_and_configurable():
+    assert valid_room_name("é" * 4, 4) and not valid_room_name("é" * 5, 4)
+
+
+async def test_rooms_add_refuses_past_max_rooms_but_existing_names_still_answer(make_core):
+    core = await make_core(rooms=["a", "b"])
+    core.rooms.max_rooms = 3
+
+    assert await core.rooms.add("c") is True
+    with pytest.raises(TooManyRooms) as caught:
+        await core.rooms.add("d")
+
+    assert client_text(caught.value) == "too many rooms"
+    assert await core.rooms.add("a") is False  # an existing room is no new room
+    assert await core.rooms.list() == ["a", "b", "c"]
+    await core.rooms.destroy("c")
+    assert await core.rooms.add("d") is True
+
+
+# -- temporary rooms left empty are reaped (issue 10 item 4) ---------------------------------
+
+TTL_MS = 100  # general.emptyRoomTtl in these tests: the sweep then runs every 25 ms
+
+
+class Reaped:
+    """A memory broker's rooms, with an event per destroyed room."""
+
+    def __init__(self) -> None:
+        self.broker = MemoryBroker()
+        self.rooms = Rooms(self.broker, [], MESSAGES, empty_room_ttl_ms=TTL_MS)
+        self.destroyed: dict[str, asyncio.Event] = {}
+        self.at: dict[str, float] = {}
+        destroy_room = self.broker.destroy_room
+
+        async def recording(room: str) -> bool:
+            self.at[room] = time.monotonic()
+            self.destroyed.setdefault(room, asyncio.Event()).set()
+            return await destroy_room(room)
+
+        self.broker.destroy_room = recording  # type: ignore[method-assign]
+
+    async def wait_destroyed(self, room: str) -> float:
+        await bounded(self.destroyed.setdefault(room, asyncio.Event()).wait())
+        return self.at[room]
+
+
+@pytest.fixture
+async def reaped():
+    found = Reaped()
+    await found.broker.start(found.rooms)
+    yield found
+    found.rooms.stop()
+    await found.broker.stop()
+
+
+async def test_temporary_room_never_joined_is_destroyed_after_the_ttl(reaped):
+    created = time.monotonic()
+    await reaped.rooms.add("lasting")
+    await reaped.rooms.add("passing", temporary=True)
+
+    destroyed_at = await reaped.wait_destroyed("passing")
+
+    assert destroyed_at - created >= TTL_MS / 1000
+    assert await reaped.rooms.list() == ["lasting"]
+
+
+async def test_temporary_room_is_kept_while_it_has_a_member(reaped):
+    member = socket_connection("c0")
+    await reaped.rooms.add("passing", temporary=True)
+    await reaped.rooms.join(member, "passing")
+
+    await asyncio.sleep(3 * TTL_MS / 1000)  # time is the behaviour: three TTLs with a member
+    assert await reaped.rooms.exists("passing")
+    await reaped.rooms.leave(member, "passing")
+    left = time.monotonic()
+
+    assert await reaped.wait_destroyed("passing") - left >= TTL_MS / 1000
+    assert await reaped.rooms.list() == []
+
+
+async def test_rooms_that_are_not_temporary_are_never_reaped(reaped):
+    """Configured rooms and rooms that server code adds stay, empty or not."""
+    await reaped.rooms.add("configured")
+    await reaped.rooms.add("passing", temporary=True)
+    await reaped.wait_destroyed("passing")
+
+    await asyncio.sleep(3 * TTL_MS / 1000)  # time is the behaviour: three more TTLs
+    assert await reaped.rooms.list() == ["configured"]
+    assert "configured" not in reaped.destroyed
+
+
+async def test_temporary_room_destroyed_early_is_forgotten(reaped):
+    await reaped.rooms.add("passing", temporary=True)
+    assert await reaped.rooms.destroy("passing") is True
+    await reaped.rooms.add("passing")  # the same name again, now by server code
+
+    await asyncio.sleep(3 * TTL_MS / 1000)  # time is the behaviour: the old TTL is long past
+    assert await reaped.rooms.list() == ["passing"]
+
+
+async def test_without_ttl_temporary_rooms_stay(make_core):
+    core = await make_core(rooms=[])
+
+    assert await core.rooms.add("passing", temporary=True) is True
+    assert await core.rooms.list() == ["passing"]
+
+
+@pytest.mark.parametrize("room", ["", None, 5, "a" * 129, "nul\x00"])
 async def test_rooms_exists_false_for_non_names(make_core, room):
     core = await make_core()
 
@@ -335,7 +473,7 @@ async def test_join_middleware_not_run_for_refused_joins(make_core):
     (member,) = await members_of(core, "c0")
 
     for room in ("defaultRoom", "nowhere", ""):
-        with pytest.raises((AlreadyInRoom, RoomNotExist, RoomRequired)):
+        with pytest.raises((AlreadyInRoom, RoomNotExist, InvalidRoomName)):
             await core.rooms.join(member, room)
 
     assert calls == ["defaultRoom"]

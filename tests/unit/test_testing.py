@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from squall import action
+from squall.errors import ActionLoadError
 from squall.testing import Harness, Reply, SocketClosed
 
 from .conftest import write_app
@@ -363,3 +365,19 @@ async def test_a_project_without_a_socket_endpoint_has_no_sockets(project):
     async with Harness(project, config_files=[config / "unit.yaml"]) as harness:
         with pytest.raises(RuntimeError, match=r"servers\.websocket\.enabled is false"):
             await harness.connect()
+
+
+async def test_a_test_may_add_its_own_actions(project):
+    @action(name="probe")
+    async def probe(data):
+        return {"probed": True}
+
+    @action(name="guarded", middleware=["nobody"])
+    async def guarded(data):
+        return {}
+
+    config = [project / "config" / "unit.yaml"]
+    async with Harness(project, config_files=config, actions=[probe]) as harness:
+        assert await harness.run("probe") == {"probed": True}
+    with pytest.raises(ActionLoadError, match="names middleware 'nobody', which no file declares"):
+        await Harness(project, config_files=config, actions=[guarded]).start()
