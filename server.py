@@ -226,6 +226,9 @@ async def close_sockets(app: Squall, sockets: SocketRegistry) -> None:
     if not await sockets.wait_empty(timeout=3):
         for pump in sockets:
             pump.abort()
+        # an aborted transport reports connection_lost on a later turn of the loop: wait for
+        # it, so app.stop() (initializers' stop) comes after every socket's cleanup
+        await sockets.wait_empty(timeout=1)
 
 
 def _banner(app: Squall, config: Config) -> None:

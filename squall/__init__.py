@@ -30,6 +30,7 @@ from .errors import (
     TooManyRequests,
     Unauthorized,
 )
+from .initializers import Initializer
 from .middleware import ActionMiddleware, ChatMiddleware, ConnectionMiddleware
 from .processor import ActionData
 
@@ -47,6 +48,7 @@ __all__ = [
     "Connection",
     "ConnectionMiddleware",
     "Forbidden",
+    "Initializer",
     "Input",
     "InvalidParams",
     "NotFound",

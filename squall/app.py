@@ -32,6 +32,7 @@ from .errors import (
     is_own_cancellation,
 )
 from .files import PublicFiles
+from .initializers import Initializers
 from .loader import load_folders
 from .middleware import by_priority, resolve
 from .processor import ActionProcessor
@@ -88,7 +89,16 @@ class Squall:
             expose_errors=general["exposeErrors"],
             outages=outage_errors(config),
         )
-        loaded = load_folders(config.root / folder for folder in general["paths"]["actions"])
+        paths = general["paths"]
+        # initializers/ folders are optional: only those present are loaded
+        initializer_folders = [config.root / folder for folder in paths["initializers"]]
+        loaded = load_folders(
+            [
+                *(config.root / folder for folder in paths["actions"]),
+                *(folder for folder in initializer_folders if folder.is_dir()),
+            ]
+        )
+        self.initializers = Initializers(loaded.initializers)
         self.actions = loaded.actions
         self.connection_middleware = by_priority(loaded.connection_middleware)
         self.connections = ConnectionRegistry()
@@ -134,7 +144,13 @@ class Squall:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect the broker, create the starting rooms, render the browser client."""
+        """Connect the broker, create the starting rooms, start the initializers, render the
+        browser client.
+
+        Raises:
+            ActionLoadError: an initializer's ``start`` raised (naming its file); what was
+                started is stopped again.
+        """
         await self.broker.start(self)
         if self.watchdog is not None:
             self.watchdog.start()
@@ -147,6 +163,12 @@ class Squall:
                     "without control characters (general.maxRoomNameLength)"
                 )
                 raise ConfigError("config", "general.startingChatRooms", why) from None
+        try:
+            await self.initializers.start(self)
+        except Exception:
+            self.rooms.stop()
+            await self._stop_core()
+            raise
         if self.config.get("servers.websocket.enabled"):
             for path in render_client(self.config.data, self.public_dir):
                 log.debug("rendered %s", path)
@@ -157,6 +179,10 @@ class Squall:
         self.rooms.stop()
         if self._cleanups:
             await asyncio.wait(list(self._cleanups), timeout=5)
+        await self.initializers.stop(self)  # after every connection's destroy middleware
+        await self._stop_core()
+
+    async def _stop_core(self) -> None:
         await self.broker.stop()
         if self.watchdog is not None:
             self.watchdog.stop()

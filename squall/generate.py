@@ -142,9 +142,51 @@ async def test_${function}_leaves_other_actions_alone(squall):
     assert "elapsedMs" not in reply
 '''
 
+INITIALIZER = '''\
+"""$name: opens what actions share, at boot, and closes it at shutdown."""
+
+from collections import Counter
+
+from squall import Initializer
+
+
+async def start(app):
+    # Runs before the server opens its port, in ascending priority; raising stops the boot,
+    # naming this file. Open your pool or client here (await it) and keep it on app.state,
+    # where actions find it as data.app.state.$function.
+    app.state.$function = Counter()
+
+
+async def stop(app):
+    # Runs at shutdown after every socket is closed, in descending priority: close it here.
+    del app.state.$function
+
+
+$function = Initializer(name="$name", start=start, stop=stop, priority=100)
+'''
+
+INITIALIZER_TEST = '''\
+"""The $name initializer, through squall.testing (README: Testing your actions)."""
+
+
+async def test_${function}_is_open_while_the_app_runs(squall):
+    assert squall.app.state.$function == {}
+
+
+async def test_${function}_is_closed_at_shutdown(squall):
+    state = squall.app.state
+
+    await squall.stop()
+
+    assert not hasattr(state, "$function")
+'''
+
 KINDS: dict[str, Kind] = {
     "action": Kind(lambda c: c.get("general.paths.actions"), ACTION, ACTION_TEST),
     "middleware": Kind(lambda c: c.get("general.paths.actions"), MIDDLEWARE, MIDDLEWARE_TEST),
+    "initializer": Kind(
+        lambda c: c.get("general.paths.initializers"), INITIALIZER, INITIALIZER_TEST
+    ),
 }
 
 

@@ -2,9 +2,9 @@
 
 Each file is imported once, at boot, under a private module name, and scanned for module-level
 :class:`~squall.actions.Action`, :class:`~squall.middleware.ActionMiddleware`,
-:class:`~squall.middleware.ConnectionMiddleware` and :class:`~squall.middleware.ChatMiddleware`
-objects. A file that fails to import, or declares something broken, stops the boot with an
-:class:`~squall.errors.ActionLoadError` naming the file.
+:class:`~squall.middleware.ConnectionMiddleware`, :class:`~squall.middleware.ChatMiddleware` and
+:class:`~squall.initializers.Initializer` objects. A file that fails to import, or declares
+something broken, stops the boot with an :class:`~squall.errors.ActionLoadError` naming the file.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .actions import Action, ActionRegistry
 from .errors import ActionLoadError, ConfigError
+from .initializers import Initializer
 from .middleware import ActionMiddleware, ChatMiddleware, ConnectionMiddleware
 
 __all__ = ["Loaded", "load_callable", "load_folders"]
@@ -34,6 +35,7 @@ class Loaded:
     action_middleware: list[ActionMiddleware] = field(default_factory=list)
     connection_middleware: list[ConnectionMiddleware] = field(default_factory=list)
     chat_middleware: list[ChatMiddleware] = field(default_factory=list)
+    initializers: list[tuple[Initializer, Path]] = field(default_factory=list)
 
 
 def load_folders(folders: Iterable[Path]) -> Loaded:
@@ -119,6 +121,10 @@ def _collect(namespace: dict[str, object], path: Path, loaded: Loaded) -> None:
             _append_once(loaded.connection_middleware, value)
         elif isinstance(value, ChatMiddleware):
             _append_once(loaded.chat_middleware, value)
+        elif isinstance(value, Initializer) and all(
+            existing is not value for existing, _ in loaded.initializers
+        ):
+            loaded.initializers.append((value, path))
 
 
 def _append_once(found: list, middleware: object) -> None:

@@ -19,6 +19,11 @@ def project(tmp_path_factory):
     [
         ("action", "sayHello", ["actions/sayHello.py", "tests/actions/test_sayHello.py"]),
         ("middleware", "timing", ["actions/timing.py", "tests/actions/test_timing.py"]),
+        (
+            "initializer",
+            "hitCounter",
+            ["initializers/hitCounter.py", "tests/initializers/test_hitCounter.py"],
+        ),
     ],
 )
 def test_generated_files_pass_the_project_tests(project, kind, name, written):
