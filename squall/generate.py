@@ -61,7 +61,8 @@ from squall import Input, action
 async def $function(data):
     # data.params: the checked inputs; data.connection: the caller (.session, .send(), .id);
     # data.app: the server (.rooms, .state, .send_to(), .send_all()). The returned dict is the
-    # reply. An async action must not block: make it a plain def to run it in a thread.
+    # reply; raise squall's NotFound, Forbidden... (ActionError kinds) to answer with their
+    # status. An async action must not block: make it a plain def to run it in a thread.
     return {"greeting": f"Hello, {data.params['name']}!"}
 '''
 
@@ -100,7 +101,7 @@ def _stamp(data):
 $function = ActionMiddleware(
     name="$name",
     # pre=fn(data) would run before the action, before its inputs are checked; raising there
-    # refuses the call with the exception's message (PermissionError answers 403).
+    # refuses the call: raise squall's Unauthorized (401) or Forbidden (403) with a message.
     post=_stamp,
     priority=100,  # lower runs first
     is_global=False,  # True would wrap every action

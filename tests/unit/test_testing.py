@@ -19,7 +19,7 @@ APP = """
     import json
     from pathlib import Path
 
-    from squall import ChatMiddleware, ConnectionMiddleware, Input, action
+    from squall import ChatMiddleware, ConnectionMiddleware, Input, Unauthorized, action
 
     EVENTS = Path(__file__).with_name("events.log")
 
@@ -55,6 +55,13 @@ APP = """
     @action()
     async def forbidden(data):
         raise PermissionError("admins only")
+
+
+    @action(inputs={"token": Input()})
+    async def secret(data):
+        if data.params.get("token") != "s3cret":
+            raise Unauthorized("sign in first")
+        return {"secret": 42}
 
 
     @action()
@@ -177,6 +184,13 @@ async def test_run_answers_500_for_an_exception_and_logs_it(harness, caplog):
 
     assert reply.status == 500
     assert "the database is down" in caplog.text
+
+
+async def test_run_answers_errors_raised_on_purpose_with_their_status(harness):
+    assert (await harness.run("forbidden")).status == 403  # a PermissionError is a Forbidden
+    refused = await harness.run("secret")
+    assert (refused.status, refused.error) == (401, "sign in first")
+    assert await harness.run("secret", {"token": "s3cret"}) == {"secret": 42}
 
 
 async def test_run_a_reply_json_cannot_hold_is_a_500(harness, caplog):
