@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
 import ssl
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +27,18 @@ import tornado.web
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
+from handlers.admin import AdminSocketAuthorizer, admin_routes  # noqa: E402
 from handlers.api import build_router  # noqa: E402
 from handlers.base import HandlerOptions  # noqa: E402
 from handlers.http11 import HTTPServer, ServerParams  # noqa: E402
+from handlers.metrics import MetricsHandler  # noqa: E402
 from handlers.static import StaticHandler  # noqa: E402
 from handlers.websocket import CLOSE_GOING_AWAY, SocketHandler, SocketRegistry  # noqa: E402
 from squall import Squall, SquallError, generate, load_config  # noqa: E402
+from squall.admin import AdminAuth  # noqa: E402
 from squall.config import Config  # noqa: E402
 from squall.loader import load_callable  # noqa: E402
+from squall.logs import configure_logging, log_request  # noqa: E402
 from squall.supervisor import supervise  # noqa: E402
 
 log = logging.getLogger("squall.server")
@@ -91,31 +97,35 @@ def run(main_coroutine: Any, loop: str) -> None:
     asyncio.run(main_coroutine)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    """The access line of a request the Tornado application answered (files, upgrades, the
+    metrics and admin pages); the API's own path logs its requests itself."""
+    request = handler.request
+    status = handler.get_status()
+    handler.settings["squall_stats"].http_answered(status)
+    log_request(request.method, request.path, status, request.request_time(), request.remote_ip)
+
+
+def new_socket_registry(app: Squall) -> SocketRegistry:
+    """The open sockets of one endpoint, with the configured heartbeat and limits."""
+    server_options = app.config["servers"]["websocket"]["server"]
+    return SocketRegistry(
+        app,
+        ping_interval_ms=server_options["pingInterval"],
+        timeout_ms=server_options["timeout"],
+        max_message_size=server_options["maxMessageSize"],
+        max_buffered_bytes=server_options["maxBufferedBytes"],
+        welcome=app.config.get("general.welcomeMessage"),
     )
 
 
-def _log_request(handler: tornado.web.RequestHandler) -> None:
-    """One debug line per request (never at info: no per-request cost in production)."""
-    if log.isEnabledFor(logging.DEBUG):
-        request = handler.request
-        log.debug(
-            "%d %s %s (%s) %.1f ms",
-            handler.get_status(),
-            request.method,
-            request.uri,
-            request.remote_ip,
-            1000 * request.request_time(),
-        )
-
-
-def build_application(options: HandlerOptions, sockets: SocketRegistry) -> tornado.web.Application:
-    """Mount the WebSocket and the static files, in that order of precedence."""
-    config = options.app.config
+def build_application(
+    options: HandlerOptions, sockets: SocketRegistry, admin_sockets: SocketRegistry | None = None
+) -> tornado.web.Application:
+    """Mount the WebSocket, the metrics and admin pages, and the static files, in that order
+    of precedence. ``admin_sockets`` holds the admin page's sockets (with an admin token)."""
+    app = options.app
+    config = app.config
     web = config["servers"]["web"]
     websocket = config["servers"]["websocket"]
     files = web["urlPathForFiles"].strip("/")
@@ -128,10 +138,27 @@ def build_application(options: HandlerOptions, sockets: SocketRegistry) -> torna
                 {"options": options, "sockets": sockets},
             )
         )
+    metrics = web["metrics"]
+    if metrics["enabled"]:
+        routes.append((metrics["path"], MetricsHandler, {"app": app, "token": metrics["token"]}))
+    admin = web["admin"]
+    if admin["token"] is not None and admin_sockets is not None:
+        routes.extend(admin_routes(app, admin["path"], admin["token"]))
+        # an ordinary Squall socket, with its own registry, admitted with the token only
+        admitted = dataclasses.replace(
+            options, authorize=AdminSocketAuthorizer(AdminAuth(admin["token"]))
+        )
+        routes.append(
+            (
+                admin["path"] + "/live",
+                SocketHandler,
+                {"options": admitted, "sockets": admin_sockets},
+            )
+        )
     routes.append((rf"/{files}/(.*)", StaticHandler, {"options": options}))
     if web["rootEndpointType"] == "file":
         routes.append((r"/(.*)", StaticHandler, {"options": options}))
-    return tornado.web.Application(routes, log_function=_log_request)
+    return tornado.web.Application(routes, log_function=_log_request, squall_stats=app.stats)
 
 
 def handler_options(app: Squall) -> HandlerOptions:
@@ -161,21 +188,21 @@ def _ssl_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
-async def serve(config: Config, reuse_port: bool = False) -> None:
-    """Run one server until a stop signal, then shut down as PROTOCOL.md §6 says."""
-    app = Squall(config)
+async def serve(
+    config: Config, reuse_port: bool = False, shared_metrics: Path | None = None
+) -> None:
+    """Run one server until a stop signal, then shut down as PROTOCOL.md §6 says.
+
+    ``shared_metrics``: the folder where ``--workers`` share their metrics."""
+    app = Squall(config, shared_metrics)
     web = config["servers"]["web"]
-    server_options = config["servers"]["websocket"]["server"]
-    sockets = SocketRegistry(
-        app,
-        ping_interval_ms=server_options["pingInterval"],
-        timeout_ms=server_options["timeout"],
-        max_message_size=server_options["maxMessageSize"],
-        max_buffered_bytes=server_options["maxBufferedBytes"],
-        welcome=config.get("general.welcomeMessage"),
-    )
+    sockets = new_socket_registry(app)
+    admin_sockets = None
+    if app.monitor is not None and web["admin"]["token"] is not None:
+        admin_sockets = new_socket_registry(app)
+        app.monitor.watchers = lambda: [pump.connection for pump in admin_sockets]
     options = handler_options(app)
-    router = build_router(options, build_application(options, sockets))
+    router = build_router(options, build_application(options, sockets, admin_sockets))
     await app.start()
     http_server = HTTPServer(
         router,
@@ -192,6 +219,8 @@ async def serve(config: Config, reuse_port: bool = False) -> None:
         tornado.netutil.bind_sockets(web["port"], address=web["bindIP"], reuse_port=reuse_port)
     )
     sockets.start()
+    if admin_sockets is not None:
+        admin_sockets.start()
     _banner(app, config)
 
     stop = asyncio.Event()
@@ -203,9 +232,13 @@ async def serve(config: Config, reuse_port: bool = False) -> None:
     log.info("shutting down: no new connections; finishing actions in flight")
     http_server.stop()
     sockets.stop_accepting()
+    if admin_sockets is not None:
+        admin_sockets.stop_accepting()
     if not await app.drain():
         log.warning("actions still running after general.shutdownTimeout; closing anyway")
     await close_sockets(app, sockets)
+    if admin_sockets is not None:
+        await close_sockets(app, admin_sockets)
     await app.stop()
     try:
         await asyncio.wait_for(http_server.close_all_connections(), 2)
@@ -246,6 +279,12 @@ def _banner(app: Squall, config: Config) -> None:
         lines.append(
             f"  websocket: {ws}://{host}:{web['port']}{config.get('servers.websocket.server.pathname')}"
         )
+    metrics, admin = web["metrics"], web["admin"]
+    if metrics["enabled"]:
+        guarded = " (Bearer token)" if metrics["token"] else ""
+        lines.append(f"  metrics:   {base}{metrics['path']}{guarded}")
+    if admin["token"] is not None:
+        lines.append(f"  admin:     {base}{admin['path']}")
     lines.append(f"  chat demo: {base}/chat.html")
     log.info("\n".join(lines))
 
@@ -261,15 +300,17 @@ def main(argv: list[str] | None = None) -> int:
     except SquallError as exc:
         print(f"squall: configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(config.get("general.logLevel"))
+    configure_logging(config.get("general.logLevel"), config.get("general.logFormat"))
     if args.workers > 1:
         return run_workers(config, args)
     return run_server(config, args.loop)
 
 
-def run_server(config: Config, loop: str, reuse_port: bool = False) -> int:
+def run_server(
+    config: Config, loop: str, reuse_port: bool = False, shared_metrics: Path | None = None
+) -> int:
     try:
-        run(serve(config, reuse_port), loop)
+        run(serve(config, reuse_port, shared_metrics), loop)
     except (SquallError, OSError) as exc:
         log.error("cannot start: %s", exc)
         return 2
@@ -294,7 +335,15 @@ def run_workers(config: Config, args: argparse.Namespace) -> int:
         return 2
     # Each worker binds its own socket with SO_REUSEPORT: the kernel spreads new connections
     # evenly over the workers (one shared socket lets whichever wakes first take them all).
-    return supervise(args.workers, lambda index: run_server(config, args.loop, reuse_port=True))
+    # With metrics or the admin page, they leave their numbers in a folder of their own for
+    # each other, so that any of them answers for the machine.
+    watched = web["metrics"]["enabled"] or web["admin"]["token"] is not None
+    with tempfile.TemporaryDirectory(prefix="squall-metrics-") as shared:
+        shared_metrics = Path(shared) if watched else None
+        return supervise(
+            args.workers,
+            lambda index: run_server(config, args.loop, True, shared_metrics),
+        )
 
 
 if __name__ == "__main__":

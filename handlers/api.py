@@ -29,6 +29,7 @@ import tornado.web
 from squall import codec
 from squall.connections import Connection
 from squall.errors import UnencodableReply, http_status_of
+from squall.logs import log_request
 
 from .base import HandlerOptions, request_fingerprint
 
@@ -184,15 +185,8 @@ class ApiRequest(tornado.httputil.HTTPMessageDelegate):
             body = b""
         self.request_conn.write_headers(start, headers, body)
         self.request_conn.finish()
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "%d %s %s (%s) %.1f ms",
-                status,
-                self.method,
-                self.path,
-                self.remote_ip,
-                1000 * (time.monotonic() - self.started),
-            )
+        self.app.stats.http_answered(status)
+        log_request(self.method, self.path, status, time.monotonic() - self.started, self.remote_ip)
 
 
 _date_cache: tuple[int, str] = (0, "")

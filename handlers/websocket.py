@@ -35,6 +35,7 @@ from websockets.server import ServerProtocol
 from squall import Squall, codec
 from squall.connections import Connection
 from squall.errors import ServerShuttingDown, Unauthorized
+from squall.logs import log_socket_close, log_socket_open
 
 from .base import HandlerOptions, SquallMixin, request_fingerprint
 
@@ -172,6 +173,17 @@ class SocketHandler(SquallMixin, tornado.web.RequestHandler):
         self._release_place()  # counted among the open sockets from now on
 
 
+def close_code(protocol: Protocol) -> int:
+    """The code a socket closed with: the one of whichever side started the closing handshake,
+    or 1006 when no close frame went either way (RFC 6455 7.1.5)."""
+    sent, received = protocol.close_sent, protocol.close_rcvd
+    if received is not None and (sent is None or protocol.close_rcvd_then_sent):
+        return received.code
+    if sent is not None:
+        return sent.code
+    return 1006
+
+
 def _close_reason(reason: str) -> str:
     """``reason`` cut to fit a close frame (125 bytes, the code's two included)."""
     return reason.encode("utf-8")[:123].decode("utf-8", "ignore")
@@ -202,6 +214,7 @@ class SocketPump(asyncio.Protocol):
         self._fragments_text = False
         self._close_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.opened_at = 0.0
         connection.transport = self
 
     @property
@@ -213,6 +226,10 @@ class SocketPump(asyncio.Protocol):
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         self.registry.add(self)
+        self.opened_at = time.monotonic()
+        connection = self.connection
+        self.app.stats.socket_connects += 1
+        log_socket_open(connection.id, connection.remote_ip, connection.remote_port)
         task = asyncio.ensure_future(self._open())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -286,6 +303,16 @@ class SocketPump(asyncio.Protocol):
             self._close_timer.cancel()
         self.registry.discard(self)
         self.app.close_connection(self.connection)
+        code = close_code(self.protocol)
+        connection = self.connection
+        self.app.stats.socket_closed(code)
+        log_socket_close(
+            connection.id,
+            connection.remote_ip,
+            connection.remote_port,
+            code,
+            time.monotonic() - self.opened_at,
+        )
 
     # -- frames in -------------------------------------------------------------------------------
 
@@ -293,6 +320,7 @@ class SocketPump(asyncio.Protocol):
         connection = self.connection
         if connection.closed:
             return
+        self.app.stats.frames_in += 1
         protocol = self.app.protocol
         reply = protocol.receive(connection, message)
         if reply is None:
@@ -326,6 +354,7 @@ class SocketPump(asyncio.Protocol):
         """Queue one text frame; without compression, a broadcast's frame is built once."""
         if not self.open:
             return
+        self.app.stats.frames_out += 1
         if self.deflate:
             self.protocol.send_text(payload)
             self._flush()
@@ -375,6 +404,7 @@ class SocketPump(asyncio.Protocol):
             self._close_timer = loop.call_later(CLOSE_GRACE, self.abort)
 
     def _drop_slow_reader(self) -> None:
+        self.app.stats.slow_readers += 1
         log.warning(
             "closing %s: it stopped reading and %d bytes wait for it",
             self.connection.id,

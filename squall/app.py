@@ -15,7 +15,7 @@ import os
 import resource
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -29,12 +29,16 @@ from .errors import (
     ConnectionRefused,
     ErrorMessages,
     InvalidRoomName,
+    SquallError,
     is_own_cancellation,
 )
 from .files import PublicFiles
 from .initializers import Initializers
 from .loader import load_folders
+from .logs import RecentErrors
+from .metrics import MeteredExecutor, Stats, rss_bytes
 from .middleware import by_priority, resolve
+from .monitor import Monitor, SharedSnapshots
 from .processor import ActionProcessor
 from .protocol import SocketProtocol
 from .rooms import Rooms
@@ -74,16 +78,22 @@ def outage_errors(config: Config) -> tuple[type[BaseException], ...]:
 class Squall:
     """One server's core. Build it from a :class:`~squall.config.Config`, then ``await start()``.
 
+    ``shared_metrics`` is the folder where ``--workers`` share their metrics, so that each
+    answers ``/metrics`` and the admin page for the whole machine.
+
     Raises:
         ActionLoadError: a drop-in file is broken (the boot stops, naming the file).
     """
 
-    def __init__(self, config: Config) -> None:
+    version = SQUALL_VERSION
+
+    def __init__(self, config: Config, shared_metrics: Path | None = None) -> None:
         self.config = config
         general = config["general"]
         self.id: str = general["id"] or f"{socket.gethostname()}-{os.getpid()}"
         self.name: str = general["serverName"]
         self.started_at = time.time()
+        self.stats = Stats()
         self.messages = ErrorMessages(
             config["errors"],
             expose_errors=general["exposeErrors"],
@@ -110,8 +120,9 @@ class Squall:
             max_name_length=general["maxRoomNameLength"],
             max_rooms=general["maxRooms"],
             empty_room_ttl_ms=general["emptyRoomTtl"],
+            stats=self.stats,
         )
-        self.executor = ThreadPoolExecutor(thread_name_prefix="squall-action")
+        self.executor = MeteredExecutor(thread_name_prefix="squall-action")
         self.processor = ActionProcessor(
             registry=self.actions,
             middleware=loaded.action_middleware,
@@ -120,6 +131,7 @@ class Squall:
             timeout_ms=general["actionTimeout"],
             executor=self.executor,
             app=self,
+            stats=self.stats,
         )
         self.public_dir = config.path("general.paths.public")
         self.files = PublicFiles(self.public_dir, config.get("servers.web.directoryFileType"))
@@ -133,11 +145,19 @@ class Squall:
             rate_limit=socket_options["rateLimit"],
             rate_burst=socket_options["rateBurst"],
             max_pending=general["simultaneousRequests"],
+            stats=self.stats,
         )
         blocked_ms = general["blockedLoopWarning"]
         self.watchdog = LoopWatchdog(blocked_ms, self.actions) if blocked_ms else None
         #: What the application opens at boot (a pool, a client), for actions as data.app.state.
         self.state = SimpleNamespace()
+        #: The last errors logged, for the admin page (collected while the monitor runs).
+        self.recent_errors = RecentErrors()
+        watched = config.get("servers.web.metrics.enabled") or config.get("servers.web.admin.token")
+        shared = SharedSnapshots(shared_metrics) if shared_metrics is not None else None
+        self.monitor = Monitor(self, shared) if watched else None
+        metrics_on = config.get("servers.web.metrics.enabled")
+        self.exporter = _exporter(self.monitor) if metrics_on else None
         self.stopping = False
         self._cleanups: set[asyncio.Task[None]] = set()
 
@@ -154,6 +174,9 @@ class Squall:
         await self.broker.start(self)
         if self.watchdog is not None:
             self.watchdog.start()
+        if self.monitor is not None:
+            self.recent_errors.install()
+            self.monitor.start()
         for room in self.config.get("general.startingChatRooms") or {}:
             try:
                 await self.rooms.add(str(room))
@@ -183,6 +206,9 @@ class Squall:
         await self._stop_core()
 
     async def _stop_core(self) -> None:
+        if self.monitor is not None:
+            await self.monitor.stop()
+            self.recent_errors.uninstall()
         await self.broker.stop()
         if self.watchdog is not None:
             self.watchdog.stop()
@@ -298,15 +324,22 @@ class Squall:
             "uptime": int((time.time() - self.started_at) * 1000),
             "connections": self.connections.counts(),
             "pendingActions": self.processor.in_flight,
-            "memory": {"rss": _rss_bytes(), "maxRss": usage.ru_maxrss * 1024},
+            "memory": {"rss": rss_bytes(), "maxRss": usage.ru_maxrss * 1024},
             "broker": self.broker.status(),
             "stopping": self.stopping,
         }
 
 
-def _rss_bytes() -> int:
+def _exporter(monitor: Monitor | None) -> Any:
+    """The Prometheus exporter, whose library is the optional ``metrics`` extra."""
     try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * resource.getpagesize()
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        from .exposition import MetricsExporter
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("prometheus_client"):
+            raise
+        raise SquallError(
+            "servers.web.metrics.enabled is true but prometheus-client is not installed: "
+            "pip install 'squall[metrics]'"
+        ) from None
+    assert monitor is not None  # metrics enabled means a monitor
+    return MetricsExporter(monitor.machine)

@@ -34,6 +34,8 @@ NULLABLE: dict[str, tuple[type, ...]] = {
     "servers.web.certFile": (str,),
     "servers.web.keyFile": (str,),
     "servers.web.fingerprint.maxAge": (int,),
+    "servers.web.metrics.token": (str,),
+    "servers.web.admin.token": (str,),
     "servers.websocket.clientJsName": (str,),
     "servers.websocket.server.authorization": (str,),
     "servers.websocket.server.maxConnections": (int,),
@@ -247,6 +249,7 @@ def _validate(
         if isinstance(value, list):
             _check_items(value, dotted, source)
         _check_range(value, dotted, source)
+        _check_value(value, dotted, source)
 
 
 #: Bounds of numeric options (inclusive; None: unbounded). Durations are milliseconds.
@@ -281,6 +284,28 @@ RANGES: dict[str, tuple[float, float | None]] = {
     "redis.leaseTimeout": (100, None),
     "redis.canaryInterval": (100, None),
 }
+
+
+#: Options whose value must pass a check beyond its type: ``key: (check, what is expected)``.
+VALUES: dict[str, tuple[Any, str]] = {
+    "general.logFormat": (lambda v: v in ("text", "json"), '"text" or "json"'),
+    "servers.web.metrics.path": (
+        lambda v: v.startswith("/") and len(v) > 1,
+        'a path starting with "/", like "/metrics"',
+    ),
+    "servers.web.metrics.token": (bool, "a non-empty string, or null for no token"),
+    "servers.web.admin.path": (
+        lambda v: v.startswith("/") and len(v) > 1 and not v.endswith("/"),
+        'a path starting with "/" and not ending with one, like "/admin"',
+    ),
+    "servers.web.admin.token": (bool, "a non-empty string, or null to turn the page off"),
+}
+
+
+def _check_value(value: Any, dotted: str, source: str) -> None:
+    rule = VALUES.get(dotted)
+    if rule is not None and value is not None and isinstance(value, str) and not rule[0](value):
+        raise ConfigError(source, dotted, f"expected {rule[1]}, got {value!r}")
 
 
 def _check_range(value: Any, dotted: str, source: str) -> None:

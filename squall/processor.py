@@ -41,6 +41,7 @@ from .errors import (
     UnknownAction,
     is_own_cancellation,
 )
+from .metrics import UNKNOWN_ACTION, Stats
 from .middleware import ActionMiddleware, by_priority, resolve
 
 __all__ = ["ActionData", "ActionProcessor", "ActionResult"]
@@ -90,6 +91,7 @@ class ActionProcessor:
         timeout_ms: ``general.actionTimeout``; None lets actions run forever.
         executor: the thread pool for plain-function actions (None: the loop's default).
         app: handed to actions as ``data.app``.
+        stats: where every finished action is counted, with its outcome and duration.
     """
 
     def __init__(
@@ -101,8 +103,10 @@ class ActionProcessor:
         timeout_ms: int | None,
         executor: Executor | None = None,
         app: Any = None,
+        stats: Stats | None = None,
     ) -> None:
         self.registry = registry
+        self.stats = stats if stats is not None else Stats()
         self.messages = messages
         self.simultaneous_actions = simultaneous_actions
         self.timeout_ms = timeout_ms
@@ -120,7 +124,19 @@ class ActionProcessor:
         self._chains: dict[tuple[str, float], list[ActionMiddleware]] = {}
 
     async def process(self, connection: Connection, params: Mapping[str, Any]) -> ActionResult:
-        """Run the action that ``params["action"]`` names, for ``connection``."""
+        """Run the action that ``params["action"]`` names, for ``connection``, and count it."""
+        started = time.monotonic()
+        result = await self._process(connection, params)
+        declared = result.action
+        if declared is not None:
+            self.stats.action_done(declared.name, result.error, time.monotonic() - started)
+        else:  # refused before it ran; a name no action has is never a label of its own
+            name = params.get("action")
+            known = self.registry.match(name) is not None
+            self.stats.action_done(name if known else UNKNOWN_ACTION, result.error, None)
+        return result
+
+    async def _process(self, connection: Connection, params: Mapping[str, Any]) -> ActionResult:
         connection.total_actions += 1
         if self.stopping:
             return self._failed(ServerShuttingDown(), None)

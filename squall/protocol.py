@@ -44,6 +44,7 @@ from .errors import (
     is_own_cancellation,
 )
 from .files import PublicFiles
+from .metrics import Stats
 from .processor import ActionProcessor
 from .rooms import Rooms
 
@@ -74,6 +75,7 @@ class SocketProtocol:
         max_pending: verbs that wait (``action``, ``say``, ``roomAdd``, ``roomLeave``,
             ``roomView``) allowed in flight per connection, all together
             (``general.simultaneousRequests``).
+        stats: where frames refused by the rate limit are counted.
     """
 
     #: The verbs answered later, by an awaitable: what ``max_pending`` bounds.
@@ -89,8 +91,10 @@ class SocketProtocol:
         rate_limit: float | None = None,
         rate_burst: int = 100,
         max_pending: int = 200,
+        stats: Stats | None = None,
     ) -> None:
         self.processor = processor
+        self.stats = stats if stats is not None else Stats()
         self.rate_limit = rate_limit
         self.rate_burst = rate_burst
         self.max_pending = max_pending
@@ -122,6 +126,8 @@ class SocketProtocol:
         connection.message_count += 1
         count = connection.message_count
         admitted = self.rate_limit is None or self._admit(connection)
+        if not admitted:
+            self.stats.rate_limited += 1
         if isinstance(data, bytes):
             return error_frame(BinaryFrame().render(self.messages)) if admitted else None
         try:

@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -248,6 +249,12 @@ class RedisBroker:
 
     async def _publish(self, channel: str, body: bytes) -> int:
         return await self._redis.publish(channel, self.token + body)
+
+    async def round_trip(self) -> float:
+        """Seconds a PING takes to Redis and back (the metrics and the admin page show it)."""
+        started = time.monotonic()
+        await self._redis.ping()
+        return time.monotonic() - started
 
     def status(self) -> dict[str, Any]:
         return {

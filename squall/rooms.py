@@ -34,6 +34,7 @@ from .errors import (
     SayRequiresRoomAndMessage,
     TooManyRooms,
 )
+from .metrics import Stats
 from .middleware import ChatMiddleware, by_priority, hooks, resolve
 
 __all__ = ["SERVER_SENDER", "Rooms", "valid_room_name"]
@@ -80,9 +81,11 @@ class Rooms:
         max_name_length: int = 128,
         max_rooms: int | None = None,
         empty_room_ttl_ms: int | None = None,
+        stats: Stats | None = None,
     ) -> None:
         self.broker = broker
         self.messages = messages
+        self.stats = stats if stats is not None else Stats()
         self.max_name_length = max_name_length
         self.max_rooms = max_rooms
         self.empty_room_ttl = empty_room_ttl_ms / 1000 if empty_room_ttl_ms else None
@@ -146,6 +149,7 @@ class Rooms:
     async def broadcast(self, room: str, message: Any, sender: Any = SERVER_SENDER) -> None:
         """Say ``message`` in ``room`` from server code (no middleware ``on_say_receive``)."""
         await self.broker.publish(room, _payload(room, message, sender))
+        self.stats.says += 1
 
     # -- connection API -------------------------------------------------------------------
 
@@ -200,6 +204,7 @@ class Rooms:
             if payload is None:
                 return
         await self.broker.publish(room, payload)
+        self.stats.says += 1
 
     # -- broker delegate --------------------------------------------------------------------
 
@@ -213,6 +218,7 @@ class Rooms:
         if not members:
             return
         if not self._say:
+            self.stats.deliveries += len(members)
             for connection in list(members.values()):
                 connection.send_encoded(frame)
             return
@@ -228,6 +234,7 @@ class Rooms:
                 if copy is None:
                     break
             if copy is not None:
+                self.stats.deliveries += 1
                 connection.send(copy)
 
     def local_memberships(self) -> list[tuple[str, str, int]]:

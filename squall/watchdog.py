@@ -25,7 +25,11 @@ log = logging.getLogger("squall.watchdog")
 
 
 class LoopWatchdog:
-    """Warns once per stall when the loop is blocked for more than ``threshold_ms``."""
+    """Warns once per stall when the loop is blocked for more than ``threshold_ms``.
+
+    Its heartbeat also measures the loop's lag (how late a timer runs): :meth:`take_lag` gives
+    the worst since the last call, for the metrics.
+    """
 
     def __init__(self, threshold_ms: int, actions: Iterable[Action]) -> None:
         self.threshold = threshold_ms / 1000
@@ -35,6 +39,7 @@ class LoopWatchdog:
             if code is not None:
                 self._codes[code] = declared.name
         self._last_beat = time.monotonic()
+        self._worst_lag = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop_thread_id = 0
@@ -53,8 +58,18 @@ class LoopWatchdog:
         if self._thread is not None:
             self._thread.join(timeout=1)
 
+    def take_lag(self) -> float:
+        """The largest lateness of a heartbeat since the last call, in seconds."""
+        worst, self._worst_lag = self._worst_lag, 0.0
+        return worst
+
     def _beat(self) -> None:
-        self._last_beat = time.monotonic()
+        now = time.monotonic()
+        if self._timer is not None:
+            late = now - self._last_beat - self.threshold / 4
+            if late > self._worst_lag:
+                self._worst_lag = late
+        self._last_beat = now
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self.threshold / 4, self._beat)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 from playwright.sync_api import Page
-from testkit import free_port
+from testkit import deep_merge, free_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -65,11 +65,11 @@ def client_page(page: Page, server: Server, script: str = "actionheroClient.js")
 class Server:
     """One ``server.py`` process on a port of its own, which a restart keeps."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, options: dict[str, Any] | None = None) -> None:
         self.port = free_port()
         self.config_path = workdir / "browser.yaml"
         self.log_path = workdir / "server.log"
-        self.config_path.write_text(yaml.safe_dump(OPTIONS))
+        self.config_path.write_text(yaml.safe_dump(deep_merge(OPTIONS, options or {})))
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

@@ -35,6 +35,8 @@ from testkit import free_port
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from squall.supervisor import MIN_LIFETIME
+
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Scale every timeout on a slow machine (as the integration tier does).
@@ -505,3 +507,36 @@ class Near:
 
 def now_ms(slack_ms: float = 30_000) -> Near:
     return Near(time.time() * 1000, slack_ms)
+
+
+async def kill_worker_of(client: Client) -> int:
+    """SIGKILL the ``--workers`` worker holding ``client``, once it is old enough not to count
+    as a failed start (the supervisor then replaces it); its pid, after the socket closed."""
+    pid = int((await client.action("status"))["id"].rpartition("-")[2])
+    await eventually(
+        lambda: client.action("status"),
+        lambda status: status["uptime"] > MIN_LIFETIME * 1000,
+        BOOT_TIMEOUT,
+        "worker older than the supervisor's MIN_LIFETIME",
+    )
+    os.kill(pid, signal.SIGKILL)
+    await client.wait_closed()
+    return pid
+
+
+#: How many connections may land on one worker before a test gives up finding the other.
+ATTEMPTS = 30
+
+
+async def one_client_per_worker(
+    server: SquallServer, connect: Callable[[SquallServer], Any], workers: int = 2
+) -> dict[str, Client]:
+    """Connect until a client sits on each of the ``--workers`` (the kernel spreads connections
+    over them); ``{worker id: client}``."""
+    by_worker: dict[str, Client] = {}
+    for _ in range(ATTEMPTS):
+        client = await connect(server)
+        by_worker.setdefault((await client.action("status"))["id"], client)
+        if len(by_worker) == workers:
+            return by_worker
+    raise AssertionError(f"{ATTEMPTS} connections all went to {set(by_worker)}")

@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 import signal
 
-from squall.supervisor import MIN_LIFETIME
-
-from .support import BOOT_TIMEOUT, SHUTDOWN_TIMEOUT, TIMEOUT, eventually, unique
-
-#: How many connections may land on one worker before the test gives up finding the other.
-ATTEMPTS = 30
+from .support import (
+    BOOT_TIMEOUT,
+    SHUTDOWN_TIMEOUT,
+    TIMEOUT,
+    eventually,
+    kill_worker_of,
+    one_client_per_worker,
+    unique,
+)
 
 
 async def test_two_workers_share_the_port_and_act_as_one(redis_server, launch, connect):
@@ -28,13 +31,8 @@ async def test_two_workers_share_the_port_and_act_as_one(redis_server, launch, c
     assert server.proc.pid not in pids
 
     # connections land on either worker; find one client on each
-    by_worker = {}
-    for _ in range(ATTEMPTS):
-        client = await connect(server)
-        by_worker.setdefault((await client.action("status"))["id"], client)
-        if len(by_worker) == 2:
-            break
-    assert set(by_worker) == workers, f"{ATTEMPTS} connections all went to {set(by_worker)}"
+    by_worker = await one_client_per_worker(server, connect)
+    assert set(by_worker) == workers
 
     room = unique("workers")
     assert (await server.action("createChatRoom", name=room))["didCreate"] is True
@@ -50,15 +48,7 @@ async def test_two_workers_share_the_port_and_act_as_one(redis_server, launch, c
         assert member.count_said(room, "across workers") == 1
 
     # a worker killed with SIGKILL is replaced; its members are reaped; its client comes back
-    first_pid = int((await first.action("status"))["id"].rpartition("-")[2])
-    await eventually(  # a worker dying younger than this counts as a failed start
-        lambda: first.action("status"),
-        lambda status: status["uptime"] > MIN_LIFETIME * 1000,
-        BOOT_TIMEOUT,
-        "worker older than the supervisor's MIN_LIFETIME",
-    )
-    os.kill(first_pid, signal.SIGKILL)
-    await first.wait_closed()
+    first_pid = await kill_worker_of(first)
     survivor = next(worker for worker in workers if not worker.endswith(f"-{first_pid}"))
     workers = await eventually(
         announced,

@@ -427,6 +427,18 @@ class RawPeer:
         self.sock.close()
 
 
+async def stalled_member(server: Server, member: Client, members: int) -> RawPeer:
+    """A peer that joins defaultRoom, then reads nothing (its receive buffer is 4 kB), returned
+    once ``member`` counts ``members`` in the room."""
+    stalled = RawPeer(server, receive_buffer=4096)
+    stalled.send({"event": "roomAdd", "room": "defaultRoom", "messageId": 1})
+    await eventually(
+        lambda: member.request("roomView", room="defaultRoom"),
+        lambda reply: reply["data"]["membersCount"] == members,
+    )
+    return stalled
+
+
 def close_code(frames: list[tuple[int, bytes]]) -> int | None:
     """The code of the close frame (opcode 8) among ``frames``, if any."""
     closes = [payload for opcode, payload in frames if opcode == 8]

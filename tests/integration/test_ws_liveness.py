@@ -9,7 +9,15 @@ import asyncio
 import pytest
 
 from .conftest import running_server
-from .support import RawPeer, action_reply, close_code, eventually, http_request, is_reply
+from .support import (
+    RawPeer,
+    action_reply,
+    close_code,
+    eventually,
+    http_request,
+    is_reply,
+    stalled_member,
+)
 
 PING_INTERVAL, PING_TIMEOUT = 200, 600
 
@@ -105,12 +113,7 @@ async def test_stalled_reader_is_closed_1008_and_others_keep_receiving(stalled, 
     speaker, listener = await connect(stalled), await connect(stalled)
     for client in (speaker, listener):
         await client.request("roomAdd", room="defaultRoom")
-    stalled_peer = RawPeer(stalled, receive_buffer=4096)
-    stalled_peer.send({"event": "roomAdd", "room": "defaultRoom", "messageId": 1})
-    await eventually(
-        lambda: speaker.request("roomView", room="defaultRoom"),
-        lambda reply: reply["data"]["membersCount"] == 3,
-    )
+    stalled_peer = await stalled_member(stalled, speaker, members=3)
 
     async def members() -> int:
         return (await speaker.request("roomView", room="defaultRoom"))["data"]["membersCount"]

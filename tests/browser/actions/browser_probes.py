@@ -19,3 +19,8 @@ async def push_frames(data):
 async def destroy_me(data):
     data.connection.destroy()
     return {}
+
+
+@action(name="failOnPurpose", description="Raise an unexpected error (a bug, logged as one)")
+async def fail_on_purpose(data):
+    raise RuntimeError("this action fails on purpose")
