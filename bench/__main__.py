@@ -1,5 +1,5 @@
-"""``python -m bench {run,load,profile,floor}``: the suite, one scenario by hand, a py-spy
-profile of Squall under one load, or the floor server."""
+"""``python -m bench {run,load,profile,floor,logcost}``: the suite, one scenario by hand, a
+py-spy profile of Squall under one load, the floor server, or the cost of info logging."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from bench import floor, profile, runner, scenarios
+from bench import floor, logcost, profile, runner, scenarios
 from bench.limits import require_loopback
 from bench.workers import Target
 
@@ -63,7 +63,13 @@ def load(argv: list[str]) -> None:
 
 def main(argv: list[str]) -> None:
     """Dispatch on the first word."""
-    commands = {"run": runner.main, "load": load, "floor": floor.main, "profile": profile.main}
+    commands = {
+        "run": runner.main,
+        "load": load,
+        "floor": floor.main,
+        "profile": profile.main,
+        "logcost": logcost.main,
+    }
     if not argv or argv[0] not in commands:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
