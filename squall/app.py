@@ -42,6 +42,7 @@ from .monitor import Monitor, SharedSnapshots
 from .processor import ActionProcessor
 from .protocol import SocketProtocol
 from .rooms import Rooms
+from .sessions import MemorySessionStore, RedisSessionStore, Sessions, SessionStore, with_sessions
 from .watchdog import LoopWatchdog
 
 __all__ = ["Squall"]
@@ -64,6 +65,13 @@ def make_broker(config: Config, server_id: str) -> Broker:
         lease_ms=config.get("redis.leaseTimeout"),
         canary_ms=config.get("redis.canaryInterval"),
     )
+
+
+def make_session_store(config: Config) -> SessionStore:
+    """Sessions in memory, or in Redis (the broker's URL) when Redis is enabled (PROTOCOL §4)."""
+    if not config.get("redis.enabled"):
+        return MemorySessionStore()
+    return RedisSessionStore(config.get("redis.url"), config.get("redis.clusterName"))
 
 
 def outage_errors(config: Config) -> tuple[type[BaseException], ...]:
@@ -113,9 +121,12 @@ class Squall:
         self.connection_middleware = by_priority(loaded.connection_middleware)
         self.connections = ConnectionRegistry()
         self.broker = make_broker(config, self.id)
+        self.sessions = Sessions(
+            make_session_store(config), general["sessionTtl"], general["sessionMaxBytes"]
+        )
         self.rooms = Rooms(
             self.broker,
-            loaded.chat_middleware,
+            with_sessions(loaded.chat_middleware, self.sessions),
             self.messages,
             max_name_length=general["maxRoomNameLength"],
             max_rooms=general["maxRooms"],
@@ -132,6 +143,7 @@ class Squall:
             executor=self.executor,
             app=self,
             stats=self.stats,
+            sessions=self.sessions,
         )
         self.public_dir = config.path("general.paths.public")
         self.files = PublicFiles(self.public_dir, config.get("servers.web.directoryFileType"))
@@ -172,6 +184,7 @@ class Squall:
                 started is stopped again.
         """
         await self.broker.start(self)
+        self.sessions.start()
         if self.watchdog is not None:
             self.watchdog.start()
         if self.monitor is not None:
@@ -209,6 +222,7 @@ class Squall:
         if self.monitor is not None:
             await self.monitor.stop()
             self.recent_errors.uninstall()
+        await self.sessions.stop()
         await self.broker.stop()
         if self.watchdog is not None:
             self.watchdog.stop()
@@ -230,13 +244,17 @@ class Squall:
         connection.on_destroy = self.close_connection
         self.connections.add(connection)
         try:
+            await self.sessions.open(connection)
             for middleware in self.connection_middleware:
                 if middleware.create is not None:
                     await resolve(middleware.create(connection))
+            await self.sessions.save(connection)
         except BaseException as error:
             # Refused before it existed: no rooms to leave, no destroy middleware to run.
             connection.closed = True
             self.connections.remove(connection)
+            self.sessions.revert(connection)
+            await self.sessions.close(connection)
             if is_own_cancellation(error):
                 raise
             text = self.messages.report(
@@ -270,6 +288,10 @@ class Squall:
                     await resolve(middleware.destroy(connection))
         except Exception:
             log.exception("cleaning up connection %s failed", connection.id)
+        try:
+            await self.sessions.close(connection)  # saves what destroy middleware changed
+        except Exception:
+            log.exception("saving the session of connection %s failed", connection.id)
 
     # -- pushes, for server code ---------------------------------------------------------
 

@@ -260,6 +260,8 @@ RANGES: dict[str, tuple[float, float | None]] = {
     "general.maxRoomNameLength": (1, None),
     "general.maxRooms": (1, None),
     "general.emptyRoomTtl": (100, None),
+    "general.sessionTtl": (1000, None),
+    "general.sessionMaxBytes": (2, None),
     "general.actionTimeout": (1, None),
     "general.shutdownTimeout": (0, None),
     "general.blockedLoopWarning": (10, None),

@@ -39,10 +39,12 @@ from .errors import (
     ServerShuttingDown,
     TooManyPendingActions,
     UnknownAction,
+    is_expected,
     is_own_cancellation,
 )
 from .metrics import UNKNOWN_ACTION, Stats
 from .middleware import ActionMiddleware, by_priority, resolve
+from .sessions import Sessions
 
 __all__ = ["ActionData", "ActionProcessor", "ActionResult"]
 
@@ -92,6 +94,7 @@ class ActionProcessor:
         executor: the thread pool for plain-function actions (None: the loop's default).
         app: handed to actions as ``data.app``.
         stats: where every finished action is counted, with its outcome and duration.
+        sessions: gives each connection its session and saves it after each action (§4).
     """
 
     def __init__(
@@ -104,8 +107,10 @@ class ActionProcessor:
         executor: Executor | None = None,
         app: Any = None,
         stats: Stats | None = None,
+        sessions: Sessions | None = None,
     ) -> None:
         self.registry = registry
+        self.sessions = sessions
         self.stats = stats if stats is not None else Stats()
         self.messages = messages
         self.simultaneous_actions = simultaneous_actions
@@ -152,7 +157,10 @@ class ActionProcessor:
         data = ActionData(connection, dict(params), self.app)
         data.action = declared
         try:
-            await self._run(declared, data)
+            if self.sessions is None:
+                await self._run(declared, data)
+            else:
+                await self._run_in_session(declared, data, self.sessions)
         except BaseException as error:
             if is_own_cancellation(error):
                 raise
@@ -173,6 +181,31 @@ class ActionProcessor:
         except TimeoutError:
             return False
         return True
+
+    async def _run_in_session(self, declared: Action, data: ActionData, sessions: Sessions) -> None:
+        """Run with the connection's session; save it after the action, or put it back as it was
+        when the action failed with a server error (Django does not save then either). An HTTP
+        request holds its session for this action only, a socket from open to close (read
+        again before each action, with Redis)."""
+        connection = data.connection
+        opened = not sessions.holds(connection)
+        if opened:
+            await sessions.open(connection)
+        else:
+            await sessions.refresh(connection)
+        try:
+            await self._run(declared, data)
+        except BaseException as error:
+            if is_expected(error):
+                await sessions.save(connection)
+            else:
+                sessions.revert(connection)
+            raise
+        else:
+            await sessions.save(connection)
+        finally:
+            if opened:
+                await sessions.close(connection)
 
     async def _run(self, declared: Action, data: ActionData) -> None:
         chain = self._chain(declared)

@@ -48,6 +48,7 @@ from .app import Squall
 from .config import load_config
 from .connections import Connection
 from .errors import ActionLoadError, UnencodableReply, http_status_of
+from .fingerprints import new_fingerprint
 
 __all__ = ["Harness", "Reply", "Socket", "SocketClosed"]
 
@@ -64,11 +65,13 @@ class SocketClosed(ConnectionError):
 
 
 class Reply(dict[str, Any]):
-    """An action's reply as the HTTP body holds it, plus the HTTP ``status`` it came with."""
+    """An action's reply as the HTTP body holds it, plus the HTTP ``status`` it came with and
+    the ``fingerprint`` of the request (its browser: :meth:`Harness.session` reads its session)."""
 
-    def __init__(self, fields: Mapping[str, Any], status: int) -> None:
+    def __init__(self, fields: Mapping[str, Any], status: int, fingerprint: str) -> None:
         super().__init__(fields)
         self.status = status
+        self.fingerprint = fingerprint
 
     @property
     def error(self) -> str | None:
@@ -159,6 +162,7 @@ class Harness:
         params: Mapping[str, Any] | None = None,
         *,
         fingerprint: str | None = None,
+        session: Mapping[str, Any] | None = None,
         api_version: Any = None,
     ) -> Reply:
         """Run ``action`` as one HTTP request would (PROTOCOL.md §3 statuses).
@@ -167,6 +171,8 @@ class Harness:
             action: the action's name.
             params: its params, as a JSON body sends them.
             fingerprint: the browser's ``sessionID`` cookie; None is a browser without one.
+            session: what that browser's session holds when the request comes (as if an
+                earlier request had stored it); the action's changes are saved as usual.
             api_version: the ``apiVersion`` to call (default: the latest).
         """
         app = self.app
@@ -174,6 +180,9 @@ class Harness:
         sent["action"] = action
         if api_version is not None:
             sent["apiVersion"] = api_version
+        fingerprint = fingerprint or new_fingerprint()
+        if session is not None:
+            await app.sessions.write(fingerprint, _through_json(dict(session)))
         connection = Connection("web", "127.0.0.1", next(self._ports), fingerprint=fingerprint)
         app.connections.add(connection)
         try:
@@ -186,13 +195,19 @@ class Harness:
         except (TypeError, ValueError, RecursionError) as exc:
             log.error("the reply of %s could not be encoded as JSON: %s", action, exc)
             text = UnencodableReply(type(exc).__name__).render(app.messages)
-            return Reply({"error": text}, 500)
-        return Reply(fields, status)
+            return Reply({"error": text}, 500, fingerprint)
+        return Reply(fields, status, fingerprint)
+
+    async def session(self, fingerprint: str) -> dict[str, Any]:
+        """What the session of ``fingerprint`` holds now (a copy; {} when there is none)."""
+        return await self.app.sessions.read(fingerprint)
 
     # -- WebSocket -------------------------------------------------------------------------------
 
     async def connect(self, fingerprint: str | None = None) -> Socket:
         """Open a socket as a browser would: connection middleware runs, the welcome is pushed.
+        Give the ``fingerprint`` of earlier requests (``reply.fingerprint``) to share their
+        session, as a page's socket does.
 
         A ``create`` middleware that refuses leaves the socket closed with 4001 and its message
         (``socket.close_code``, ``socket.close_reason``), as PROTOCOL.md §6 says.

@@ -22,7 +22,7 @@ HOOKS = """
 
 
     def _notify(connection, key):
-        hook = connection.session.get(key)
+        hook = connection.params.get(key)
         if hook is not None:
             hook(connection)
 
@@ -52,7 +52,7 @@ HOOKS = """
 
     @action()
     async def blocker(data):
-        data.connection.session["reported"].wait(5)  # blocks the event loop on purpose
+        data.connection.params["reported"].wait(5)  # blocks the event loop on purpose
         return {"unblocked": True}
 """
 
@@ -90,7 +90,7 @@ class Departures:
 async def opened(app: Squall, departures: Departures | None = None, **options) -> Connection:
     connection = socket_connection(**options)
     if departures is not None:
-        connection.session["on_destroy"] = departures
+        connection.params["on_destroy"] = departures
     await app.open_connection(connection)
     return connection
 
@@ -133,7 +133,7 @@ async def test_app_refuses_a_broken_action_file(tmp_path):
 async def test_open_connection_registers_and_runs_create(app):
     created = []
     connection = socket_connection("c0")
-    connection.session["on_create"] = lambda c: created.append(c.id)
+    connection.params["on_create"] = lambda c: created.append(c.id)
 
     await app.open_connection(connection)
 
@@ -148,7 +148,7 @@ async def test_create_middleware_refusing_leaves_no_trace(app):
         raise PermissionError("no entry")
 
     connection = socket_connection("c0")
-    connection.session["on_create"] = refuse
+    connection.params["on_create"] = refuse
 
     with pytest.raises(ConnectionRefused, match=r"^no entry$"):
         await app.open_connection(connection)
@@ -174,7 +174,7 @@ async def test_create_middleware_bug_is_logged_and_its_text_exposed_or_not(
         raise RuntimeError("no database")
 
     connection = socket_connection("c0")
-    connection.session["on_create"] = broken
+    connection.params["on_create"] = broken
     with caplog.at_level(logging.ERROR, "squall"), pytest.raises(ConnectionRefused) as caught:
         await app.open_connection(connection)
 
@@ -359,7 +359,7 @@ async def test_blocked_loop_warning_names_the_action(make_app, caplog):
     signal = Signal(logging.WARNING)
     logging.getLogger("squall.watchdog").addHandler(signal)
     connection = await opened(app)
-    connection.session["reported"] = reported
+    connection.params["reported"] = reported
     try:
         with caplog.at_level(logging.WARNING, "squall.watchdog"):
             reply = await feed(
@@ -407,8 +407,8 @@ ORDERED = """
 
     def recorder(name):
         def hook(connection):
-            connection.session.setdefault("calls", []).append(name)
-            done = connection.session.get("on_" + name.split(":")[0])
+            connection.params.setdefault("calls", []).append(name)
+            done = connection.params.get("on_" + name.split(":")[0])
             if done is not None and name.endswith(":last"):
                 done(connection)
 
@@ -428,13 +428,13 @@ async def test_connection_middleware_runs_by_priority(make_app):
     app = await make_app(files={"actions/ordered.py": ORDERED})
     departures = Departures(1)
     connection = socket_connection()
-    connection.session["on_destroy"] = departures
+    connection.params["on_destroy"] = departures
 
     await app.open_connection(connection)
     app.close_connection(connection)
     await departures.wait()
 
-    assert connection.session["calls"] == [
+    assert connection.params["calls"] == [
         "create:first",
         "create:last",
         "destroy:first",

@@ -1,0 +1,114 @@
+"""Sessions in Redis (PROTOCOL.md §4): what one server's HTTP action stores, the same browser's
+socket on another server sees (in actions and in join middleware); they outlive a restart of every
+server, and expire sessionTtl after their last use."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect as ws_connect
+
+from .support import TIMEOUT, Client, SquallServer, start_all, stop_all, unique
+
+
+def browser_request(server: SquallServer, fingerprint: str, action: str, **params: Any) -> dict:
+    """POST /api/<action> as a browser holding the ``sessionID`` cookie ``fingerprint``."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
+    try:
+        headers = {"Content-Type": "application/json", "Cookie": f"sessionID={fingerprint}"}
+        conn.request("POST", f"/api/{action}", body=json.dumps(params), headers=headers)
+        return json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+
+
+async def on(server: SquallServer, fingerprint: str, action: str, **params: Any) -> dict:
+    return await asyncio.to_thread(browser_request, server, fingerprint, action, **params)
+
+
+@pytest.fixture
+async def page_socket() -> AsyncIterator:
+    """``await page_socket(server, fingerprint)``: the socket a page of that browser opens."""
+    opened: list[Client] = []
+
+    async def _open(server: SquallServer, fingerprint: str) -> Client:
+        ws = await ws_connect(
+            f"{server.ws_url}?sessionID={fingerprint}", open_timeout=TIMEOUT, ping_interval=None
+        )
+        client = Client(ws, server)
+        opened.append(client)
+        await client.next(lambda f: f.get("context") == "api", what="welcome")
+        return client
+
+    yield _open
+    for client in opened:
+        with contextlib.suppress(Exception):
+            await client.close()
+
+
+async def test_a_session_set_on_one_server_is_seen_on_another(cluster, page_socket):
+    a, b, _ = cluster
+    fingerprint = unique("browser")
+    await on(a, fingerprint, "sessionSet", key="team", value="red")
+
+    socket = await page_socket(b, fingerprint)
+
+    reply = await socket.action("sessionGet")
+    assert (reply["session"], reply["server"]) == ({"team": "red"}, b.id)
+
+
+async def test_join_middleware_on_one_server_sees_a_login_on_another(cluster, page_socket):
+    a, b, c = cluster
+    fingerprint, team = unique("browser"), unique("red")
+    room = f"team-{team}"
+    await b.action("createChatRoom", name=room)
+    socket = await page_socket(c, fingerprint)
+    refused = await socket.request("roomAdd", room=room)
+    assert refused["error"] == f"only team {team} may join {room}"
+
+    await on(a, fingerprint, "sessionSet", key="team", value=team)
+
+    assert (await socket.request("roomAdd", room=room))["data"] is True
+
+
+async def test_an_open_socket_reads_what_another_server_saved(cluster, page_socket):
+    a, b, _ = cluster
+    fingerprint = unique("browser")
+    socket = await page_socket(a, fingerprint)
+    await socket.action("sessionSet", key="theme", value="dark")
+
+    await on(b, fingerprint, "sessionSet", key="theme", value="light")
+
+    assert (await socket.action("sessionGet"))["session"] == {"theme": "light"}
+
+
+async def test_sessions_outlive_a_restart_of_every_server(redis_server, launch):
+    servers = launch(redis_server.url, ("one", "two"))
+    fingerprint = unique("browser")
+    await on(servers[0], fingerprint, "sessionSet", key="cart", value=["tea", "scones"])
+
+    stop_all(servers)
+    start_all(servers)
+
+    reply = await on(servers[1], fingerprint, "sessionGet")
+    assert reply["session"] == {"cart": ["tea", "scones"]}
+
+
+async def test_a_session_expires_session_ttl_after_its_last_use(redis_server, launch):
+    (server,) = launch(redis_server.url, ("ttl",), extra={"general": {"sessionTtl": 2000}})
+    idle, busy = unique("idle"), unique("busy")
+    for fingerprint in (idle, busy):
+        await on(server, fingerprint, "sessionSet", key="n", value=1)
+
+    # Real time is the behaviour here: each step is half the TTL, so only uses keep a session.
+    for _ in range(3):
+        await asyncio.sleep(1.0)
+        assert (await on(server, busy, "sessionGet"))["session"] == {"n": 1}
+
+    assert (await on(server, idle, "sessionGet"))["session"] == {}

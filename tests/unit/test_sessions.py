@@ -1,0 +1,297 @@
+"""Sessions (PROTOCOL.md §4): one dict per fingerprint, shared by a browser's HTTP requests and
+sockets, kept sessionTtl after its last use across reconnects, JSON only, bounded in size, saved
+after each action and each hook that may change it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from squall.connections import Connection
+from squall.sessions import MemorySessionStore, SessionError, Sessions
+from squall.testing import Harness
+
+from .conftest import write_app
+
+APP = """
+    from squall import ChatMiddleware, ConnectionMiddleware, Forbidden, Input, action
+
+
+    @action(inputs={"team": Input(required=True)})
+    async def sign_in(data):
+        data.connection.session["team"] = data.params["team"]
+        return {}
+
+
+    @action()
+    async def whoami(data):
+        return {"session": dict(data.connection.session)}
+
+
+    @action(inputs={"key": Input(required=True), "value": Input()})
+    async def store(data):
+        data.connection.session[data.params["key"]] = data.params.get("value")
+        return {}
+
+
+    @action()
+    def store_in_a_thread(data):
+        data.connection.session["thread"] = True
+        return {}
+
+
+    @action()
+    async def store_then_crash(data):
+        data.connection.session["half"] = "done"
+        raise RuntimeError("the disk is full")
+
+
+    @action()
+    async def store_then_refuse(data):
+        data.connection.session["attempts"] = data.connection.session.get("attempts", 0) + 1
+        raise Forbidden("not yet")
+
+
+    @action()
+    async def store_a_set(data):
+        data.connection.session["tags"] = {"a", "b"}
+        return {}
+
+
+    @action()
+    async def sign_out(data):
+        data.connection.session.clear()
+        return {}
+
+
+    def _join(connection, room):
+        team = room.removeprefix("team-")
+        if team != room and connection.session.get("team") != team:
+            raise Forbidden(f"only team {team} may join {room}")
+        connection.session["joined"] = room
+
+
+    teams = ChatMiddleware(name="teams", join=_join)
+
+
+    def _create(connection):
+        connection.session["visits"] = connection.session.get("visits", 0) + 1
+
+
+    def _destroy(connection):
+        connection.session["left"] = True
+
+
+    visits = ConnectionMiddleware(name="visits", create=_create, destroy=_destroy)
+"""
+
+OPTIONS = """
+    general:
+      sessionMaxBytes: 200
+      startingChatRooms:
+        team-red: {}
+        lobby: {}
+    servers:
+      websocket:
+        enabled: true
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return write_app(tmp_path / "project", {"actions/app.py": APP}, OPTIONS)
+
+
+@pytest.fixture
+async def squall(project: Path) -> AsyncIterator[Harness]:
+    config = project / "config"
+    async with Harness(project, config_files=[config / "unit.yaml", config / "extra.yaml"]) as h:
+        yield h
+
+
+async def test_what_an_http_action_stores_the_browsers_socket_sees(squall):
+    signed = await squall.run("sign_in", {"team": "red"})
+    socket = await squall.connect(fingerprint=signed.fingerprint)
+
+    reply = await socket.action("whoami")
+
+    assert reply["session"] == {"team": "red", "visits": 1}
+
+
+async def test_an_open_socket_sees_an_http_change_at_once(squall):
+    socket = await squall.connect(fingerprint="browser-1")
+
+    await squall.run("sign_in", {"team": "red"}, fingerprint="browser-1")
+
+    assert socket.connection.session["team"] == "red"  # the very same dict
+    assert (await socket.action("whoami"))["session"]["team"] == "red"
+
+
+async def test_join_middleware_checks_a_session_set_over_http(squall):
+    stranger = await squall.connect(fingerprint="browser-2")
+    assert (await stranger.room_add("team-red"))["error"] == "only team red may join team-red"
+
+    await squall.run("sign_in", {"team": "red"}, fingerprint="browser-2")
+
+    assert (await stranger.room_add("team-red"))["data"] is True
+    assert await squall.session("browser-2") == {
+        "visits": 1,
+        "team": "red",
+        "joined": "team-red",  # what the join hook stored is saved
+    }
+
+
+async def test_a_reconnect_keeps_the_session(squall):
+    first = await squall.connect(fingerprint="browser-3")
+    await first.action("store", {"key": "draft", "value": "hello"})
+    await first.close()
+
+    again = await squall.connect(fingerprint="browser-3")
+
+    assert (await again.action("whoami"))["session"] == {
+        "draft": "hello",
+        "visits": 2,  # create middleware ran again, and saw the first visit
+        "left": True,  # what destroy middleware stored at the first close
+    }
+
+
+async def test_other_browsers_do_not_share_it(squall):
+    await squall.run("sign_in", {"team": "red"}, fingerprint="browser-4")
+
+    other = await squall.run("whoami", fingerprint="browser-5")
+
+    assert other["session"] == {}
+
+
+async def test_a_session_given_to_run_is_what_the_action_sees(squall):
+    reply = await squall.run("whoami", session={"team": "blue"})
+
+    assert reply["session"] == {"team": "blue"}
+    assert await squall.session(reply.fingerprint) == {"team": "blue"}
+
+
+async def test_plain_def_actions_store_too(squall):
+    reply = await squall.run("store_in_a_thread")
+
+    assert await squall.session(reply.fingerprint) == {"thread": True}
+
+
+async def test_a_server_error_keeps_nothing_of_the_failed_action(squall, caplog):
+    with caplog.at_level(logging.ERROR, logger="squall"):
+        reply = await squall.run("store_then_crash", session={"team": "red"})
+
+    assert reply.status == 500
+    assert await squall.session(reply.fingerprint) == {"team": "red"}
+
+
+async def test_an_error_raised_on_purpose_still_saves(squall):
+    first = await squall.run("store_then_refuse")
+    second = await squall.run("store_then_refuse", fingerprint=first.fingerprint)
+
+    assert (second.status, second.error) == (403, "not yet")
+    assert await squall.session(first.fingerprint) == {"attempts": 2}
+
+
+async def test_a_value_json_cannot_hold_fails_the_action_naming_the_key(squall, caplog):
+    with caplog.at_level(logging.ERROR, logger="squall"):
+        reply = await squall.run("store_a_set", session={"team": "red"})
+
+    assert reply.status == 500
+    assert reply.error == (
+        "connection.session cannot be saved: the value of 'tags' is not JSON "
+        "(Object of type set is not JSON serializable)"
+    )
+    assert await squall.session(reply.fingerprint) == {"team": "red"}  # put back as it was
+
+
+async def test_a_session_over_the_size_limit_fails_the_action(squall, caplog):
+    with caplog.at_level(logging.ERROR, logger="squall"):
+        reply = await squall.run("store", {"key": "essay", "value": "x" * 300})
+
+    assert reply.error == (
+        "connection.session is 312 bytes as JSON, over the 200 of general.sessionMaxBytes"
+    )
+    assert await squall.session(reply.fingerprint) == {}
+
+
+async def test_a_request_without_a_cookie_leaves_no_session_behind(squall):
+    await squall.run("whoami")
+    await squall.run("sign_in", {"team": "red"}, fingerprint="browser-6")
+    await squall.run("sign_out", fingerprint="browser-6")
+
+    assert len(squall.app.sessions.store) == 0  # neither an empty one nor a cleared one
+
+
+# --- the store and the TTL, with a clock of the test's own --------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def browser(fingerprint: str) -> Connection:
+    return Connection("web", "127.0.0.1", 1, fingerprint=fingerprint)
+
+
+async def test_a_session_is_kept_ttl_after_its_last_use():
+    clock = Clock()
+    sessions = Sessions(MemorySessionStore(clock), ttl_ms=10_000, max_bytes=1000)
+    request = browser("b")
+    await sessions.open(request)
+    request.session["n"] = 1
+    await sessions.close(request)
+
+    clock.now += 9.0
+    assert await sessions.read("b") == {"n": 1}  # a use: the TTL starts again
+    clock.now += 9.0
+    assert await sessions.read("b") == {"n": 1}
+    clock.now += 10.5
+    assert await sessions.read("b") == {}
+
+
+async def test_open_connections_keep_their_sessions_alive():
+    clock = Clock()
+    store = MemorySessionStore(clock)
+    sessions = Sessions(store, ttl_ms=10_000, max_bytes=1000)
+    socket, gone = browser("open"), browser("gone")
+    for connection in (socket, gone):
+        await sessions.open(connection)
+        connection.session["n"] = 1
+        await sessions.save(connection)
+    await sessions.close(gone)
+
+    clock.now += 20.0
+    await store.touch(["open"], 10_000)  # what the timer does for live sessions
+
+    assert await sessions.read("open") == {"n": 1}
+    assert len(store) == 1  # the other expired and was forgotten
+
+
+async def test_connections_of_one_fingerprint_share_one_dict():
+    sessions = Sessions(MemorySessionStore(), ttl_ms=10_000, max_bytes=1000)
+    one, two, other = browser("same"), browser("same"), browser("other")
+    for connection in (one, two, other):
+        await sessions.open(connection)
+
+    assert one.session is two.session
+    assert one.session is not other.session
+
+
+async def test_write_replaces_a_live_session_in_place():
+    sessions = Sessions(MemorySessionStore(), ttl_ms=10_000, max_bytes=1000)
+    socket = browser("w")
+    await sessions.open(socket)
+    held = socket.session
+
+    await sessions.write("w", {"signed": "in"})
+
+    assert held == {"signed": "in"}
+    with pytest.raises(SessionError, match=r"over the 1000 of general\.sessionMaxBytes"):
+        await sessions.write("w", {"big": "x" * 1000})
