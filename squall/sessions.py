@@ -35,12 +35,13 @@ __all__ = [
     "SessionError",
     "SessionStore",
     "Sessions",
+    "UnavailableSession",
     "with_sessions",
 ]
 
 log = logging.getLogger("squall.sessions")
 
-#: An empty session, encoded: never stored.
+#: An empty session, encoded: stored only to say that a session was emptied.
 EMPTY = b"{}"
 
 
@@ -63,9 +64,6 @@ class SessionStore(Protocol):
 
     async def touch(self, fingerprints: Iterable[str], ttl_ms: int) -> None:
         """Push back the expiry of these sessions (those of open connections)."""
-
-    async def delete(self, fingerprint: str) -> None:
-        """Forget the session (it became empty)."""
 
     async def close(self) -> None:
         """Release what the store holds (connections)."""
@@ -96,9 +94,6 @@ class MemorySessionStore:
 
     async def put(self, fingerprint: str, data: bytes, ttl_ms: int) -> None:
         self._entries[fingerprint] = (data, self._clock() + ttl_ms / 1000)
-
-    async def delete(self, fingerprint: str) -> None:
-        self._entries.pop(fingerprint, None)
 
     async def touch(self, fingerprints: Iterable[str], ttl_ms: int) -> None:
         now = self._clock()
@@ -132,9 +127,6 @@ class RedisSessionStore:
     async def put(self, fingerprint: str, data: bytes, ttl_ms: int) -> None:
         await self._redis.set(self.prefix + fingerprint, data, px=ttl_ms)
 
-    async def delete(self, fingerprint: str) -> None:
-        await self._redis.delete(self.prefix + fingerprint)
-
     async def touch(self, fingerprints: Iterable[str], ttl_ms: int) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
             for fingerprint in fingerprints:
@@ -145,6 +137,29 @@ class RedisSessionStore:
         await self._redis.aclose()
 
 
+class UnavailableSession(dict[str, Any]):
+    """The session of a connection whose store could not be read (Redis unreachable).
+
+    Any use of it raises the store's error, so what needs the session fails naming the cause
+    while actions that do not touch it are served; it is read again at the connection's next
+    action or hook.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def _unavailable(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error.with_traceback(None)
+
+    __getitem__ = __setitem__ = __delitem__ = __contains__ = __iter__ = __len__ = _unavailable
+    get = keys = values = items = update = setdefault = pop = popitem = clear = _unavailable
+    copy = _unavailable
+
+    def __repr__(self) -> str:
+        return f"<session unavailable: {self.error}>"
+
+
 @dataclasses.dataclass(eq=False)
 class _Live:
     """The one dict of a fingerprint on this server, and what the store held last we looked."""
@@ -153,9 +168,17 @@ class _Live:
     stored: bytes | None
     users: int = 0
 
+    @property
+    def unavailable(self) -> bool:
+        return isinstance(self.data, UnavailableSession)
+
 
 class Sessions:
     """The sessions of one server: which dict each connection holds, when it is saved.
+
+    When the store cannot be reached (Redis down), a connection that already holds its session
+    goes on with it as last read; one that does not gets an :class:`UnavailableSession`; a save
+    fails with the store's error (the change stays in the dict, saved by a later save).
 
     Args:
         store: where sessions live between uses.
@@ -168,10 +191,10 @@ class Sessions:
         self.ttl_ms = ttl_ms
         self.max_bytes = max_bytes
         self._live: dict[str, _Live] = {}
-        self._opening: dict[str, asyncio.Future[_Live]] = {}
         self._held: dict[Connection, _Live] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._touching: asyncio.Task[None] | None = None
+        self._outage = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -199,8 +222,21 @@ class Sessions:
     async def _touch(self) -> None:
         try:
             await self.store.touch(list(self._live), self.ttl_ms)
-        except Exception:
-            log.warning("could not keep %d sessions alive", len(self._live), exc_info=True)
+        except Exception as exc:
+            self._lost(exc)
+        else:
+            self._found()
+
+    def _lost(self, error: Exception) -> None:
+        """One warning per outage, not one per request."""
+        if not self._outage:
+            self._outage = True
+            log.warning("cannot reach the session store (%s): sockets keep their sessions", error)
+
+    def _found(self) -> None:
+        if self._outage:
+            self._outage = False
+            log.info("the session store answers again")
 
     # -- connections -------------------------------------------------------------------------
 
@@ -208,41 +244,64 @@ class Sessions:
         return connection in self._held
 
     async def open(self, connection: Connection) -> None:
-        """Give ``connection`` its fingerprint's session (read from the store if no other
+        """Give ``connection`` its fingerprint's session (read from the store unless another
         connection here holds it). Call :meth:`close` when the connection ends."""
         fingerprint = connection.fingerprint
         live = self._live.get(fingerprint)
-        if live is None:
-            opening = self._opening.get(fingerprint)
-            if opening is None:  # the first of several concurrent opens reads the store
-                opening = asyncio.get_running_loop().create_future()
-                self._opening[fingerprint] = opening
-                try:
-                    stored = await self.store.get(fingerprint, self.ttl_ms)
-                    live = self._live[fingerprint] = _Live(_decoded(stored), stored)
-                    opening.set_result(live)
-                except BaseException as exc:
-                    opening.set_exception(exc)
-                    opening.exception()  # retrieved: the others re-raise it themselves
-                    raise
-                finally:
-                    del self._opening[fingerprint]
-            else:
-                live = await opening
+        if live is None or live.unavailable:
+            stored, data = await self._read(fingerprint)
+            live = self._live.get(fingerprint)  # another open may have read it meanwhile
+            if live is None:
+                live = self._live[fingerprint] = _Live(data, stored)
+            elif live.unavailable and not isinstance(data, UnavailableSession):
+                self._recovered(live, data, stored)
         live.users += 1
         self._held[connection] = live
         connection.session = live.data
 
     async def refresh(self, connection: Connection) -> None:
-        """Read the session again when other servers share the store (a no-op otherwise)."""
+        """Read the session again: when other servers share the store, or when it could not be
+        read before (a no-op otherwise)."""
         live = self._held.get(connection)
-        if live is None or not self.store.shared:
+        if live is None:
             return
-        stored = await self.store.get(connection.fingerprint, self.ttl_ms)
-        if stored != live.stored:  # another server saved it (or it expired)
+        if live.unavailable:
+            stored, data = await self._read(connection.fingerprint)
+            if not isinstance(data, UnavailableSession):
+                self._recovered(live, data, stored)
+            return
+        if not self.store.shared:
+            return
+        try:
+            stored = await self.store.get(connection.fingerprint, self.ttl_ms)
+        except Exception as exc:
+            self._lost(exc)  # go on with the session as last read
+            return
+        self._found()
+        if stored is None and live.stored is not None:
+            # Gone while held (a Redis that restarted empty): this copy is the truth now, and
+            # the next save writes it back. A session cleared elsewhere is stored as {}.
+            live.stored = None
+        elif stored != live.stored:  # another server saved it
             live.stored = stored
             live.data.clear()
             live.data.update(_decoded(stored))
+
+    async def _read(self, fingerprint: str) -> tuple[bytes | None, dict[str, Any]]:
+        try:
+            stored = await self.store.get(fingerprint, self.ttl_ms)
+        except Exception as exc:
+            self._lost(exc)
+            return None, UnavailableSession(exc)
+        self._found()
+        return stored, _decoded(stored)
+
+    def _recovered(self, live: _Live, data: dict[str, Any], stored: bytes | None) -> None:
+        """The store answers again: every connection holding this session gets the real one."""
+        live.data, live.stored = data, stored
+        for connection, held in self._held.items():
+            if held is live:
+                connection.session = data
 
     async def save(self, connection: Connection) -> None:
         """Store the session if it changed since it was last read or saved.
@@ -252,7 +311,7 @@ class Sessions:
                 back as it was last saved.
         """
         live = self._held.get(connection)
-        if live is None:
+        if live is None or live.unavailable:
             return
         try:
             encoded = self._encoded(live.data)
@@ -264,7 +323,7 @@ class Sessions:
     def revert(self, connection: Connection) -> None:
         """Put the session back as it was last read or saved (its changes are not kept)."""
         live = self._held.get(connection)
-        if live is not None:
+        if live is not None and not live.unavailable:
             live.data.clear()
             live.data.update(_decoded(live.stored))
 
@@ -276,29 +335,30 @@ class Sessions:
         live.users -= 1
         if live.users == 0 and self._live.get(connection.fingerprint) is live:
             del self._live[connection.fingerprint]
+        if live.unavailable:
+            return
         try:
             await self._persist(connection.fingerprint, live, self._encoded(live.data))
         except SessionError as exc:
             log.warning("session of %s not saved at close: %s", connection.id, exc)
+        except Exception as exc:
+            self._lost(exc)
 
     async def _persist(self, fingerprint: str, live: _Live, encoded: bytes) -> None:
-        """Write a changed session; an empty one is not kept (a request without a cookie must
-        not leave a session behind for a day)."""
+        """Write a changed session. One that never held anything is not stored (a request
+        without a cookie must not leave a session behind for a day); one that was emptied is,
+        as ``{}``, so that every server sees it emptied."""
         if encoded == live.stored or (encoded == EMPTY and live.stored is None):
             return
-        if encoded == EMPTY:
-            await self.store.delete(fingerprint)
-            live.stored = None
-        else:
-            await self.store.put(fingerprint, encoded, self.ttl_ms)
-            live.stored = encoded
+        await self.store.put(fingerprint, encoded, self.ttl_ms)
+        live.stored = encoded
 
     # -- the harness and server code ----------------------------------------------------------
 
     async def read(self, fingerprint: str) -> dict[str, Any]:
         """A copy of the session of ``fingerprint`` ({} when there is none)."""
         live = self._live.get(fingerprint)
-        if live is not None and not self.store.shared:
+        if live is not None and not live.unavailable and not self.store.shared:
             return json.loads(json.dumps(live.data))
         return _decoded(await self.store.get(fingerprint, self.ttl_ms))
 
@@ -306,8 +366,11 @@ class Sessions:
         """Make ``values`` the session of ``fingerprint`` (as a login elsewhere would)."""
         encoded = self._encoded(values)
         live = self._live.get(fingerprint)
-        if live is None:
-            live = _Live({}, await self.store.get(fingerprint, self.ttl_ms))
+        if live is None or live.unavailable:
+            await self.store.put(fingerprint, encoded, self.ttl_ms)
+            if live is not None:
+                self._recovered(live, _decoded(encoded), encoded)
+            return
         await self._persist(fingerprint, live, encoded)
         live.data.clear()
         live.data.update(_decoded(encoded))

@@ -112,3 +112,23 @@ async def test_a_session_expires_session_ttl_after_its_last_use(redis_server, la
         assert (await on(server, busy, "sessionGet"))["session"] == {"n": 1}
 
     assert (await on(server, idle, "sessionGet"))["session"] == {}
+
+
+async def test_without_redis_only_what_uses_a_session_fails(own_redis, launch, page_socket):
+    (server,) = launch(own_redis.url, ("outage",))
+    holder, newcomer = unique("holder"), unique("newcomer")
+    socket = await page_socket(server, holder)
+    await socket.action("sessionSet", key="team", value="red")
+
+    own_redis.stop()
+
+    refused = f"Error 111 connecting to 127.0.0.1:{own_redis.port}. Connection refused."
+    assert (await on(server, newcomer, "echo", word="still"))["word"] == "still"
+    assert (await on(server, newcomer, "sessionGet"))["error"] == refused
+    # the open socket goes on with its session as last read
+    assert (await socket.action("sessionGet"))["session"] == {"team": "red"}
+
+    own_redis.start()  # empty: what the outage lost, the next save writes back
+    reply = await socket.action("sessionSet", key="seen", value=True)
+    assert reply["session"] == {"team": "red", "seen": True}
+    assert (await on(server, holder, "sessionGet"))["session"] == {"team": "red", "seen": True}

@@ -219,10 +219,16 @@ async def test_a_session_over_the_size_limit_fails_the_action(squall, caplog):
 
 async def test_a_request_without_a_cookie_leaves_no_session_behind(squall):
     await squall.run("whoami")
-    await squall.run("sign_in", {"team": "red"}, fingerprint="browser-6")
-    await squall.run("sign_out", fingerprint="browser-6")
+    await squall.run("whoami", fingerprint="browser-6")
 
-    assert len(squall.app.sessions.store) == 0  # neither an empty one nor a cleared one
+    assert len(squall.app.sessions.store) == 0
+
+
+async def test_a_cleared_session_is_stored_empty_for_every_server_to_see(squall):
+    await squall.run("sign_in", {"team": "red"}, fingerprint="browser-7")
+    await squall.run("sign_out", fingerprint="browser-7")
+
+    assert await squall.app.sessions.store.get("browser-7", 1000) == b"{}"
 
 
 # --- the store and the TTL, with a clock of the test's own --------------------------------------
@@ -295,3 +301,84 @@ async def test_write_replaces_a_live_session_in_place():
     assert held == {"signed": "in"}
     with pytest.raises(SessionError, match=r"over the 1000 of general\.sessionMaxBytes"):
         await sessions.write("w", {"big": "x" * 1000})
+
+
+# --- a store that cannot be reached (Redis down) -------------------------------------------------
+
+
+class FlakyStore(MemorySessionStore):
+    """A shared store that can be taken down, as Redis can."""
+
+    shared = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise ConnectionError("Error 111 connecting to redis:6379. Connection refused.")
+
+    async def get(self, fingerprint, ttl_ms):
+        self._check()
+        return await super().get(fingerprint, ttl_ms)
+
+    async def put(self, fingerprint, data, ttl_ms):
+        self._check()
+        await super().put(fingerprint, data, ttl_ms)
+
+    async def touch(self, fingerprints, ttl_ms):
+        self._check()
+        await super().touch(fingerprints, ttl_ms)
+
+
+async def test_an_unreachable_store_fails_only_what_uses_a_session(caplog):
+    store = FlakyStore()
+    sessions = Sessions(store, ttl_ms=10_000, max_bytes=1000)
+    socket = browser("held")
+    await sessions.open(socket)
+    socket.session["team"] = "red"
+    await sessions.save(socket)
+    store.down = True
+
+    with caplog.at_level(logging.WARNING, logger="squall.sessions"):
+        request = browser("new")
+        await sessions.open(request)  # no error yet: the request may not need its session
+        await sessions.refresh(socket)
+
+    with pytest.raises(ConnectionError, match="Connection refused"):
+        request.session.get("team")
+    with pytest.raises(ConnectionError):
+        request.session["team"] = "blue"
+    assert socket.session == {"team": "red"}  # the socket goes on with its session as last read
+    assert caplog.messages == [
+        "cannot reach the session store (Error 111 connecting to redis:6379. Connection "
+        "refused.): sockets keep their sessions"
+    ]  # once per outage
+    socket.session["seen"] = True
+    with pytest.raises(ConnectionError):
+        await sessions.save(socket)  # the change stays, for a later save
+    await sessions.close(request)
+
+    store.down = False
+    again = browser("new")
+    await sessions.open(again)
+    assert again.session == {}
+    await sessions.save(socket)
+    assert await store.get("held", 10_000) == b'{"team":"red","seen":true}'
+
+
+async def test_a_socket_opened_during_an_outage_gets_its_session_when_the_store_returns(caplog):
+    store = FlakyStore()
+    sessions = Sessions(store, ttl_ms=10_000, max_bytes=1000)
+    await store.put("b", b'{"team":"red"}', 10_000)
+    store.down = True
+    first, second = browser("b"), browser("b")
+    await sessions.open(first)
+    await sessions.open(second)
+
+    store.down = False
+    await sessions.refresh(first)  # at its next action
+
+    assert first.session == {"team": "red"}
+    assert second.session is first.session
