@@ -39,6 +39,7 @@ from typing import Any
 
 import httptools
 import tornado.httputil
+import tornado.iostream
 import tornado.netutil
 
 from squall import codec
@@ -53,6 +54,7 @@ log = logging.getLogger("squall.http")
 LINGER = 2.0
 
 _REASONS = tornado.httputil.responses
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class ServerParams:
@@ -116,18 +118,23 @@ class _Refusal(Exception):
         self.message = message
 
 
-class _Request:
-    """One parsed request: its exchange, and what arrived before its delegate was started."""
+class _Closing(Exception):
+    """Raised from a parser callback once the connection is closing: llhttp parses no more."""
 
-    __slots__ = ("body", "body_size", "complete", "delegate", "exchange", "expects_continue")
+
+class _Request:
+    """One parsed request: its exchange, its delegate once started, and the body chunks the
+    delegate has not had yet (it has not started, or asked to wait, as Tornado's delegates may)."""
+
+    __slots__ = ("body", "complete", "delegate", "exchange", "expects_continue", "waiting")
 
     def __init__(self, exchange: Exchange, expects_continue: bool) -> None:
         self.exchange = exchange
         self.expects_continue = expects_continue
         self.delegate: tornado.httputil.HTTPMessageDelegate | None = None
-        self.body: list[bytes] = []
-        self.body_size = 0
-        self.complete = False
+        self.body: collections.deque[bytes] = collections.deque()
+        self.complete = False  # the parser saw the end of the message
+        self.waiting = False  # the delegate returned an awaitable that is not done yet
 
 
 class Exchange(tornado.httputil.HTTPConnection):
@@ -152,6 +159,7 @@ class Exchange(tornado.httputil.HTTPConnection):
         self.upgrade = upgrade
         self.close_callback: Callable[[], None] | None = None
         self._chunked = False
+        self._remaining: int | None = None  # body bytes the response still owes its length
         self.headers_written = False
         self.finished = False
 
@@ -182,6 +190,10 @@ class Exchange(tornado.httputil.HTTPConnection):
             headers["Connection"] = "close"
         elif self.keep_alive and request.version == "HTTP/1.0":
             headers["Connection"] = "Keep-Alive"
+        if not has_body:
+            self._remaining = 0
+        elif "Content-Length" in headers:
+            self._remaining = int(headers["Content-Length"])
         lines = [f"HTTP/1.1 {status} {start_line.reason}"]
         for name, value in headers.get_all():
             if "\n" in value or "\r" in value:
@@ -189,13 +201,23 @@ class Exchange(tornado.httputil.HTTPConnection):
             lines.append(f"{name}: {value}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         if chunk:
-            head += self._framed(chunk) if has_body else b""
+            head += self._framed(chunk)
         return self.protocol.write(head)
 
     def write(self, chunk: bytes) -> asyncio.Future[None]:
         return self.protocol.write(self._framed(chunk))
 
     def _framed(self, chunk: bytes) -> bytes:
+        """``chunk`` as the body's framing wants it. More than the declared length (any body
+        for HEAD, 204, 304) would be read as the next response: the connection is closed and
+        :class:`~tornado.httputil.HTTPOutputError` raised, as Tornado's own connection does."""
+        if self._remaining is not None:
+            self._remaining -= len(chunk)
+            if self._remaining < 0:
+                self.protocol.close()
+                raise tornado.httputil.HTTPOutputError(
+                    "Tried to write more data than Content-Length"
+                )
         if self._chunked and chunk:
             return b"%x\r\n%b\r\n" % (len(chunk), chunk)
         return chunk
@@ -204,6 +226,12 @@ class Exchange(tornado.httputil.HTTPConnection):
         if self.finished:
             return
         self.finished = True
+        if self._remaining and not self.protocol.closing:
+            # shorter than it said: the client would wait for the rest forever
+            self.protocol.close()
+            raise tornado.httputil.HTTPOutputError(
+                f"Tried to write {self._remaining} bytes less than Content-Length"
+            )
         if self._chunked:
             self.protocol.write(b"0\r\n\r\n")
         self.protocol.response_finished(self)
@@ -277,6 +305,8 @@ class HTTP11Protocol(asyncio.Protocol):
             self._pause_reading()  # nothing more is parsed: the handler decides what follows
             return
         except httptools.HttpParserError as error:
+            if self.closing:
+                return  # a callback stopped the parser: the connection is already answered
             refusal = self._refusal or _Refusal(400, f"malformed HTTP request: {error}")
             self._refusal = None
             self._refuse(refusal)
@@ -296,7 +326,7 @@ class HTTP11Protocol(asyncio.Protocol):
         if self.server is not None:
             self.server.closed(self)
         if self._drained is not None and not self._drained.done():
-            self._drained.set_exception(ConnectionResetError("the client went away"))
+            self._drained.set_exception(tornado.iostream.StreamClosedError())
             self._drained.exception()  # retrieved: nobody may be waiting for it
         if self._switched:
             return
@@ -334,6 +364,8 @@ class HTTP11Protocol(asyncio.Protocol):
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self.closing:
+            raise _Closing
         self._milestones += 1
         self._cancel_timer()
         size = len(self._url) + sum(len(n) + len(v) + 4 for n, v in self._headers)
@@ -382,31 +414,28 @@ class HTTP11Protocol(asyncio.Protocol):
             self._pause_reading()  # one request waits; the next ones wait in the kernel
 
     def on_body(self, body: bytes) -> None:
+        if self.closing:
+            raise _Closing
         request = self._parsing
         assert request is not None
         self._body_size += len(body)
         if self._body_size > self.params.max_body_size:
             self._fail(_body_too_large(self.params.max_body_size))
-        if request.delegate is None:
-            request.body.append(body)
-            return
-        try:
-            self._feed(request.delegate.data_received(body))
-        except Exception:
-            self._delegate_failed(request)
+        request.body.append(body)
+        if request.delegate is not None and not request.waiting:
+            self._deliver(request)
 
     def on_message_complete(self) -> None:
+        if self.closing:
+            raise _Closing
         self._milestones += 1
         self._cancel_timer()
         request = self._parsing
         assert request is not None
         self._parsing = None
         request.complete = True
-        if request.delegate is not None:
-            try:
-                request.delegate.finish()
-            except Exception:
-                self._delegate_failed(request)
+        if request.delegate is not None and not request.waiting:
+            self._deliver(request)
 
     def _fail(self, refusal: _Refusal) -> None:
         """Stop parsing from a callback: ``feed_data`` raises, and the refusal is answered."""
@@ -419,45 +448,93 @@ class HTTP11Protocol(asyncio.Protocol):
         """Hand a request to a delegate of its own: now, or when the one before it finished."""
         self.active = request
         exchange = request.exchange
-        if request.expects_continue and not request.complete:
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
         try:
             delegate = self.delegate.start_request(self, exchange)
             request.delegate = delegate
-            self._feed(delegate.headers_received(exchange.start_line, exchange.request_headers))
-            body, request.body = request.body, []
-            for chunk in body:
-                self._feed(delegate.data_received(chunk))
-            if request.complete:
-                delegate.finish()
-        except Exception:
-            self._delegate_failed(request)
+            result = delegate.headers_received(exchange.start_line, exchange.request_headers)
+        except Exception as error:
+            self._delegate_failed(request, error)
+            return
+        if not self._waits(request, result, self._headers_taken):
+            self._headers_taken(request)
 
-    def _delegate_failed(self, request: _Request) -> None:
-        """A delegate raised (a bug above the protocol; Tornado's handlers catch their own):
-        logged with its traceback, answered 500 unless a response began, connection closed."""
+    def _headers_taken(self, request: _Request) -> None:
+        """The delegate has the head (a Tornado handler: ``prepare`` ran). ``100 Continue``
+        invites the body only now, so that a handler refusing the request never gets it."""
         exchange = request.exchange
-        log.error(
-            "uncaught exception handling %s %s from %s",
-            exchange.start_line.method,
-            exchange.start_line.path,
-            exchange.context.remote_ip,
-            exc_info=True,
-        )
+        if request.expects_continue and not (
+            request.complete or request.body or exchange.headers_written or exchange.finished
+        ):
+            self.transport.write(_CONTINUE)  # type: ignore[union-attr]
+        self._deliver(request)
+
+    def _deliver(self, request: _Request) -> None:
+        """Give the delegate the body chunks it has not had, then ``finish`` once the message
+        is complete; a chunk answered with an awaitable (Tornado's flow control for streamed
+        bodies) holds the rest back until it is done."""
+        delegate = request.delegate
+        assert delegate is not None
+        try:
+            while request.body:
+                result = delegate.data_received(request.body.popleft())
+                if self._waits(request, result, self._deliver):
+                    return
+            if request.complete and request is self.active and not request.exchange.finished:
+                delegate.finish()
+        except Exception as error:
+            self._delegate_failed(request, error)
+
+    def _waits(self, request: _Request, result: Any, then: Callable[[_Request], None]) -> bool:
+        """True if ``result`` is an awaitable still pending: reading pauses, and ``then``
+        carries on with ``request`` once it is done."""
+        if result is None or not inspect.isawaitable(result):
+            return False
+        future = asyncio.ensure_future(result)
+        if future.done() and not future.cancelled() and future.exception() is None:
+            return False
+        request.waiting = True
+        self._pause_reading()
+        future.add_done_callback(lambda done: self._waited(request, done, then))
+        return True
+
+    def _waited(
+        self, request: _Request, done: asyncio.Future[Any], then: Callable[[_Request], None]
+    ) -> None:
+        request.waiting = False
+        if request is not self.active or self.closing:
+            return  # answered or abandoned meanwhile
+        error = None if done.cancelled() else done.exception()
+        if error is not None:
+            self._delegate_failed(request, error)
+            return
+        if not self.queue and self._refusal is None:
+            self._resume_reading()
+        then(request)
+
+    def _delegate_failed(self, request: _Request, error: BaseException) -> None:
+        """A delegate raised. Tornado's ``HTTPInputError`` (a missing ``Host``, say) is the
+        client's fault: 400, as Tornado's own server answers it. Anything else is a bug above the
+        protocol (Tornado's handlers catch their own): logged with its traceback, answered 500
+        unless a response began. Either way the connection closes."""
+        exchange = request.exchange
+        if isinstance(error, tornado.httputil.HTTPInputError):
+            refusal = _Refusal(400, f"malformed HTTP request: {error}")
+        else:
+            log.error(
+                "uncaught exception handling %s %s from %s",
+                exchange.start_line.method,
+                exchange.start_line.path,
+                exchange.context.remote_ip,
+                exc_info=error,
+            )
+            refusal = _Refusal(500, "internal error: see the server log")
         exchange.finished = True
         self.active = None
         self.queue.clear()
         if exchange.headers_written:
             self.close()
         else:
-            self._refuse(_Refusal(500, "internal error: see the server log"))
-
-    def _feed(self, result: Any) -> None:
-        """A delegate that streams its body may return an awaitable: read no more until done."""
-        if result is not None and inspect.isawaitable(result):
-            self._pause_reading()
-            future = asyncio.ensure_future(result)
-            future.add_done_callback(lambda _: self._resume_reading())
+            self._refuse(refusal)
 
     def response_finished(self, exchange: Exchange) -> None:
         """The active request's response is written: the next request, or idle, or close."""
@@ -470,14 +547,14 @@ class HTTP11Protocol(asyncio.Protocol):
         if not exchange.keep_alive or self._upgrade_rest is not None:
             self.close()
             return
-        if self._refusal is not None:
-            refusal, self._refusal = self._refusal, None
-            self._refuse(refusal)
-            return
         if self.queue:
             # on the next loop iteration: a delegate that answers at once would otherwise
             # recurse here once per pipelined request
             asyncio.get_running_loop().call_soon(self._start_next)
+            return
+        if self._refusal is not None:  # what came after the pipelined requests was refused
+            refusal, self._refusal = self._refusal, None
+            self._refuse(refusal)
             return
         self._resume_reading()
         if self._parsing is None:
@@ -486,7 +563,7 @@ class HTTP11Protocol(asyncio.Protocol):
     def _start_next(self) -> None:
         if self.active is None and self.queue and not self.closing:
             self._start(self.queue.popleft())
-            if not self.queue:
+            if not self.queue and self._refusal is None:
                 self._resume_reading()
 
     def switch_protocols(self, protocol: asyncio.Protocol, response: bytes) -> None:
@@ -514,8 +591,10 @@ class HTTP11Protocol(asyncio.Protocol):
         """Write response bytes; the future resolves once the transport takes more."""
         transport = self.transport
         if transport is None or transport.is_closing():
+            # what Tornado's handlers expect of a vanished client (StaticFileHandler catches it)
             future = asyncio.get_running_loop().create_future()
-            future.set_exception(ConnectionResetError("the client went away"))
+            future.set_exception(tornado.iostream.StreamClosedError())
+            future.exception()  # retrieved: a handler that does not await it logs nothing
             return future
         transport.write(data)
         if not self._paused:
@@ -540,12 +619,13 @@ class HTTP11Protocol(asyncio.Protocol):
             self.queue.clear()
 
     def _refuse(self, refusal: _Refusal) -> None:
-        """Answer ``refusal`` (after the response in progress, if any), then close."""
+        """Answer ``refusal`` (after the responses in progress or queued, if any), then close."""
+        if self.closing:
+            return  # answered already, or the client is gone
         active = self.active
         if active is not None and not active.exchange.finished:
-            if active.complete:  # about a later request: answered after the active one
+            if active.complete:  # about a later request: answered after those before it
                 self._refusal = refusal
-                active.exchange.keep_alive = False
                 self._pause_reading()
                 return
             # about the active request's own body: it will never be complete
