@@ -668,25 +668,21 @@ async def test_head_growing_past_maxHeaderSize_without_end_gets_431(connect):
     assert [r.status for r in client.finals()] == [431]
 
 
-async def test_head_that_does_not_arrive_in_time_gets_408(connect):
+@pytest.mark.parametrize(
+    ("data", "what"),
+    [
+        (b"GET /echo HTTP/1.1\r\nHost: slow", "head"),
+        (raw("POST", "/echo", {"Content-Length": "100"}, b"only a part"), "body"),
+    ],
+)
+async def test_head_or_body_that_does_not_arrive_in_time_gets_408(connect, data, what):
     client = connect(FAST_TIMEOUTS)
-    client.send(b"GET /echo HTTP/1.1\r\nHost: slow", "GET")
+    client.send(data, "GET")
     await client.until(lambda: client.transport.eof)
     (response,) = client.finals()
     assert (response.status, error_of(response)) == (
         408,
-        "the request head did not arrive in time",
-    )
-
-
-async def test_body_that_does_not_arrive_in_time_gets_408(connect):
-    client = connect(FAST_TIMEOUTS)
-    client.send(raw("POST", "/echo", {"Content-Length": "100"}, b"only a part"), "POST")
-    await client.until(lambda: client.transport.eof)
-    (response,) = client.finals()
-    assert (response.status, error_of(response)) == (
-        408,
-        "the request body did not arrive in time",
+        f"the request {what} did not arrive in time",
     )
 
 
