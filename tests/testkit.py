@@ -12,6 +12,7 @@ import inspect
 import os
 import re
 import socket
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -68,3 +69,42 @@ def error_records(log: str, allowed: tuple[str, ...] = ()) -> list[str]:
     records = [log[a:b] for a, b in bounds if log[a:b].strip()]
     bad = [r for r in records if " ERROR " in r or " CRITICAL " in r or "Traceback" in r]
     return [r for r in bad if not any(text in r for text in allowed)]
+
+
+#: RFC 6455 opcodes, for frames built by hand.
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+def mask_payload(mask: bytes, payload: bytes) -> bytes:
+    if not payload:
+        return payload
+    key = (mask * (len(payload) // 4 + 1))[: len(payload)]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(
+        len(payload), "big"
+    )
+
+
+def frame_bytes(
+    opcode: int,
+    payload: bytes,
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+    masked: bool = True,
+    length: int | None = None,
+) -> bytes:
+    """One client frame, masked with a random key as a browser masks it (or not); ``length``
+    may lie about the payload, ``rsv`` sets the reserved bits."""
+    first = (0x80 if fin else 0) | (rsv << 4) | opcode
+    size = len(payload) if length is None else length
+    mask_bit = 0x80 if masked else 0
+    if size < 126:
+        header = struct.pack("!BB", first, mask_bit | size)
+    elif size < 65536:
+        header = struct.pack("!BBH", first, mask_bit | 126, size)
+    else:
+        header = struct.pack("!BBQ", first, mask_bit | 127, size)
+    if not masked:
+        return header + payload
+    mask = os.urandom(4)
+    return header + mask + mask_payload(mask, payload)

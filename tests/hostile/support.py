@@ -29,7 +29,18 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
-from testkit import deep_merge, eventually, free_port
+from testkit import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    deep_merge,
+    eventually,
+    frame_bytes,
+    free_port,
+)
 from testkit import error_records as error_records  # used by the tier's conftest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,8 +68,6 @@ BASE_OPTIONS: dict[str, Any] = {
     },
 }
 
-OP_CONT, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
-OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
 DEFLATE_TAIL = b"\x00\x00\xff\xff"
 
 
@@ -335,40 +344,6 @@ class UpgradeRefused(Exception):
         super().__init__(f"upgrade refused: {raw[:300]!r}")
         self.response = response
         self.raw = raw
-
-
-def mask_payload(mask: bytes, payload: bytes) -> bytes:
-    if not payload:
-        return payload
-    key = (mask * (len(payload) // 4 + 1))[: len(payload)]
-    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(
-        len(payload), "big"
-    )
-
-
-def frame_bytes(
-    opcode: int,
-    payload: bytes,
-    *,
-    fin: bool = True,
-    rsv: int = 0,
-    masked: bool = True,
-    length: int | None = None,
-) -> bytes:
-    """One client frame; ``length`` may lie about the payload, ``rsv`` sets the reserved bits."""
-    first = (0x80 if fin else 0) | (rsv << 4) | opcode
-    size = len(payload) if length is None else length
-    mask_bit = 0x80 if masked else 0
-    if size < 126:
-        header = struct.pack("!BB", first, mask_bit | size)
-    elif size < 65536:
-        header = struct.pack("!BBH", first, mask_bit | 126, size)
-    else:
-        header = struct.pack("!BBQ", first, mask_bit | 127, size)
-    if not masked:
-        return header + payload
-    mask = os.urandom(4)
-    return header + mask + mask_payload(mask, payload)
 
 
 def deflate_message(data: bytes) -> bytes:

@@ -133,15 +133,9 @@ class Client:
         self.methods += methods
         self.transport.receive(data)
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        headers: dict[str, str] | None = None,
-        body: bytes = b"",
-        version: str = "HTTP/1.1",
-    ) -> None:
-        self.send(raw(method, path, headers, body, version), method)
+    def request(self, method: str, path: str, *args: Any, **kwargs: Any) -> None:
+        """Send one request (the arguments of :func:`raw`)."""
+        self.send(raw(method, path, *args, **kwargs), method)
 
     def responses(self) -> list[Response]:
         return parse_responses(self.transport.written, self.methods, self.transport.closing)
