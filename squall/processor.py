@@ -205,7 +205,7 @@ class ActionProcessor:
             await sessions.save(connection)
         finally:
             if opened:
-                await sessions.close(connection)
+                sessions.release(connection)  # saved or put back just above
 
     async def _run(self, declared: Action, data: ActionData) -> None:
         chain = self._chain(declared)

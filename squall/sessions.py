@@ -327,15 +327,19 @@ class Sessions:
             live.data.clear()
             live.data.update(_decoded(live.stored))
 
+    def release(self, connection: Connection) -> _Live | None:
+        """Let go of the session of ``connection`` without saving it (it was just saved)."""
+        live = self._held.pop(connection, None)
+        if live is not None:
+            live.users -= 1
+            if live.users == 0 and self._live.get(connection.fingerprint) is live:
+                del self._live[connection.fingerprint]
+        return live
+
     async def close(self, connection: Connection) -> None:
         """``connection`` ended: save what is left unsaved, and let go of the session."""
-        live = self._held.pop(connection, None)
-        if live is None:
-            return
-        live.users -= 1
-        if live.users == 0 and self._live.get(connection.fingerprint) is live:
-            del self._live[connection.fingerprint]
-        if live.unavailable:
+        live = self.release(connection)
+        if live is None or live.unavailable:
             return
         try:
             await self._persist(connection.fingerprint, live, self._encoded(live.data))
