@@ -15,6 +15,7 @@ import os
 import resource
 import socket
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -36,6 +37,7 @@ from .files import PublicFiles
 from .initializers import Initializers
 from .loader import load_folders
 from .logs import RecentErrors
+from .loopsafe import LoopCalls, ServerRooms
 from .metrics import MeteredExecutor, Stats, rss_bytes
 from .middleware import by_priority, resolve
 from .monitor import Monitor, SharedSnapshots
@@ -124,7 +126,7 @@ class Squall:
         self.sessions = Sessions(
             make_session_store(config), general["sessionTtl"], general["sessionMaxBytes"]
         )
-        self.rooms = Rooms(
+        rooms = Rooms(
             self.broker,
             with_sessions(loaded.chat_middleware, self.sessions),
             self.messages,
@@ -133,6 +135,9 @@ class Squall:
             empty_room_ttl_ms=general["emptyRoomTtl"],
             stats=self.stats,
         )
+        #: The server API (rooms, send_to, send_all) starts its work on the loop from anywhere.
+        self.calls = LoopCalls()
+        self.rooms = ServerRooms(rooms, self.calls)
         self.executor = MeteredExecutor(thread_name_prefix="squall-action")
         self.processor = ActionProcessor(
             registry=self.actions,
@@ -150,7 +155,7 @@ class Squall:
         socket_options = config["servers"]["websocket"]["server"]
         self.protocol = SocketProtocol(
             self.processor,
-            self.rooms,
+            rooms,
             self.files,
             self.actions,
             self.messages,
@@ -183,6 +188,7 @@ class Squall:
             ActionLoadError: an initializer's ``start`` raised (naming its file); what was
                 started is stopped again.
         """
+        self.calls.bind(asyncio.get_running_loop())
         await self.broker.start(self)
         self.sessions.start()
         if self.watchdog is not None:
@@ -295,15 +301,22 @@ class Squall:
 
     # -- pushes, for server code ---------------------------------------------------------
 
-    async def send_to(self, connection_id: str, message: Any) -> bool:
-        """Push ``message`` to a connection held by this or (with Redis) any other server."""
+    def send_to(self, connection_id: str, message: Any) -> asyncio.Task[bool] | Future[bool]:
+        """Push ``message`` to a connection held by this or (with Redis) any other server.
+
+        It is sent at once, from a coroutine or a thread alike; the returned future (await it,
+        or ``.result()`` in a thread) says whether a connection of that id was found.
+        """
+        return self.calls.start(self._send_to(connection_id, message))
+
+    async def _send_to(self, connection_id: str, message: Any) -> bool:
         if self.deliver_to(connection_id, message):
             return True
         return await self.broker.send_to(connection_id, message)
 
-    async def send_all(self, message: Any) -> None:
-        """Push ``message`` to every connection of every server."""
-        await self.broker.send_all(message)
+    def send_all(self, message: Any) -> asyncio.Task[None] | Future[None]:
+        """Push ``message`` to every connection of every server (at once; see ``send_to``)."""
+        return self.calls.start(self.broker.send_all(message))
 
     # -- broker delegate ---------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ connection with a recording fake.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -46,9 +47,11 @@ class Transport(Protocol):
 class Connection:
     """One client: its identity, its rooms, its counters and a way to push to it.
 
-    ``session`` is a free dict for the application (an auth middleware may keep the user in it).
+    ``session`` is the browser's session (:mod:`squall.sessions`).
     ``send(obj)`` pushes a frame; it is silently dropped once the connection is closed, and for
-    an HTTP connection (nothing to push to), where it is logged at debug level.
+    an HTTP connection (nothing to push to), where it is logged at debug level. ``send`` and
+    ``destroy`` may be called from any thread (a plain-def action): the work is handed to the
+    loop the connection was made on, in call order.
     """
 
     __slots__ = (
@@ -56,6 +59,7 @@ class Connection:
         "connected_at",
         "fingerprint",
         "id",
+        "loop",
         "message_count",
         "on_destroy",
         "params",
@@ -96,10 +100,27 @@ class Connection:
         self.closed = False
         self.rate_bucket: list[float] | None = None
         self.on_destroy: Callable[[Connection], None] | None = None
+        try:  # transports make connections on the server's loop; tests may make them anywhere
+            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self.loop = None
+
+    def _off_loop(self) -> bool:
+        """True in another thread than the loop's: the work must be handed over."""
+        if self.loop is None:
+            return False
+        try:
+            return asyncio.get_running_loop() is not self.loop
+        except RuntimeError:
+            return True
 
     def send(self, message: Any) -> None:
         """Push ``message`` (JSON-encodable) to this client as one frame, adding no keys."""
-        self.send_encoded(codec.dumps(message))
+        payload = codec.dumps(message)
+        if self._off_loop():
+            self.loop.call_soon_threadsafe(self.send_encoded, payload)  # type: ignore[union-attr]
+            return
+        self.send_encoded(payload)
 
     def send_encoded(self, payload: bytes) -> None:
         """Push an already encoded frame (a broadcast encodes once for all members)."""
@@ -112,6 +133,9 @@ class Connection:
 
     def destroy(self) -> None:
         """Close for good: the socket closes with 4000 and the client does not reconnect."""
+        if self._off_loop():
+            self.loop.call_soon_threadsafe(self.destroy)  # type: ignore[union-attr]
+            return
         if self.closed:
             return
         if self.transport is not None:

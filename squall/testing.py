@@ -37,6 +37,7 @@ import inspect
 import itertools
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -377,15 +378,27 @@ class Socket:
 
 class _Wire:
     """The :class:`~squall.connections.Transport` of a :class:`Socket`: what the server writes
-    is decoded and collected, a close it asks for is recorded and cleaned up."""
+    is decoded and collected, a close it asks for is recorded and cleaned up. Like a real
+    socket, it may only be used from the event loop's thread: anything else is a bug it
+    reports, where a real server would corrupt its stream."""
 
     def __init__(self, socket: Socket) -> None:
         self.socket = socket
+        self.thread = threading.get_ident()
+
+    def _check_thread(self, what: str) -> None:
+        if threading.get_ident() != self.thread:
+            raise RuntimeError(
+                f"{what} from thread {threading.current_thread().name}, not the event loop's: "
+                "hand it to the loop (as connection.send and connection.destroy do)"
+            )
 
     def write_frame(self, payload: bytes) -> None:
+        self._check_thread("a frame was written to a socket")
         self.socket._received(payload)
 
     def close(self, code: int, reason: str) -> None:
+        self._check_thread("a socket was closed")
         self.socket._server_closed(code, reason)
 
 
