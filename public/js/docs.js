@@ -212,14 +212,33 @@
     if (card) card.scrollIntoView({ block: "start" });
   }
 
+  /** showDocumentation over HTTP; without that action, the socket's documentation verb. */
+  async function fetchDocumentation() {
+    const response = await fetch(API + "/showDocumentation", { credentials: "same-origin" });
+    const reply = await response.json().catch(() => ({}));
+    if (response.ok && reply.documentation) return reply;
+    if (response.status !== 404 || typeof ActionheroClient !== "function") {
+      throw new Error(reply.error || "HTTP " + response.status);
+    }
+    const client = new ActionheroClient();
+    await new Promise((resolve, reject) =>
+      client.connect((error) => (error ? reject(error) : resolve())),
+    );
+    try {
+      const verb = await client.documentation();
+      if (verb.error) throw new Error(verb.error);
+      return { documentation: verb.data };
+    } finally {
+      client.disconnect();
+    }
+  }
+
   async function load() {
     const status = $("#status");
     $("#api-base").textContent = API;
     let reply;
     try {
-      const response = await fetch(API + "/showDocumentation", { credentials: "same-origin" });
-      reply = await response.json();
-      if (!response.ok || !reply.documentation) throw new Error(reply.error || response.status);
+      reply = await fetchDocumentation();
     } catch (error) {
       status.textContent = "Could not load the documentation: " + error.message;
       status.classList.add("bad");

@@ -5,11 +5,12 @@ that calls the action over HTTP. Screenshots (desktop and phone) land in tests/a
 from __future__ import annotations
 
 import json
+import shutil
 import urllib.request
 
 from playwright.sync_api import Page, expect
 
-from .support import ARTIFACTS, Server
+from .support import ARTIFACTS, HERE, ROOT, Server
 
 
 def documentation(server: Server) -> dict:
@@ -166,3 +167,19 @@ def test_desktop_and_phone_layouts(server, new_page):
     reference, form = (greet.locator(s).bounding_box() for s in (".reference", ".try"))
     assert form["y"] >= reference["y"] + reference["height"]
     phone.screenshot(path=ARTIFACTS / "docs-phone.png", full_page=False)
+
+
+def test_without_show_documentation_the_page_asks_the_socket(tmp_path_factory, new_page):
+    actions = tmp_path_factory.mktemp("actions")
+    for source in (ROOT / "actions" / "status.py", HERE / "actions" / "docs_probes.py"):
+        shutil.copy(source, actions / source.name)
+    options = {"general": {"paths": {"actions": [str(actions)]}}}
+    server = Server(tmp_path_factory.mktemp("no-docs-action"), options).start()
+    try:
+        page = open_docs(new_page(), server)
+
+        expect(page.locator("section.endpoint")).to_have_count(2)
+        expect(card(page, "greet").locator(".version")).to_have_text(["v1", "v2"])
+        expect(page.locator("#status")).to_have_text("2 actions")
+    finally:
+        server.stop()
