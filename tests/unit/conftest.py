@@ -37,6 +37,7 @@ from squall.middleware import ActionMiddleware, ChatMiddleware
 from squall.processor import ActionProcessor
 from squall.protocol import SocketProtocol
 from squall.rooms import Rooms
+from squall.testing import Harness
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "config"
@@ -277,3 +278,22 @@ async def make_app(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Squa
     yield _make
     for app in apps:
         await app.stop()
+
+
+@pytest.fixture
+async def make_harness(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
+    """``await make_harness(files={...}, extra_yaml=...)``: a started
+    :class:`~squall.testing.Harness` of a project written as ``make_app`` writes one (its folder
+    is ``harness.root``), stopped after the test."""
+    started: list[Harness] = []
+
+    async def _make(files: dict[str, str] | None = None, extra_yaml: str = "") -> Harness:
+        root = write_app(tmp_path / f"harnessed{len(started)}", files, extra_yaml)
+        config = root / "config"
+        harness = Harness(root, config_files=[config / "unit.yaml", config / "extra.yaml"])
+        started.append(await harness.start())
+        return harness
+
+    yield _make
+    for harness in started:
+        await harness.stop()

@@ -4,14 +4,9 @@ connection.destroy start their work at once on the loop; a future says how it we
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from squall.testing import Harness
-
-from .conftest import write_app
 
 APP = """
     import threading
@@ -131,15 +126,8 @@ OPTIONS = """
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return write_app(tmp_path / "project", {"actions/api.py": APP}, OPTIONS)
-
-
-@pytest.fixture
-async def squall(project: Path) -> AsyncIterator[Harness]:
-    config = project / "config"
-    async with Harness(project, config_files=[config / "unit.yaml", config / "extra.yaml"]) as h:
-        yield h
+async def squall(make_harness) -> Harness:
+    return await make_harness({"actions/api.py": APP}, OPTIONS)
 
 
 def alerts(socket) -> list[dict]:

@@ -5,16 +5,12 @@ after each action and each hook that may change it."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from squall.connections import Connection
 from squall.sessions import MemorySessionStore, SessionError, Sessions
 from squall.testing import Harness
-
-from .conftest import write_app
 
 APP = """
     from squall import ChatMiddleware, ConnectionMiddleware, Forbidden, Input, action
@@ -101,15 +97,8 @@ OPTIONS = """
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return write_app(tmp_path / "project", {"actions/app.py": APP}, OPTIONS)
-
-
-@pytest.fixture
-async def squall(project: Path) -> AsyncIterator[Harness]:
-    config = project / "config"
-    async with Harness(project, config_files=[config / "unit.yaml", config / "extra.yaml"]) as h:
-        yield h
+async def squall(make_harness) -> Harness:
+    return await make_harness({"actions/app.py": APP}, OPTIONS)
 
 
 async def test_what_an_http_action_stores_the_browsers_socket_sees(squall):
