@@ -323,6 +323,7 @@ def _check_range(value: Any, dotted: str, source: str) -> None:
 #: What the items of a list option must be.
 LIST_ITEMS: dict[str, type] = {
     "general.paths.actions": str,
+    "general.paths.initializers": str,
     "servers.websocket.server.origins": str,
 }
 

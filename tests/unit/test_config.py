@@ -528,6 +528,10 @@ def test_repository_environment_files_all_load():
             "general.paths.actions[1]: expected a string, got a map",
         ),
         (
+            "general:\n  paths:\n    initializers: [initializers, 7]\n",
+            "general.paths.initializers[1]: expected a string, got int 7",
+        ),
+        (
             "servers:\n  websocket:\n    server:\n      origins: [http://a.example, 5]\n",
             "servers.websocket.server.origins[1]: expected a string, got int 5",
         ),
