@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .signatures import call_problem
+
 __all__ = ["MISSING", "Action", "ActionRegistry", "Input", "action"]
 
 #: Marks an input without a default (None is a legitimate default).
@@ -48,6 +50,16 @@ class Input:
     formatter: Callable[[Any], Any] | None = None
     validator: Callable[[Any], Any] | None = None
     description: str | None = None
+
+    def problems(self) -> list[str]:
+        """Sentences about a formatter or validator that cannot be called with the value."""
+        found = []
+        for step in ("formatter", "validator"):
+            value = getattr(self, step)
+            problem = None if value is None else call_problem(value, ("value",))
+            if problem is not None:
+                found.append(f"{step} {problem}")
+        return found
 
     def document(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"required": self.required}
@@ -84,13 +96,25 @@ class Action:
                 f"action name {self.name!r} must start with a letter and use only letters, "
                 "digits, '_', '.', ':' or '-'"
             )
-        if not callable(self.run):
-            found.append(f"action {self.name!r}: run is not callable")
+        problem = call_problem(self.run, ("data",))
+        if problem is not None:
+            found.append(f"action {self.name!r}: run {problem}")
         if isinstance(self.version, bool) or not isinstance(self.version, (int, float)):
             found.append(f"action {self.name!r}: version must be a number, got {self.version!r}")
-        for key, spec in dict(self.inputs).items():
-            if not isinstance(spec, Input):
+        if not isinstance(self.inputs, Mapping):
+            kind = type(self.inputs).__name__
+            found.append(
+                f"action {self.name!r}: inputs must be a mapping of input name to Input(...), "
+                f"such as {{'name': Input(required=True)}}; got a {kind}"
+            )
+            return found
+        for key, spec in self.inputs.items():
+            if not isinstance(key, str):
+                found.append(f"action {self.name!r}: input names must be strings, got {key!r}")
+            elif not isinstance(spec, Input):
                 found.append(f"action {self.name!r}: input {key!r} must be an Input(...)")
+            else:
+                found.extend(f"action {self.name!r}: input {key!r} {p}" for p in spec.problems())
         return found
 
     def document(self) -> dict[str, Any]:
@@ -125,7 +149,7 @@ def action(
             run=run,
             description=description or (inspect.getdoc(run) or "").strip(),
             version=version,
-            inputs=dict(inputs or {}),
+            inputs=dict(inputs) if isinstance(inputs, Mapping) else (inputs or {}),
             output_example=output_example,
             middleware=tuple(middleware),
             to_document=to_document,

@@ -4,7 +4,11 @@ Each file is imported once, at boot, under a private module name, and scanned fo
 :class:`~squall.actions.Action`, :class:`~squall.middleware.ActionMiddleware`,
 :class:`~squall.middleware.ConnectionMiddleware`, :class:`~squall.middleware.ChatMiddleware` and
 :class:`~squall.initializers.Initializer` objects. A file that fails to import, or declares
-something broken, stops the boot with an :class:`~squall.errors.ActionLoadError` naming the file.
+something broken, stops the boot with an :class:`~squall.errors.ActionLoadError` naming the
+file: a hook or validator that cannot be called the way Squall calls it, ``inputs`` that are not
+a mapping, and two declarations of one name (two actions of one name and version, two
+middleware of one kind and name: the second would silently replace the first, an auth check
+included) naming both files.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .actions import Action, ActionRegistry
 from .errors import ActionLoadError, ConfigError
@@ -36,6 +41,8 @@ class Loaded:
     connection_middleware: list[ConnectionMiddleware] = field(default_factory=list)
     chat_middleware: list[ChatMiddleware] = field(default_factory=list)
     initializers: list[tuple[Initializer, Path]] = field(default_factory=list)
+    #: (middleware kind, name) -> the file that declared it, to name both of a duplicate.
+    sources: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 def load_folders(folders: Iterable[Path]) -> Loaded:
@@ -116,20 +123,33 @@ def _collect(namespace: dict[str, object], path: Path, loaded: Loaded) -> None:
             except ValueError as exc:
                 raise ActionLoadError(str(path), str(exc)) from None
         elif isinstance(value, ActionMiddleware):
-            _append_once(loaded.action_middleware, value)
+            _add_middleware(loaded, loaded.action_middleware, value, path)
         elif isinstance(value, ConnectionMiddleware):
-            _append_once(loaded.connection_middleware, value)
+            _add_middleware(loaded, loaded.connection_middleware, value, path)
         elif isinstance(value, ChatMiddleware):
-            _append_once(loaded.chat_middleware, value)
+            _add_middleware(loaded, loaded.chat_middleware, value, path)
         elif isinstance(value, Initializer) and all(
             existing is not value for existing, _ in loaded.initializers
         ):
             loaded.initializers.append((value, path))
 
 
-def _append_once(found: list, middleware: object) -> None:
-    if not any(existing is middleware for existing in found):
-        found.append(middleware)
+def _add_middleware(loaded: Loaded, found: list[Any], middleware: Any, path: Path) -> None:
+    """Keep ``middleware`` once; a different one of the same kind and name stops the boot."""
+    if any(existing is middleware for existing in found):
+        return  # bound to two names, or imported from a file loaded before
+    problems = middleware.problems()
+    if problems:
+        raise ActionLoadError(str(path), "; ".join(problems))
+    key = (middleware.KIND, middleware.name)
+    other = loaded.sources.get(key)
+    if other is not None:
+        raise ActionLoadError(
+            str(path),
+            f"{middleware.KIND} {middleware.name!r} is declared twice ({other} and {path})",
+        )
+    loaded.sources[key] = str(path)
+    found.append(middleware)
 
 
 def _check_middleware_names(loaded: Loaded) -> None:

@@ -108,8 +108,62 @@ def test_action_problems_name_not_a_string():
 
 def test_action_problems_run_not_callable():
     assert Action(name="a", run="nope").problems() == [  # type: ignore[arg-type]
-        "action 'a': run is not callable"
+        "action 'a': run must be a function taking (data), got str 'nope'"
     ]
+
+
+def test_action_problems_run_taking_other_arguments():
+    async def two(data, extra):
+        return {}
+
+    assert Action(name="a", run=two).problems() == [
+        "action 'a': run must take (data), but takes (data, extra)"
+    ]
+
+
+@pytest.mark.parametrize("inputs", [["name"], ("name",), "name", 5])
+def test_action_problems_inputs_not_a_mapping(inputs):
+    """Issue 10 item 10: ``inputs=[...]`` used to stop the boot with a cryptic ValueError."""
+    assert Action(name="a", run=run, inputs=inputs).problems() == [  # type: ignore[arg-type]
+        "action 'a': inputs must be a mapping of input name to Input(...), such as "
+        f"{{'name': Input(required=True)}}; got a {type(inputs).__name__}"
+    ]
+
+
+def test_action_decorator_keeps_inputs_that_are_not_a_mapping_for_problems():
+    declared = action(inputs=["name"])(run)  # type: ignore[arg-type]
+
+    assert declared.problems()[0].startswith("action 'run': inputs must be a mapping")
+
+
+def test_action_problems_input_names_must_be_strings():
+    assert Action(name="a", run=run, inputs={1: Input()}).problems() == [  # type: ignore[dict-item]
+        "action 'a': input names must be strings, got 1"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("step", "value", "problem"),
+    [
+        ("validator", "positive", "must be a function taking (value), got str 'positive'"),
+        ("formatter", 5, "must be a function taking (value), got int 5"),
+        ("validator", lambda: True, "must take (value), but takes ()"),
+        ("formatter", lambda value, extra: value, "must take (value), but takes (value, extra)"),
+    ],
+)
+def test_action_problems_formatter_or_validator_that_cannot_take_the_value(step, value, problem):
+    declared = Action(name="a", run=run, inputs={"n": Input(**{step: value})})
+
+    assert declared.problems() == [f"action 'a': input 'n' {step} {problem}"]
+
+
+@pytest.mark.parametrize(
+    "fn", [int, str, float, lambda value, base=10: value, lambda *values: values, print]
+)
+def test_action_problems_accept_what_can_take_one_value(fn):
+    assert (
+        Action(name="a", run=run, inputs={"n": Input(formatter=fn, validator=fn)}).problems() == []
+    )
 
 
 @pytest.mark.parametrize("version", ["2", True, None, [1]])

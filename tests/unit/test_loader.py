@@ -272,6 +272,158 @@ def test_load_folders_duplicate_across_folders(tmp_path):
     )
 
 
+@pytest.mark.parametrize("kind", ["ActionMiddleware", "ConnectionMiddleware", "ChatMiddleware"])
+def test_load_folders_two_middleware_of_one_kind_and_name_stop_the_boot(tmp_path, kind):
+    """Issue 10 item 9: a second file's middleware named like the auth one used to replace it
+    silently; the boot now stops naming both files."""
+    declare = f"from squall import {kind}\n\nguard = {kind}(name='auth')\n"
+    folder = folder_with(tmp_path, {"auth.py": declare, "zz_other.py": declare})
+
+    error = load_error(folder)
+
+    first, second = folder / "auth.py", folder / "zz_other.py"
+    label = {"ActionMiddleware": "action", "ConnectionMiddleware": "connection"}.get(kind, "chat")
+    assert str(error) == (
+        f"{second}: {label} middleware 'auth' is declared twice ({first} and {second})"
+    )
+
+
+def test_load_folders_two_middleware_of_one_name_in_one_file_stop_the_boot(tmp_path):
+    folder = folder_with(
+        tmp_path,
+        {
+            "auth.py": """
+                from squall import ActionMiddleware
+
+                strict = ActionMiddleware(name="auth", pre=lambda data: None)
+                lenient = ActionMiddleware(name="auth")
+            """
+        },
+    )
+
+    error = load_error(folder)
+
+    path = folder / "auth.py"
+    assert str(error) == f"{path}: action middleware 'auth' is declared twice ({path} and {path})"
+
+
+def test_load_folders_one_name_in_several_middleware_kinds_is_fine(tmp_path):
+    folder = folder_with(
+        tmp_path,
+        {
+            "auth.py": """
+                from squall import ActionMiddleware, ChatMiddleware, ConnectionMiddleware
+
+                a = ActionMiddleware(name="auth")
+                b = ChatMiddleware(name="auth")
+                c = ConnectionMiddleware(name="auth")
+            """
+        },
+    )
+
+    loaded = load_folders([folder])
+
+    assert [len(loaded.action_middleware), len(loaded.chat_middleware)] == [1, 1]
+    assert len(loaded.connection_middleware) == 1
+
+
+@pytest.mark.parametrize(
+    ("declaration_text", "why"),
+    [
+        (
+            "ChatMiddleware(name='vip', join=lambda connection: None)",
+            "chat middleware 'vip': join must take (connection, room), but takes (connection)",
+        ),
+        (
+            "ChatMiddleware(name='vip', on_say_receive=lambda c, r: None)",
+            "chat middleware 'vip': on_say_receive must take (connection, room, payload), "
+            "but takes (c, r)",
+        ),
+        (
+            "ChatMiddleware(name='vip', say='shout')",
+            "chat middleware 'vip': say must be a function taking (connection, room, payload), "
+            "got str 'shout'",
+        ),
+        (
+            "ActionMiddleware(name='auth', pre=lambda: None)",
+            "action middleware 'auth': pre must take (data), but takes ()",
+        ),
+        (
+            "ActionMiddleware(name='auth', post=lambda data, extra: None)",
+            "action middleware 'auth': post must take (data), but takes (data, extra)",
+        ),
+        (
+            "ConnectionMiddleware(name='greet', create=lambda connection, room: None)",
+            "connection middleware 'greet': create must take (connection), "
+            "but takes (connection, room)",
+        ),
+        (
+            "ConnectionMiddleware(name='greet', destroy=42)",
+            "connection middleware 'greet': destroy must be a function taking (connection), "
+            "got int 42",
+        ),
+        ("ChatMiddleware(name='')", "chat middleware: name must be a non-empty string, got ''"),
+        (
+            "ActionMiddleware(name='auth', priority='high')",
+            "action middleware 'auth': priority must be a number, got 'high'",
+        ),
+    ],
+)
+def test_load_folders_middleware_that_cannot_be_called_stops_the_boot(
+    tmp_path, declaration_text, why
+):
+    """Issue 10 item 10: a join hook of the wrong arity used to answer roomAdd with Python's
+    TypeError text; now the boot stops with a sentence naming the file."""
+    source = (
+        "from squall import ActionMiddleware, ChatMiddleware, ConnectionMiddleware\n\n"
+        f"declared = {declaration_text}\n"
+    )
+    folder = folder_with(tmp_path, {"hooks.py": source})
+
+    assert str(load_error(folder)) == f"{folder / 'hooks.py'}: {why}"
+
+
+def test_load_folders_validator_that_is_not_callable_stops_the_boot(tmp_path):
+    """Issue 10 item 10: it used to boot and answer every call 422 'str' object is not callable."""
+    folder = folder_with(
+        tmp_path,
+        {
+            "bad.py": """
+                from squall import Input, action
+
+                @action(inputs={"n": Input(validator="positive")})
+                async def count(data):
+                    return {}
+            """
+        },
+    )
+
+    assert str(load_error(folder)) == (
+        f"{folder / 'bad.py'}: action 'count': input 'n' validator must be a function taking "
+        "(value), got str 'positive'"
+    )
+
+
+def test_load_folders_inputs_given_as_a_list_stops_the_boot_with_a_sentence(tmp_path):
+    folder = folder_with(
+        tmp_path,
+        {
+            "bad.py": """
+                from squall import Input, action
+
+                @action(inputs=["name"])
+                async def hello(data):
+                    return {}
+            """
+        },
+    )
+
+    assert str(load_error(folder)) == (
+        f"{folder / 'bad.py'}: action 'hello': inputs must be a mapping of input name to "
+        "Input(...), such as {'name': Input(required=True)}; got a list"
+    )
+
+
 def test_load_folders_undeclared_middleware_names_action_and_file(tmp_path):
     folder = folder_with(
         tmp_path,

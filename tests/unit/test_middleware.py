@@ -23,7 +23,7 @@ def test_by_priority_ascending_and_stable():
 
 def test_default_priorities_and_flags():
     assert ActionMiddleware("a").priority == 100
-    assert ActionMiddleware("a").is_global is True
+    assert ActionMiddleware("a").is_global is False  # opt-in, as ActionHero's global: false
     assert ConnectionMiddleware("c").priority == 100
     assert ChatMiddleware("r").priority == 100
 

@@ -826,9 +826,9 @@ async def test_process_middleware_runs_by_priority_around_the_action(connection)
         return {}
 
     middleware = [
-        ActionMiddleware("late", priority=200, **recorder(log, "late")),
-        ActionMiddleware("early", priority=1, **recorder(log, "early")),
-        ActionMiddleware("default", **recorder(log, "default")),
+        ActionMiddleware("late", priority=200, **recorder(log, "late"), is_global=True),
+        ActionMiddleware("early", priority=1, **recorder(log, "early"), is_global=True),
+        ActionMiddleware("default", **recorder(log, "default"), is_global=True),
     ]
     processor = processor_for(declared(work), middleware=middleware)
 
@@ -847,7 +847,7 @@ async def test_process_middleware_runs_by_priority_around_the_action(connection)
 
 async def test_process_middleware_ties_keep_declaration_order(connection):
     log: list[str] = []
-    middleware = [ActionMiddleware(n, **recorder(log, n)) for n in ("b", "a", "c")]
+    middleware = [ActionMiddleware(n, **recorder(log, n), is_global=True) for n in ("b", "a", "c")]
     processor = processor_for(declared(ok), middleware=middleware)
 
     await processor.process(connection, {"action": "ok"})
@@ -858,7 +858,7 @@ async def test_process_middleware_ties_keep_declaration_order(connection):
 async def test_process_opt_in_middleware_wraps_only_actions_naming_it(connection):
     log: list[str] = []
     middleware = [
-        ActionMiddleware("global", priority=50, **recorder(log, "global")),
+        ActionMiddleware("global", priority=50, **recorder(log, "global"), is_global=True),
         ActionMiddleware("auth", priority=10, is_global=False, **recorder(log, "auth")),
     ]
     processor = processor_for(
@@ -874,9 +874,27 @@ async def test_process_opt_in_middleware_wraps_only_actions_naming_it(connection
     assert log == ["pre:auth", "pre:global", "post:auth", "post:global"]
 
 
+async def test_process_middleware_is_opt_in_by_default(connection):
+    """Issue 10 item 9: a new user's token check must not lock every action, status included."""
+
+    def require_token(data):
+        if data.params.get("token") != "s3cret":
+            raise PermissionError("a valid token is required")
+
+    processor = processor_for(
+        declared(ok, "status"),
+        declared(ok, "secret", middleware=("auth",)),
+        middleware=[ActionMiddleware("auth", pre=require_token)],
+    )
+
+    assert (await processor.process(connection, {"action": "status"})).response == {"ok": True}
+    refused = await processor.process(connection, {"action": "secret"})
+    assert refused.response == {"error": "a valid token is required"}
+
+
 async def test_process_action_naming_a_global_middleware_runs_it_once(connection):
     log: list[str] = []
-    middleware = [ActionMiddleware("global", **recorder(log, "global"))]
+    middleware = [ActionMiddleware("global", **recorder(log, "global"), is_global=True)]
     processor = processor_for(declared(ok, middleware=("global",)), middleware=middleware)
 
     await processor.process(connection, {"action": "ok"})
@@ -895,8 +913,8 @@ async def test_process_pre_raising_blocks_the_action(connection):
         raise PermissionError("a valid token is required")
 
     middleware = [
-        ActionMiddleware("deny", pre=deny, priority=1),
-        ActionMiddleware("after", priority=2, **recorder(log, "after")),
+        ActionMiddleware("deny", pre=deny, priority=1, is_global=True),
+        ActionMiddleware("after", priority=2, **recorder(log, "after"), is_global=True),
     ]
     processor = processor_for(declared(work), middleware=middleware)
 
@@ -911,7 +929,9 @@ async def test_process_pre_raising_unexpectedly_is_logged(connection, caplog):
     def broken(data):
         raise RuntimeError("middleware bug")
 
-    processor = processor_for(declared(ok), middleware=[ActionMiddleware("b", pre=broken)])
+    processor = processor_for(
+        declared(ok), middleware=[ActionMiddleware("b", pre=broken, is_global=True)]
+    )
     with caplog.at_level(logging.ERROR, LOGGER):
         result = await processor.process(connection, {"action": "ok"})
 
@@ -924,7 +944,9 @@ async def test_process_async_pre_may_block(connection):
     async def deny(data):
         raise PermissionError("async no")
 
-    processor = processor_for(declared(ok), middleware=[ActionMiddleware("d", pre=deny)])
+    processor = processor_for(
+        declared(ok), middleware=[ActionMiddleware("d", pre=deny, is_global=True)]
+    )
 
     assert (await processor.process(connection, {"action": "ok"})).response == {"error": "async no"}
 
@@ -937,7 +959,9 @@ async def test_process_pre_runs_before_the_input_pipeline(connection):
         return {"token": data.params["token"]}
 
     needs = declared(show, inputs={"token": Input(required=True)})
-    processor = processor_for(needs, middleware=[ActionMiddleware("fill", pre=fill)])
+    processor = processor_for(
+        needs, middleware=[ActionMiddleware("fill", pre=fill, is_global=True)]
+    )
 
     result = await processor.process(connection, {"action": "show"})
 
@@ -951,7 +975,9 @@ async def test_process_post_sees_and_changes_the_response(connection):
         seen.append(dict(data.response))
         data.response["stamped"] = True
 
-    processor = processor_for(declared(ok), middleware=[ActionMiddleware("s", post=stamp)])
+    processor = processor_for(
+        declared(ok), middleware=[ActionMiddleware("s", post=stamp, is_global=True)]
+    )
 
     result = await processor.process(connection, {"action": "ok"})
 
@@ -966,7 +992,7 @@ async def test_process_post_skipped_when_the_action_fails(connection, caplog):
         raise RuntimeError("no")
 
     processor = processor_for(
-        declared(boom), middleware=[ActionMiddleware("r", **recorder(log, "r"))]
+        declared(boom), middleware=[ActionMiddleware("r", **recorder(log, "r"), is_global=True)]
     )
     with caplog.at_level(logging.ERROR, LOGGER):
         await processor.process(connection, {"action": "boom"})
@@ -1077,7 +1103,9 @@ async def test_process_action_finishing_in_time_is_not_cancelled_later(connectio
         data.response["post"] = True
 
     processor = processor_for(
-        declared(quick), timeout_ms=20, middleware=[ActionMiddleware("p", post=post)]
+        declared(quick),
+        timeout_ms=20,
+        middleware=[ActionMiddleware("p", post=post, is_global=True)],
     )
 
     result = await processor.process(connection, {"action": "quick"})
