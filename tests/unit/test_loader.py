@@ -383,45 +383,32 @@ def test_load_folders_middleware_that_cannot_be_called_stops_the_boot(
     assert str(load_error(folder)) == f"{folder / 'hooks.py'}: {why}"
 
 
-def test_load_folders_validator_that_is_not_callable_stops_the_boot(tmp_path):
-    """Issue 10 item 10: it used to boot and answer every call 422 'str' object is not callable."""
-    folder = folder_with(
-        tmp_path,
-        {
-            "bad.py": """
-                from squall import Input, action
-
-                @action(inputs={"n": Input(validator="positive")})
-                async def count(data):
-                    return {}
-            """
-        },
+@pytest.mark.parametrize(
+    ("declared", "why"),
+    [
+        # it used to boot and answer every call 422 'str' object is not callable
+        (
+            '@action(inputs={"n": Input(validator="positive")})',
+            "action 'hello': input 'n' validator must be a function taking (value), "
+            "got str 'positive'",
+        ),
+        # it used to stop the boot with a cryptic ValueError from dict()
+        (
+            '@action(inputs=["name"])',
+            "action 'hello': inputs must be a mapping of input name to Input(...), such as "
+            "{'name': Input(required=True)}; got a list",
+        ),
+    ],
+)
+def test_load_folders_inputs_that_cannot_work_stop_the_boot_with_a_sentence(
+    tmp_path, declared, why
+):
+    source = (
+        f"from squall import Input, action\n\n{declared}\nasync def hello(data):\n    return {{}}\n"
     )
+    folder = folder_with(tmp_path, {"bad.py": source})
 
-    assert str(load_error(folder)) == (
-        f"{folder / 'bad.py'}: action 'count': input 'n' validator must be a function taking "
-        "(value), got str 'positive'"
-    )
-
-
-def test_load_folders_inputs_given_as_a_list_stops_the_boot_with_a_sentence(tmp_path):
-    folder = folder_with(
-        tmp_path,
-        {
-            "bad.py": """
-                from squall import Input, action
-
-                @action(inputs=["name"])
-                async def hello(data):
-                    return {}
-            """
-        },
-    )
-
-    assert str(load_error(folder)) == (
-        f"{folder / 'bad.py'}: action 'hello': inputs must be a mapping of input name to "
-        "Input(...), such as {'name': Input(required=True)}; got a list"
-    )
+    assert str(load_error(folder)) == f"{folder / 'bad.py'}: {why}"
 
 
 def test_load_folders_undeclared_middleware_names_action_and_file(tmp_path):
