@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run a Squall server: ``python server.py [--port N] [--env NAME] [--config FILE ...]``;
+"""Run a Squall server: ``python server.py [--host A] [--port N] [--env NAME] [--config FILE]``;
 start a file: ``python server.py generate action|middleware|initializer NAME``.
 
 The composition root: load the config, build the core (:class:`squall.Squall`), mount the
@@ -54,10 +54,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--port", type=int, help="port to listen on (default: servers.web.port, or $PORT)"
     )
     parser.add_argument(
+        "--host",
+        metavar="ADDRESS",
+        help="address to listen on, e.g. 127.0.0.1 (default: servers.web.bindIP)",
+    )
+    parser.add_argument(
         "--env",
         default=os.environ.get("SQUALL_ENV", "development"),
-        help="environment: merges config/<env>.yaml over config/default.yaml "
-        "(default: $SQUALL_ENV or development)",
+        help="environment: merges config/<env>.yaml over config/default.yaml; an environment "
+        "without its file is refused (default: $SQUALL_ENV or development)",
     )
     parser.add_argument(
         "--config",
@@ -294,7 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["generate"]:  # python server.py generate action NAME
         return generate.main(ROOT, argv[1:])
     args = parse_args(argv)
-    overrides = {"servers.web.port": args.port} if args.port is not None else {}
+    overrides: dict[str, Any] = {}
+    if args.port is not None:
+        overrides["servers.web.port"] = args.port
+    if args.host is not None:
+        overrides["servers.web.bindIP"] = args.host
     try:
         config = load_config(ROOT, args.env, args.config, overrides)
     except SquallError as exc:

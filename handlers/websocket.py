@@ -36,6 +36,7 @@ from squall import Squall, codec
 from squall.connections import Connection
 from squall.errors import ServerShuttingDown, Unauthorized
 from squall.logs import log_socket_close, log_socket_open
+from squall.origins import origin_allowed
 
 from .base import HandlerOptions, SquallMixin, request_fingerprint
 
@@ -98,6 +99,9 @@ class SocketHandler(SquallMixin, tornado.web.RequestHandler):
             if not verdict:
                 self._refuse(401, unauthorized)
                 return
+        if not self.app.addresses.admit(self.request.remote_ip or ""):
+            self._refuse(503, "too many connections from your address")
+            return
         # Hold a place under maxConnections until the socket is adopted or the request ends,
         # so a burst of upgrades cannot all pass the check before any of them is counted.
         self.sockets.pending += 1
@@ -111,6 +115,7 @@ class SocketHandler(SquallMixin, tornado.web.RequestHandler):
         if self._holds_place:
             self._holds_place = False
             self.sockets.pending -= 1
+            self.app.addresses.release(self.request.remote_ip or "")
 
     def _refuse(self, status: int, text: str) -> None:
         self.set_status(status)
@@ -118,12 +123,12 @@ class SocketHandler(SquallMixin, tornado.web.RequestHandler):
         self.finish(codec.dumps({"error": text}))
 
     def check_origin(self, origin: str) -> bool:
-        """``servers.websocket.server.origins``: ``"*"`` or a list of allowed ``Origin`` values.
+        """``servers.websocket.server.origins``: ``"*"``, a list of allowed ``Origin`` values,
+        or null for the page's own host (:func:`squall.origins.origin_allowed`).
 
         A refused origin gets 403 at the upgrade: the most likely cause of a 403 there.
         """
-        allowed = self.squall.origins
-        return allowed == "*" or origin in allowed
+        return origin_allowed(origin, self.request.headers.get("Host"), self.squall.origins)
 
     def get(self) -> None:
         headers = self.request.headers
@@ -455,10 +460,13 @@ class SocketRegistry:
 
     def add(self, pump: SocketPump) -> None:
         self._pumps.add(pump)
+        self.app.addresses.add(pump.connection.remote_ip)
         self._empty.clear()
 
     def discard(self, pump: SocketPump) -> None:
-        self._pumps.discard(pump)
+        if pump in self._pumps:
+            self._pumps.discard(pump)
+            self.app.addresses.release(pump.connection.remote_ip)
         if not self._pumps:
             self._empty.set()
 

@@ -21,6 +21,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from . import codec
+from .admission import AddressCounts
 from .broker import Broker, MemoryBroker
 from .client import render_client
 from .config import Config
@@ -38,13 +39,14 @@ from .initializers import Initializers
 from .loader import load_folders
 from .logs import RecentErrors
 from .loopsafe import LoopCalls, ServerRooms
-from .metrics import MeteredExecutor, Stats, rss_bytes
+from .metrics import Stats, rss_bytes
 from .middleware import by_priority, resolve
 from .monitor import Monitor, SharedSnapshots
 from .processor import ActionProcessor
 from .protocol import SocketProtocol
 from .rooms import Rooms
 from .sessions import MemorySessionStore, RedisSessionStore, Sessions, SessionStore, with_sessions
+from .threads import ActionThreads
 from .watchdog import LoopWatchdog
 
 __all__ = ["Squall"]
@@ -138,14 +140,15 @@ class Squall:
         #: The server API (rooms, send_to, send_all) starts its work on the loop from anywhere.
         self.calls = LoopCalls()
         self.rooms = ServerRooms(rooms, self.calls)
-        self.executor = MeteredExecutor(thread_name_prefix="squall-action")
+        #: the threads of plain-def actions (general.actionThreads)
+        self.executor = ActionThreads(general["actionThreads"])
         self.processor = ActionProcessor(
             registry=self.actions,
             middleware=loaded.action_middleware,
             messages=self.messages,
             simultaneous_actions=general["simultaneousActions"],
             timeout_ms=general["actionTimeout"],
-            executor=self.executor,
+            threads=self.executor,
             app=self,
             stats=self.stats,
             sessions=self.sessions,
@@ -175,6 +178,8 @@ class Squall:
         self.monitor = Monitor(self, shared) if watched else None
         metrics_on = config.get("servers.web.metrics.enabled")
         self.exporter = _exporter(self.monitor) if metrics_on else None
+        #: sockets per client address (maxConnectionsPerAddress), counted by the transport
+        self.addresses = AddressCounts(socket_options["maxConnectionsPerAddress"])
         self.stopping = False
         self._cleanups: set[asyncio.Task[None]] = set()
 
@@ -232,7 +237,7 @@ class Squall:
         await self.broker.stop()
         if self.watchdog is not None:
             self.watchdog.stop()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.executor.shutdown()
 
     async def drain(self) -> bool:
         """Refuse new actions and wait (``shutdownTimeout``) for those in flight."""
@@ -359,6 +364,7 @@ class Squall:
             "uptime": int((time.time() - self.started_at) * 1000),
             "connections": self.connections.counts(),
             "pendingActions": self.processor.in_flight,
+            "actionThreads": self.executor.status(),
             "memory": {"rss": rss_bytes(), "maxRss": usage.ru_maxrss * 1024},
             "broker": self.broker.status(),
             "stopping": self.stopping,

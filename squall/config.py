@@ -1,8 +1,9 @@
 """Configuration: YAML files per environment, deep-merged, validated against the defaults.
 
-The order, later winning: ``config/default.yaml``, ``config/<env>.yaml`` (when present), each
-``--config`` file, then environment variables (``PORT``, ``SQUALL_REDIS_URL``) and command-line
-flags. Maps merge key by key; lists and scalars replace.
+The order, later winning: ``config/default.yaml``, ``config/<env>.yaml``, each ``--config``
+file, then environment variables (``PORT``, ``SQUALL_REDIS_URL``) and command-line flags. Maps
+merge key by key; lists and scalars replace. An environment without its file is refused, listing
+those that exist: a typo such as ``--env prodution`` must not run on development defaults.
 
 ``default.yaml`` is the schema: every option exists there, so a key it does not know is a typo
 and stops the boot, as does a value of another type. An option whose default is ``null`` takes
@@ -39,6 +40,7 @@ NULLABLE: dict[str, tuple[type, ...]] = {
     "servers.websocket.clientJsName": (str,),
     "servers.websocket.server.authorization": (str,),
     "servers.websocket.server.maxConnections": (int,),
+    "servers.websocket.server.maxConnectionsPerAddress": (int,),
     "servers.websocket.server.rateLimit": (int, float),
     "servers.websocket.server.origins": (str, list),
     "servers.websocket.client.reconnect.retries": (int,),
@@ -60,6 +62,7 @@ DISABLEABLE = frozenset(
         "servers.websocket.clientJsName",
         "servers.websocket.client.queueSize",
         "servers.websocket.server.maxConnections",
+        "servers.websocket.server.maxConnectionsPerAddress",
         "servers.websocket.server.rateLimit",
     }
 )
@@ -123,7 +126,7 @@ def load_config(
 
     Args:
         root: the application's folder (holding ``config/``).
-        env: the environment; ``config/<env>.yaml`` is merged when it exists.
+        env: the environment; ``config/<env>.yaml`` must exist and is merged.
         extra_files: further YAML files merged in order (``--config``).
         overrides: dotted keys set last (command-line flags), e.g. ``{"servers.web.port": 9000}``.
         environ: the process environment (``os.environ`` when omitted).
@@ -137,11 +140,13 @@ def load_config(
     defaults = _read_yaml(default_path, root)
     data = copy.deepcopy(defaults)
 
-    layers = [config_dir / f"{env}.yaml", *extra_files]
-    for path in layers:
+    env_path = config_dir / f"{env}.yaml"
+    if not env_path.is_file():
+        known = sorted(p.stem for p in config_dir.glob("*.yaml") if p.stem != "default")
+        why = f"no such environment {env!r} (environments: {', '.join(known) or 'none'})"
+        raise ConfigError(_display(env_path, root), "", why)
+    for path in [env_path, *extra_files]:
         path = Path(path)
-        if path == config_dir / f"{env}.yaml" and not path.exists():
-            continue
         layer = _read_yaml(path, root)
         _validate(layer, defaults, _display(path, root), "")
         data = deep_merge(data, layer)
@@ -257,6 +262,7 @@ RANGES: dict[str, tuple[float, float | None]] = {
     "servers.web.port": (0, 65535),
     "general.simultaneousActions": (1, None),
     "general.simultaneousRequests": (1, None),
+    "general.actionThreads": (1, None),
     "general.maxRoomNameLength": (1, None),
     "general.maxRooms": (1, None),
     "general.emptyRoomTtl": (100, None),
@@ -274,6 +280,7 @@ RANGES: dict[str, tuple[float, float | None]] = {
     "servers.websocket.server.maxMessageSize": (1, None),
     "servers.websocket.server.maxBufferedBytes": (1, None),
     "servers.websocket.server.maxConnections": (0, None),
+    "servers.websocket.server.maxConnectionsPerAddress": (1, None),
     "servers.websocket.server.rateLimit": (0.001, None),
     "servers.websocket.server.rateBurst": (1, None),
     "servers.websocket.client.timeout": (0, None),
@@ -290,7 +297,16 @@ RANGES: dict[str, tuple[float, float | None]] = {
 
 #: Options whose value must pass a check beyond its type: ``key: (check, what is expected)``.
 VALUES: dict[str, tuple[Any, str]] = {
+    "general.logLevel": (
+        lambda v: v.lower() in ("debug", "info", "warning", "error", "critical"),
+        "one of debug, info, warning, error, critical",
+    ),
     "general.logFormat": (lambda v: v in ("text", "json"), '"text" or "json"'),
+    # as a string only "*"; else a list, or null
+    "servers.websocket.server.origins": (
+        lambda v: v == "*",
+        'a list of origins, "*" or null (the page\'s own host)',
+    ),
     "servers.web.metrics.path": (
         lambda v: v.startswith("/") and len(v) > 1,
         'a path starting with "/", like "/metrics"',

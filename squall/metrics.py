@@ -285,9 +285,11 @@ class MeteredExecutor(ThreadPoolExecutor):
     is still taken.
     """
 
-    def __init__(self, thread_name_prefix: str = "squall-action") -> None:
-        #: The most threads the pool starts (the standard library's default, made explicit).
-        self.size = min(32, (os.cpu_count() or 1) + 4)
+    def __init__(
+        self, thread_name_prefix: str = "squall-action", max_workers: int | None = None
+    ) -> None:
+        #: The most threads the pool starts (by default the standard library's, made explicit).
+        self.size = max_workers or min(32, (os.cpu_count() or 1) + 4)
         super().__init__(max_workers=self.size, thread_name_prefix=thread_name_prefix)
         self.busy = 0
         self._lock = Lock()

@@ -7,8 +7,9 @@ The order, for every transport alike:
 2. find the action by name and ``apiVersion``;
 3. run ``pre`` middleware (global ones and those the action names) by priority;
 4. the input pipeline, per declared input: default -> formatter -> validator -> required;
-5. run the action (coroutines on the loop, plain functions in a thread pool), bounded by
-   ``general.actionTimeout``;
+5. run the action (coroutines on the loop, plain functions in a thread of
+   :class:`~squall.threads.ActionThreads`), bounded by ``general.actionTimeout`` (a plain
+   function's thread runs on past it: threads cannot be stopped);
 6. run ``post`` middleware.
 
 Every failure becomes the reply's ``error`` and never escapes, whatever it is (``SystemExit``
@@ -24,7 +25,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Executor
 from typing import Any
 
 from .actions import MISSING, Action, ActionRegistry, Input
@@ -45,6 +45,7 @@ from .errors import (
 from .metrics import UNKNOWN_ACTION, Stats
 from .middleware import ActionMiddleware, by_priority, resolve
 from .sessions import Sessions
+from .threads import ActionThreads
 
 __all__ = ["ActionData", "ActionProcessor", "ActionResult"]
 
@@ -91,7 +92,7 @@ class ActionProcessor:
         messages: the configured error texts.
         simultaneous_actions: in-flight actions allowed per connection.
         timeout_ms: ``general.actionTimeout``; None lets actions run forever.
-        executor: the thread pool for plain-function actions (None: the loop's default).
+        threads: the thread pool for plain-function actions (None: one of 32 threads).
         app: handed to actions as ``data.app``.
         stats: where every finished action is counted, with its outcome and duration.
         sessions: gives each connection its session and saves it after each action (§4).
@@ -104,7 +105,7 @@ class ActionProcessor:
         messages: ErrorMessages,
         simultaneous_actions: int,
         timeout_ms: int | None,
-        executor: Executor | None = None,
+        threads: ActionThreads | None = None,
         app: Any = None,
         stats: Stats | None = None,
         sessions: Sessions | None = None,
@@ -116,7 +117,7 @@ class ActionProcessor:
         self.simultaneous_actions = simultaneous_actions
         self.timeout_ms = timeout_ms
         self._deadlines = Deadlines(timeout_ms / 1000) if timeout_ms else None
-        self.executor = executor
+        self.threads = threads or ActionThreads(32)
         self.app = app
         self.stopping = False
         self.in_flight = 0
@@ -223,11 +224,13 @@ class ActionProcessor:
     async def _call(self, declared: Action, data: ActionData) -> Any:
         deadlines = self._deadlines
         if not declared.is_async:
-            loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self.executor, declared.run, data)
+            job = self.threads.submit(declared.run, data)
             try:
-                return await asyncio.wait_for(future, deadlines.timeout if deadlines else None)
+                return await asyncio.wait_for(
+                    asyncio.wrap_future(job), deadlines.timeout if deadlines else None
+                )
             except TimeoutError:
+                self.threads.timed_out(job)
                 raise ActionTimeout(self.timeout_ms) from None
         if deadlines is None:
             return await declared.run(data)

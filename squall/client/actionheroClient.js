@@ -78,6 +78,7 @@
       this.id = null;
       this.fingerprint = null;
       this.details = null;
+      this._detailsReply = null; // the detailsView reply connect() callbacks get
       this.rooms = [];
       this.welcomeMessage = null;
 
@@ -118,8 +119,9 @@
 
     /**
      * Open the socket, retrying with backoff until it is up or the client gives up. The callback
-     * gets (error, details), details being the detailsView reply's data; without a callback this
-     * returns a Promise of details. Verbs called meanwhile wait in the queue.
+     * gets (error, details), details being the whole detailsView reply (details.data.id), as
+     * ActionHero's client (PROTOCOL.md section 7); without a callback this returns a Promise of
+     * it. client.details keeps its data. Verbs called meanwhile wait in the queue.
      */
     connect(callback) {
       let promise;
@@ -129,7 +131,7 @@
         });
       }
       if (this.state === "connected") {
-        callSafely(callback, [null, this.details]);
+        callSafely(callback, [null, this._detailsReply]);
         return promise;
       }
       if (!(this.options.WebSocket || root.WebSocket)) {
@@ -191,6 +193,7 @@
         this._drop(socket, reply.error);
         return;
       }
+      this._detailsReply = reply;
       this.details = reply.data;
       this.id = reply.data.id;
       this.fingerprint = reply.data.fingerprint;
@@ -214,7 +217,7 @@
       if (reconnected) this._emit("reconnect");
       const waiters = this._waiters;
       this._waiters = [];
-      waiters.forEach((callback) => callSafely(callback, [null, this.details]));
+      waiters.forEach((callback) => callSafely(callback, [null, this._detailsReply]));
     }
 
     /**

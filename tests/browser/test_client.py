@@ -57,13 +57,15 @@ def test_connect_calls_back_with_details(page):
                 welcomeMessage: client.welcomeMessage, events};
     }""")
 
-    details = result["details"]
+    reply = result["details"]  # PROTOCOL §7: the whole detailsView reply, as ActionHero's
+    assert (reply["status"], reply["context"]) == ("OK", "response")
+    details = reply["data"]
     assert result["error"] is None
     assert result["state"] == "connected"
     assert details["type"] == "webSocket"
     assert details["rooms"] == []
     assert result["id"] == details["id"]
-    assert result["kept"] == details
+    assert result["kept"] == details  # client.details keeps its data
     cookies = {c["name"]: c["value"] for c in page.context.cookies()}
     assert result["fingerprint"] == details["fingerprint"] == cookies["sessionID"]
     assert result["welcomeMessage"] == WELCOME
@@ -84,7 +86,7 @@ def test_connect_without_callback_returns_a_promise(page):
         return {details, again, id: client.id, states};
     }""")
 
-    assert result["details"]["id"] == result["id"]
+    assert result["details"]["data"]["id"] == result["id"]
     assert result["again"] == result["details"]
     assert result["states"] == ["disconnected", "connecting", "connected"]
 
@@ -284,7 +286,7 @@ def test_a_throwing_listener_does_not_break_the_client(page, page_errors):
             return details;
         }""")
 
-    assert details["type"] == "webSocket"
+    assert details["data"]["type"] == "webSocket"
     assert page_errors == ["listener bug"]
     page_errors.clear()
 

@@ -35,12 +35,12 @@ def test_client_under_node(server, script):
     out = json.loads(run.stdout)
     assert out["withoutWebSocket"] == "no global WebSocket here: pass one as options.WebSocket"
     assert out["overHttp"]["via"] == "http"
-    assert out["details"]["type"] == "webSocket"
+    assert out["details"]["data"]["type"] == "webSocket"
     assert out["welcomeMessage"] == WELCOME
     assert out["roomAdd"]["data"] is True
     assert out["sayReply"]["status"] == "OK"
     assert out["say"]["message"] == "from node"
-    assert out["say"]["from"] == out["details"]["id"]
+    assert out["say"]["from"] == out["details"]["data"]["id"]
     assert out["overSocket"]["via"] == "socket"
     assert "messageId" in out["overSocket"]
     assert out["state"] == "disconnected"

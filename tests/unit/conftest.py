@@ -20,7 +20,6 @@ import logging
 import shutil
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from squall.processor import ActionProcessor
 from squall.protocol import SocketProtocol
 from squall.rooms import Rooms
 from squall.testing import Harness
+from squall.threads import ActionThreads
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "config"
@@ -136,7 +136,7 @@ class Core:
     rooms: Rooms
     files: PublicFiles
     protocol: SocketProtocol
-    executor: ThreadPoolExecutor
+    threads: ActionThreads
     connections: list[Connection] = field(default_factory=list)
 
     def __repr__(self) -> str:  # short, for hypothesis' falsifying-example reports
@@ -162,14 +162,14 @@ async def build_core(
     max_pending: int = 200,
 ) -> Core:
     registry = ActionRegistry(actions)
-    executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="unit-action")
+    threads = ActionThreads(4, "unit-action")
     processor = ActionProcessor(
         registry=registry,
         middleware=action_middleware,
         messages=messages,
         simultaneous_actions=simultaneous_actions,
         timeout_ms=timeout_ms,
-        executor=executor,
+        threads=threads,
     )
     broker = MemoryBroker()
     room_service = Rooms(broker, chat_middleware, messages)
@@ -187,7 +187,7 @@ async def build_core(
         rate_burst=rate_burst,
         max_pending=max_pending,
     )
-    return Core(registry, processor, broker, room_service, files, protocol, executor)
+    return Core(registry, processor, broker, room_service, files, protocol, threads)
 
 
 class _Collector(logging.Handler):
@@ -235,7 +235,7 @@ async def make_core(public: Path) -> AsyncIterator[Callable[..., Awaitable[Core]
     yield _make
     for core in built:
         await core.broker.stop()
-        core.executor.shutdown(wait=False, cancel_futures=True)
+        core.threads.shutdown()
 
 
 def write_app(root: Path, files: dict[str, str] | None = None, extra_yaml: str = "") -> Path:

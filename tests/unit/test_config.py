@@ -25,6 +25,7 @@ DEFAULTS = yaml.safe_load(DEFAULT_YAML.read_text())
 def root(tmp_path: Path) -> Path:
     (tmp_path / "config").mkdir()
     shutil.copy(DEFAULT_YAML, tmp_path / "config" / "default.yaml")
+    (tmp_path / "config" / "test.yaml").write_text("")
     return tmp_path
 
 
@@ -93,12 +94,48 @@ def test_deep_merge_leaves_its_inputs_untouched():
 # -- layering -----------------------------------------------------------------------------
 
 
-def test_load_config_defaults_only_when_env_file_is_absent(root):
-    config = load(root, "staging")
+def test_load_config_defaults_only_under_an_empty_env_file(root):
+    config = load(root, "test")
 
     assert config.data == DEFAULTS
-    assert config.env == "staging"
+    assert config.env == "test"
     assert config.root == root
+
+
+def test_load_config_refuses_an_environment_without_its_file_listing_those_that_exist(root):
+    """Issue 10 item 11: ``--env prodution`` used to run silently on the defaults."""
+    write(root, "config/production.yaml", "")
+    write(root, "config/development.yaml", "")
+
+    assert error_of(root, "prodution") == (
+        "config/prodution.yaml: no such environment 'prodution' "
+        "(environments: development, production, test)"
+    )
+
+
+@pytest.mark.parametrize("level", ["debug", "info", "warning", "error", "critical", "WARNING"])
+def test_load_config_log_levels(root, level):
+    assert load(root, overrides={"general.logLevel": level}).get("general.logLevel") == level
+
+
+@pytest.mark.parametrize("level", ["verbose", "warn", "trace", "fatal", ""])
+def test_load_config_refuses_a_log_level_that_is_not_one(root, level):
+    assert error_of(root, overrides={"general.logLevel": level}) == (
+        "command line / environment: general.logLevel: expected one of debug, info, warning, "
+        f"error, critical, got {level!r}"
+    )
+
+
+def test_load_config_production_has_bounded_socket_defaults():
+    repo = DEFAULT_YAML.parents[1]
+    production = load_config(repo, "production", environ={})
+    server = production["servers"]["websocket"]["server"]
+
+    assert (server["maxConnections"], server["maxConnectionsPerAddress"]) == (10000, 100)
+    assert (server["rateLimit"], server["rateBurst"]) == (50, 100)
+    assert production.get("general.exposeErrors") is False
+    for env in ("development", "test"):
+        assert load_config(repo, env, environ={}).get("general.exposeErrors") is True
 
 
 def test_load_config_env_file_merges_over_defaults(root):
@@ -432,12 +469,33 @@ def test_load_config_null_section_is_refused(root):
     assert env_error(root, "general:\n") == "config/test.yaml: general: expected a map, got null"
 
 
-def test_load_config_refused_null_is_not_offered_as_allowed(root):
-    """origins takes a string or a list; refusing null while saying "or null" misleads."""
-    message = error_of(root, overrides={"servers.websocket.server.origins": None})
+@pytest.mark.parametrize("origins", [None, "*", ["https://chat.example.com"], []])
+def test_load_config_origins_take_null_star_or_a_list(root, origins):
+    config = load(root, overrides={"servers.websocket.server.origins": origins})
 
-    assert message.startswith("command line / environment: servers.websocket.server.origins: ")
-    assert "or null" not in message
+    assert config.get("servers.websocket.server.origins") == origins
+
+
+def test_load_config_origins_default_is_the_pages_own_host():
+    """Issue 10 item 11: "*" only where written; the default (null) is the page's own host."""
+    repo = DEFAULT_YAML.parents[1]
+    for env in ("development", "test", "production"):
+        assert load_config(repo, env, environ={}).get("servers.websocket.server.origins") is None
+
+
+@pytest.mark.parametrize("origins", ["https://chat.example.com", "any", ""])
+def test_load_config_origins_as_a_string_must_be_star(root, origins):
+    """A single origin written as a string used to be matched as a substring."""
+    write(
+        root,
+        "config/test.yaml",
+        f"servers:\n  websocket:\n    server:\n      origins: '{origins}'\n",
+    )
+
+    assert error_of(root) == (
+        "config/test.yaml: servers.websocket.server.origins: expected a list of origins, "
+        f'"*" or null (the page\'s own host), got {origins!r}'
+    )
 
 
 def test_load_config_error_in_extra_file_names_it_relative_to_root(root):
@@ -484,7 +542,7 @@ def test_load_config_override_of_wrong_type(root):
 
 def test_load_config_override_of_unknown_option(root):
     assert error_of(root, overrides={"general.colour": "red"}).startswith(
-        "command line / environment: general.colour: unknown option (known: actionTimeout, "
+        "command line / environment: general.colour: unknown option (known: actionThreads, "
     )
 
 

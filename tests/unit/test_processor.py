@@ -7,7 +7,6 @@ import logging
 import re
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -25,6 +24,7 @@ from squall.errors import (
     http_status_of,
 )
 from squall.processor import ActionData, ActionProcessor, apply_inputs
+from squall.threads import ActionThreads
 
 from .conftest import MESSAGES, WAIT, bounded, declared, socket_connection
 
@@ -32,10 +32,10 @@ LOGGER = "squall.actions"
 
 
 @pytest.fixture
-def executor() -> Iterator[ThreadPoolExecutor]:
-    pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="unit-action")
+def threads() -> Iterator[ActionThreads]:
+    pool = ActionThreads(4, "unit-action")
     yield pool
-    pool.shutdown(wait=False, cancel_futures=True)
+    pool.shutdown()
 
 
 @pytest.fixture
@@ -498,11 +498,11 @@ async def test_process_action_error_keeps_fields_set_before_it(connection, caplo
     assert result.response == {"step": 1, "error": "step 2 failed"}
 
 
-async def test_process_sync_action_raising(connection, executor, caplog):
+async def test_process_sync_action_raising(connection, threads, caplog):
     def boom(data):
         raise RuntimeError("sync broke")
 
-    processor = processor_for(declared(boom), executor=executor)
+    processor = processor_for(declared(boom), threads=threads)
     with caplog.at_level(logging.ERROR, LOGGER):
         result = await processor.process(connection, {"action": "boom"})
 
@@ -578,7 +578,7 @@ async def test_process_hides_a_bug_in_middleware_when_errors_are_not_exposed(con
 
 
 async def test_process_system_exit_in_a_plain_def_action_is_an_error_reply(
-    connection, executor, caplog
+    connection, threads, caplog
 ):
     """Issue 10 item 6: ``sys.exit(2)`` (as argparse does) in a thread must not stop the
     server: it is the action's failure, logged with its traceback."""
@@ -586,7 +586,7 @@ async def test_process_system_exit_in_a_plain_def_action_is_an_error_reply(
     def exits(data):
         raise SystemExit(2)
 
-    processor = processor_for(declared(exits), executor=executor)
+    processor = processor_for(declared(exits), threads=threads)
     with caplog.at_level(logging.ERROR, LOGGER):
         result = await processor.process(connection, {"action": "exits"})
 
@@ -653,20 +653,20 @@ async def test_process_cancelled_itself_goes_on_up(connection):
 # -- sync actions, timeout ----------------------------------------------------------------
 
 
-async def test_process_sync_action_runs_in_the_pool_without_blocking_the_loop(connection, executor):
+async def test_process_sync_action_runs_in_the_pool_without_blocking_the_loop(connection, threads):
     loop = asyncio.get_running_loop()
     started = asyncio.Event()
     release = threading.Event()
-    threads = []
+    names = []
 
     def blocking(data):
-        threads.append(threading.current_thread().name)
+        names.append(threading.current_thread().name)
         loop.call_soon_threadsafe(started.set)
         if not release.wait(WAIT):
             raise TimeoutError("never released")
         return {"done": True}
 
-    processor = processor_for(declared(blocking), executor=executor)
+    processor = processor_for(declared(blocking), threads=threads)
     task = asyncio.create_task(processor.process(connection, {"action": "blocking"}))
 
     await bounded(started.wait())  # the loop runs while the action holds its thread
@@ -676,8 +676,8 @@ async def test_process_sync_action_runs_in_the_pool_without_blocking_the_loop(co
     result = await bounded(task)
 
     assert result.response == {"done": True}
-    assert len(threads) == 1
-    assert threads[0].startswith("unit-action")
+    assert len(names) == 1
+    assert names[0].startswith("unit-action")
     assert connection.pending_actions == 0
 
 
@@ -697,14 +697,14 @@ async def test_process_async_action_timeout(connection, caplog):
     assert (connection.pending_actions, processor.in_flight) == (0, 0)
 
 
-async def test_process_sync_action_timeout(connection, executor, caplog):
+async def test_process_sync_action_timeout(connection, threads, caplog):
     release = threading.Event()
 
     def stuck(data):
         release.wait(WAIT)
         return {}
 
-    processor = processor_for(declared(stuck), timeout_ms=20, executor=executor)
+    processor = processor_for(declared(stuck), timeout_ms=20, threads=threads)
     try:
         with caplog.at_level(logging.ERROR, LOGGER):
             result = await bounded(processor.process(connection, {"action": "stuck"}))

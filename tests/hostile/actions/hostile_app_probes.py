@@ -95,3 +95,8 @@ def _leaky_create(connection):
 
 
 leaky_connection = ConnectionMiddleware(name="hostileLeakyConnection", create=_leaky_create)
+
+
+@action(name="hostileQuickThread", description="A plain def that answers at once")
+def hostile_quick_thread(data):
+    return {"quick": True}
