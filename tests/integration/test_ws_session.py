@@ -17,6 +17,7 @@ from .support import (
     now_ms,
     ok,
 )
+from .test_ws_admission import refused
 
 
 async def test_welcome_is_the_first_frame(server, connect):
@@ -92,9 +93,13 @@ async def test_detailsView_ignores_forwarded_for_without_trustProxy(server, conn
     assert (await client.details())["remoteIP"] == "127.0.0.1"
 
 
-async def test_upgrade_any_origin_is_admitted_by_default(server, connect):
-    client = await connect(server, origin="http://anywhere.example")
+async def test_upgrade_from_the_pages_own_host_only_is_admitted_by_default(server, connect):
+    """PROTOCOL §6 (issue 10 item 11): without ``origins``, only the page's own host, as
+    Tornado's check_origin; another site's page is refused."""
+    client = await connect(server, origin=server.base_url)
     assert (await client.request("ping"))["status"] == "OK"
+    status, _ = await refused(server, origin="http://anywhere.example")
+    assert status == 403
 
 
 async def test_close_runs_connection_destroy_middleware(server, connect):
