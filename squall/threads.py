@@ -86,10 +86,11 @@ class ActionThreads:
         threads are still running an action that already timed out (``timedOut``)."""
         with self._lock:
             unfinished, timed_out = self._unfinished, len(self._timed_out)
+        busy = self._pool.busy
         return {
             "size": self.size,
-            "busy": min(unfinished, self.size),
-            "waiting": max(0, unfinished - self.size),
+            "busy": busy,
+            "waiting": max(0, unfinished - busy),
             "timedOut": timed_out,
         }
 

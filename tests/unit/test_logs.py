@@ -136,6 +136,7 @@ def test_recent_errors_keep_the_last_with_their_refs():
 def root(tmp_path: Path) -> Path:
     (tmp_path / "config").mkdir()
     shutil.copy(DEFAULT_YAML, tmp_path / "config" / "default.yaml")
+    (tmp_path / "config" / "test.yaml").write_text("")  # an environment needs its file
     return tmp_path
 
 
