@@ -38,7 +38,7 @@ from squall import Squall, SquallError, generate, load_config  # noqa: E402
 from squall.admin import AdminAuth  # noqa: E402
 from squall.config import Config  # noqa: E402
 from squall.loader import load_callable  # noqa: E402
-from squall.logs import configure_logging, log_request  # noqa: E402
+from squall.logs import configure_logging, flush_logs, log_request  # noqa: E402
 from squall.supervisor import supervise  # noqa: E402
 
 log = logging.getLogger("squall.server")
@@ -323,6 +323,8 @@ def run_server(
     except (SquallError, OSError) as exc:
         log.error("cannot start: %s", exc)
         return 2
+    finally:
+        flush_logs()  # a --workers worker ends with os._exit, which skips logging's own
     return 0
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .logs import LOG_FORMATS
 
 __all__ = ["Config", "deep_merge", "load_config"]
 
@@ -301,7 +302,7 @@ VALUES: dict[str, tuple[Any, str]] = {
         lambda v: v.lower() in ("debug", "info", "warning", "error", "critical"),
         "one of debug, info, warning, error, critical",
     ),
-    "general.logFormat": (lambda v: v in ("text", "json"), '"text" or "json"'),
+    "general.logFormat": (lambda v: v in LOG_FORMATS, '"text" or "json"'),
     # as a string only "*"; else a list, or null
     "servers.websocket.server.origins": (
         lambda v: v == "*",

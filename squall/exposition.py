@@ -82,7 +82,8 @@ class SquallCollector:
         yield _labelled(
             CounterMetricFamily(
                 "squall_socket_disconnects",
-                "WebSocket connections closed, by close code (1006: dropped without one).",
+                "WebSocket connections closed, by close code (1006: dropped without one; "
+                "other: a code of the client's own choosing).",
                 labels=["code"],
             ),
             snap["disconnects"],

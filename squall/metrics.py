@@ -32,6 +32,7 @@ from .errors import ClientError
 
 __all__ = [
     "BUCKETS",
+    "CLOSE_CODES",
     "TOP_ROOMS",
     "UNKNOWN_ACTION",
     "ActionStats",
@@ -66,6 +67,10 @@ BUCKETS: tuple[float, ...] = (
 
 #: How many rooms a snapshot names (by members here): label cardinality stays bounded.
 TOP_ROOMS = 10
+
+#: Close codes counted under a label of their own: RFC 6455's and Squall's (4000 destroyed,
+#: 4001 refused). A client may close with any code from 3000 to 4999: those count as "other".
+CLOSE_CODES = frozenset({*range(1000, 1016), 4000, 4001})
 
 #: The ``action`` label of a request for an action that does not exist: a client chooses
 #: that name, so it never becomes a label of its own.
@@ -110,7 +115,7 @@ class Stats:
 
     def __init__(self) -> None:
         self.socket_connects = 0
-        self.socket_disconnects: dict[int, int] = {}  # close code -> sockets closed with it
+        self.socket_disconnects: dict[str, int] = {}  # close code -> sockets closed with it
         self.frames_in = 0
         self.frames_out = 0
         self.http_requests: dict[int, int] = {}  # status -> requests answered with it
@@ -141,7 +146,8 @@ class Stats:
             entry.seconds += seconds
 
     def socket_closed(self, code: int) -> None:
-        self.socket_disconnects[code] = self.socket_disconnects.get(code, 0) + 1
+        key = str(code) if code in CLOSE_CODES else "other"
+        self.socket_disconnects[key] = self.socket_disconnects.get(key, 0) + 1
 
     def http_answered(self, status: int) -> None:
         self.http_requests[status] = self.http_requests.get(status, 0) + 1
@@ -166,7 +172,7 @@ class Stats:
                 "errors_logged": self.errors_logged,
                 "cpu_seconds": usage.ru_utime + usage.ru_stime,
             },
-            "disconnects": {str(code): n for code, n in self.socket_disconnects.items()},
+            "disconnects": dict(self.socket_disconnects),
             "http": {str(status): n for status, n in self.http_requests.items()},
             "actions": {name: entry.as_dict() for name, entry in self.actions.items()},
             **self.live(),

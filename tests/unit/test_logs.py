@@ -6,23 +6,30 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import shutil
-from collections.abc import Iterator
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from squall import ConfigError, load_config
+from squall import ConfigError, load_config, logs
 from squall.logs import (
+    TEXT_FORMAT,
+    BufferedStreamHandler,
     JsonFormatter,
     RecentErrors,
+    TextFormatter,
     access_log,
+    configure_logging,
     log_request,
     log_socket_close,
     log_socket_open,
 )
 
-from .conftest import DEFAULT_YAML
+from .conftest import DEFAULT_YAML, WAIT
 
 
 @pytest.fixture
@@ -188,3 +195,118 @@ def test_defaults_are_text_logs_metrics_off_no_admin(root):
 )
 def test_bad_options_stop_the_boot_naming_them(root, yaml_text, message):
     assert config_error(root, yaml_text) == message
+
+
+# -- writing the lines ----------------------------------------------------------------------------
+
+
+def test_text_lines_read_as_the_standard_format_writes_them():
+    record = logging.LogRecord("squall.x", logging.INFO, __file__, 1, "hello %s", ("you",), None)
+    assert TextFormatter().format(record) == logging.Formatter(TEXT_FORMAT).format(record)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failed = logging.LogRecord(
+            "squall.x", logging.ERROR, __file__, 1, "broke", (), sys.exc_info()
+        )
+    assert TextFormatter().format(failed) == logging.Formatter(TEXT_FORMAT).format(failed)
+
+
+class FlushRecorder(io.StringIO):
+    """A stream that says when it was flushed, and what it held then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushed = threading.Event()
+        self.seen: list[str] = []
+
+    def flush(self) -> None:
+        self.seen.append(self.getvalue())
+        self.flushed.set()
+
+
+@pytest.fixture
+def buffered_logger() -> Iterator[Callable[[float], tuple[logging.Logger, FlushRecorder]]]:
+    """``make(interval)``: a logger writing through a :class:`BufferedStreamHandler`."""
+    made: list[tuple[logging.Logger, BufferedStreamHandler]] = []
+
+    def make(interval: float) -> tuple[logging.Logger, FlushRecorder]:
+        stream = FlushRecorder()
+        handler = BufferedStreamHandler(stream, interval=interval)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        logger = logging.getLogger(f"squall.test-buffered-{len(made)}")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        made.append((logger, handler))
+        return logger, stream
+
+    yield make
+    for logger, handler in made:
+        logger.removeHandler(handler)
+        logger.propagate = True
+        handler.close()
+
+
+def test_a_warning_is_written_at_once_with_the_lines_before_it(buffered_logger):
+    logger, stream = buffered_logger(3600.0)  # the handler's thread stays out of it
+    logger.info("first")
+    assert stream.seen == []
+    logger.warning("second")
+    assert stream.seen == ["INFO first\nWARNING second\n"]
+
+
+def test_info_lines_are_written_within_the_interval(buffered_logger):
+    logger, stream = buffered_logger(0.05)
+    logger.info("third")
+    assert stream.flushed.wait(WAIT)  # by the handler's thread
+    assert stream.seen[-1] == "INFO third\n"
+
+
+@pytest.fixture
+def configured() -> Iterator[Callable[[str], io.StringIO]]:
+    """``configure("text" | "json")``: Squall's logging set up at info into a StringIO; the
+    root logger is given back as it was afterwards."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+
+    def configure(fmt: str) -> io.StringIO:
+        stream = io.StringIO()
+        configure_logging("info", fmt, stream)
+        return stream
+
+    yield configure
+    for handler in root.handlers:
+        handler.close()
+    root.handlers[:], root.level = saved
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_an_access_line_reads_the_same_by_either_path(configured, fmt):
+    stream = configured(fmt)
+    (ours,) = logging.getLogger().handlers
+    assert logs._sole_handler() is ours  # nothing else would see an access line
+    log_request("GET", "/api/status", 200, 0.00123, "127.0.0.1")  # straight to our handler
+    log_socket_close("c1", "127.0.0.1", 5000, 1000, 2.5)
+    other = logging.Handler(logging.INFO)  # one more handler: every line is a LogRecord
+    other.emit = lambda record: None  # type: ignore[method-assign]
+    access_log.addHandler(other)
+    try:
+        log_request("GET", "/api/status", 200, 0.00123, "127.0.0.1")
+        log_socket_close("c1", "127.0.0.1", 5000, 1000, 2.5)
+    finally:
+        access_log.removeHandler(other)
+    ours.flush()
+
+    def without_time(line: str) -> str:
+        return re.sub(r"^\S+ \S+ |\"time\":\"[^\"]+\",", "", line)
+
+    direct, recorded = stream.getvalue().splitlines()[:2], stream.getvalue().splitlines()[2:]
+    assert [without_time(line) for line in direct] == [without_time(line) for line in recorded]
+    if fmt == "text":
+        assert (
+            without_time(direct[0])
+            == "INFO squall.access: GET /api/status 200 1.2 ms from 127.0.0.1"
+        )
+    else:
+        assert json.loads(direct[1])["durationMs"] == 2500.0

@@ -83,6 +83,19 @@ def test_action_done_counts_outcomes_and_buckets_durations():
     assert entry.seconds == pytest.approx(0.0044)
 
 
+def test_close_codes_a_client_chooses_share_one_label():
+    stats = Stats()
+    for code in (1000, 1008, 4000, 3001, 4999, 4321, 1006):
+        stats.socket_closed(code)
+    assert stats.snapshot()["disconnects"] == {
+        "1000": 1,
+        "1008": 1,
+        "4000": 1,
+        "1006": 1,
+        "other": 3,
+    }
+
+
 def test_quantile_interpolates_inside_the_bucket():
     buckets = [0] * (len(BUCKETS) + 1)
     assert quantile(0.5, buckets) is None
