@@ -66,7 +66,11 @@ async def test_any_worker_answers_for_the_machine(redis_server, launch, connect)
         )
 
     # every scrape, whichever worker answers it, counts both (once each has shared its second)
-    await eventually(six_scrapes, whole_machine, TIMEOUT, "12 actions on 2 workers, any scrape")
+    answers = await eventually(six_scrapes, whole_machine, BOOT_TIMEOUT, "12 actions, any scrape")
+    found = answers[-1]
+    assert found[("squall_redis_state", (("state", "ok"),))] == 2  # both workers' links
+    assert found[("squall_redis_state", (("state", "reconnecting"),))] == 0
+    assert 0 < found[("squall_redis_round_trip_seconds", ())] < TIMEOUT
 
     # a worker killed and replaced: its actions still count, its sockets no longer do
     await kill_worker_of(first)
