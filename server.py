@@ -18,6 +18,7 @@ import signal
 import ssl
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from handlers.admin import AdminSocketAuthorizer, admin_routes  # noqa: E402
 from handlers.api import build_router  # noqa: E402
 from handlers.base import HandlerOptions  # noqa: E402
+from handlers.health import health_routes  # noqa: E402
 from handlers.http11 import HTTPServer, ServerParams  # noqa: E402
 from handlers.metrics import MetricsHandler  # noqa: E402
 from handlers.static import StaticHandler  # noqa: E402
@@ -42,6 +44,10 @@ from squall.logs import configure_logging, flush_logs, log_request  # noqa: E402
 from squall.supervisor import supervise  # noqa: E402
 
 log = logging.getLogger("squall.server")
+
+#: What a worker may take to stop beyond general.shutdownTimeout (closing sockets, leaving
+#: Redis) before the supervisor kills it.
+STOP_MARGIN = 10.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -134,7 +140,7 @@ def build_application(
     web = config["servers"]["web"]
     websocket = config["servers"]["websocket"]
     files = web["urlPathForFiles"].strip("/")
-    routes: list[Any] = []
+    routes: list[Any] = [*health_routes(options)]
     if websocket["enabled"]:
         routes.append(
             (
@@ -194,11 +200,15 @@ def _ssl_context(config: Config) -> ssl.SSLContext | None:
 
 
 async def serve(
-    config: Config, reuse_port: bool = False, shared_metrics: Path | None = None
+    config: Config,
+    reuse_port: bool = False,
+    shared_metrics: Path | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> None:
     """Run one server until a stop signal, then shut down as PROTOCOL.md §6 says.
 
-    ``shared_metrics``: the folder where ``--workers`` share their metrics."""
+    ``shared_metrics``: the folder where ``--workers`` share their metrics. ``ready()`` is
+    called once the server listens (the supervisor then stops the worker it replaces)."""
     app = Squall(config, shared_metrics)
     web = config["servers"]["web"]
     sockets = new_socket_registry(app)
@@ -227,6 +237,8 @@ async def serve(
     if admin_sockets is not None:
         admin_sockets.start()
     _banner(app, config)
+    if ready is not None:
+        ready()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -316,10 +328,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_server(
-    config: Config, loop: str, reuse_port: bool = False, shared_metrics: Path | None = None
+    config: Config,
+    loop: str,
+    reuse_port: bool = False,
+    shared_metrics: Path | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> int:
+    """Serve until stopped; ``ready()`` is called once the server listens. The exit status."""
     try:
-        run(serve(config, reuse_port, shared_metrics), loop)
+        run(serve(config, reuse_port, shared_metrics, ready), loop)
     except (SquallError, OSError) as exc:
         log.error("cannot start: %s", exc)
         return 2
@@ -329,7 +346,8 @@ def run_server(
 
 
 def run_workers(config: Config, args: argparse.Namespace) -> int:
-    """Fork ``--workers`` servers that share the port (SO_REUSEPORT) and meet in Redis."""
+    """Fork ``--workers`` servers that share the port (SO_REUSEPORT) and meet in Redis; kept
+    alive, restarted one at a time on SIGHUP (squall/supervisor.py)."""
     if not config.get("redis.enabled"):
         log.error(
             "--workers %d needs Redis so the workers share rooms and pushes: set redis.enabled "
@@ -345,7 +363,8 @@ def run_workers(config: Config, args: argparse.Namespace) -> int:
         log.error("cannot listen on %s:%s: %s", web["bindIP"], web["port"], exc)
         return 2
     # Each worker binds its own socket with SO_REUSEPORT: the kernel spreads new connections
-    # evenly over the workers (one shared socket lets whichever wakes first take them all).
+    # evenly over the workers (one shared socket lets whichever wakes first take them all), and
+    # a rolling restart starts a worker's successor beside it.
     # With metrics or the admin page, they leave their numbers in a folder of their own for
     # each other, so that any of them answers for the machine.
     watched = web["metrics"]["enabled"] or web["admin"]["token"] is not None
@@ -353,7 +372,8 @@ def run_workers(config: Config, args: argparse.Namespace) -> int:
         shared_metrics = Path(shared) if watched else None
         return supervise(
             args.workers,
-            lambda index: run_server(config, args.loop, True, shared_metrics),
+            lambda index, ready: run_server(config, args.loop, True, shared_metrics, ready),
+            stop_timeout=config.get("general.shutdownTimeout") / 1000 + STOP_MARGIN,
         )
 
 

@@ -27,6 +27,7 @@ from .client import render_client
 from .config import Config
 from .connections import Connection, ConnectionRegistry
 from .errors import (
+    BrokerUnavailable,
     ConfigError,
     ConnectionRefused,
     ErrorMessages,
@@ -68,6 +69,8 @@ def make_broker(config: Config, server_id: str) -> Broker:
         cluster=config.get("redis.clusterName"),
         lease_ms=config.get("redis.leaseTimeout"),
         canary_ms=config.get("redis.canaryInterval"),
+        outbox_messages=config.get("redis.outboxSize"),
+        outbox_bytes=config.get("redis.outboxBytes"),
     )
 
 
@@ -210,6 +213,8 @@ class Squall:
                     "without control characters (general.maxRoomNameLength)"
                 )
                 raise ConfigError("config", "general.startingChatRooms", why) from None
+            except BrokerUnavailable:  # Redis is away: the room is here now, and in Redis
+                await self.broker.create_room(str(room))  # once it is back (issue 11)
         try:
             await self.initializers.start(self)
         except Exception:
@@ -353,10 +358,21 @@ class Squall:
 
     # -- status ------------------------------------------------------------------------------
 
+    def readiness_problem(self) -> str | None:
+        """Why a load balancer should send this server no new clients now (``/ready`` answers
+        503 with it): shutting down, or not fully in its cluster; None when it should."""
+        if self.stopping or self.processor.stopping:
+            return "the server is shutting down"
+        return self.broker.problem
+
     def status(self) -> dict[str, Any]:
-        """What the ``status`` action reports."""
+        """What the ``status`` action reports; ``state`` is ``degraded`` while the broker is
+        not fully connected (Redis away: this server serves its own clients only)."""
         usage = resource.getrusage(resource.RUSAGE_SELF)
+        problem = self.readiness_problem()
         return {
+            "state": "degraded" if problem else "ok",
+            "problems": [problem] if problem else [],
             "id": self.id,
             "name": self.name,
             "version": SQUALL_VERSION,

@@ -6,7 +6,9 @@ server that holds the recipient. It never touches a socket: it hands deliveries 
 :class:`BrokerDelegate` (the local rooms and connections of this server).
 
 :class:`MemoryBroker` serves a single process and needs nothing but Python;
-``squall.redis_broker.RedisBroker`` makes several processes or machines act as one.
+``squall.redis_broker.RedisBroker`` makes several processes or machines act as one; while
+Redis is away it keeps this server's rooms working and raises
+:class:`~squall.errors.BrokerUnavailable` only for what cannot wait (issue 11).
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ class BrokerDelegate(Protocol):
 
 class Broker(Protocol):
     """The cluster-wide state and delivery that :class:`~squall.rooms.Rooms` relies on."""
+
+    #: Why this server is not fully part of its cluster right now (``/ready`` answers 503 with
+    #: it), or None when it is.
+    problem: str | None
 
     async def start(self, delegate: BrokerDelegate) -> None: ...
 
@@ -90,6 +96,7 @@ class MemoryBroker:
     """The single-process broker: rooms and memberships in dicts, delivery by direct call."""
 
     kind = "memory"
+    problem = None
 
     def __init__(self) -> None:
         self._rooms: dict[str, dict[str, int]] = {}

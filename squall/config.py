@@ -293,6 +293,8 @@ RANGES: dict[str, tuple[float, float | None]] = {
     "servers.websocket.client.reconnect.retries": (0, None),
     "redis.leaseTimeout": (100, None),
     "redis.canaryInterval": (100, None),
+    "redis.outboxSize": (0, None),
+    "redis.outboxBytes": (0, None),
 }
 
 

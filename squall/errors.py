@@ -22,6 +22,7 @@ The tree::
         ├── TooManyPendingActions  429  (also: too many verbs of any kind in flight)
         ├── ServerShuttingDown     503
         ├── TooManyRooms           503  too many rooms
+        ├── BrokerUnavailable      503  Redis is away and the request cannot wait for it
         ├── ActionTimeout, FileNotFound, VerbNotFound, InvalidMessageId
         ├── SayRequiresRoomAndMessage, RoomNotExist, AlreadyInRoom, NotInRoom, RoomDeleted
         └── InvalidJson, FrameNotObject, BinaryFrame, RateLimited, UnencodableReply
@@ -52,6 +53,7 @@ __all__ = [
     "AlreadyInRoom",
     "BadRequest",
     "BinaryFrame",
+    "BrokerUnavailable",
     "ClientError",
     "ConfigError",
     "Conflict",
@@ -239,6 +241,16 @@ class TooManyPendingActions(ClientError):
 
 class ServerShuttingDown(ClientError):
     key, http_status = "serverShuttingDown", 503
+
+
+class BrokerUnavailable(ClientError):
+    """Redis cannot be reached, and what was asked needs it now: the other servers' members, a
+    room this server has never seen, or a message the full outbox cannot keep (issue 11)."""
+
+    key, http_status = "brokerUnavailable", 503
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail=detail)
 
 
 class ActionTimeout(ClientError):
@@ -440,6 +452,7 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "unauthorized": "unauthorized",
     "unencodableReply": "the reply cannot be sent as JSON ({detail})",
     "internalError": "internal error (ref {ref})",
+    "brokerUnavailable": "Redis is unavailable: {detail}",
 }
 
 DEFAULT_MESSAGES = ErrorMessages(DEFAULT_TEMPLATES)

@@ -4,7 +4,7 @@ What lives in Redis (every key under the cluster name, ``<c>``):
 
 - ``<c>:rooms``                 SET of room names;
 - ``<c>:room:<room>``           HASH connection id -> ``"<server id>|<joinedAt>"``;
-- ``<c>:server:<id>``           a lease key (PX ``leaseTimeout``) this server renews while alive;
+- ``<c>:server:<id>``           a lease key this server renews while alive;
 - ``<c>:server:<id>:members``   SET of ``"<room>\\0<connection id>"`` this server owns;
 - ``<c>:connections``           HASH connection id -> server id, for ``send_to``;
 - ``<c>:server:<id>:connections`` SET of the connections this server holds;
@@ -19,15 +19,32 @@ publisher on the same Redis is ignored:
 - ``<c>:all``                   pushes to every connection, and room destruction;
 - ``<c>:canary:<id>``           this server's own self-check channel.
 
-Crash safety: memberships belong to the server holding the connection. Each server renews its
-lease every third of ``leaseTimeout`` and reaps servers whose lease expired: the first to claim
-a dead server (``SREM <c>:servers``) removes its memberships from every room, once.
+Crash safety: memberships belong to the server holding the connection, and only it (through
+:class:`~squall.redis_members.MemberStore`) writes them. Each server renews a lease key living
+3/4 of ``leaseTimeout`` every 1/4 of it, and on each renewal reaps the servers whose lease
+expired (one Lua script: claim and forget at once, so one survivor does it, once).
+A dead server's members are therefore gone at most ``3/4 + 1/4 = leaseTimeout`` after its last
+renewal; a live server survives a stalled loop of half the lease, and one that was reaped all
+the same (its renewal finds it missing from ``<c>:servers``) writes its memberships back.
 
-Redis trouble never stops a server: local clients keep being served, commands that need Redis
-answer with an error naming the cause, and the subscriber reconnects with backoff, subscribes
-again and writes this server's rooms and memberships back (a Redis restarted without
-persistence has forgotten them). A canary published to itself every ``canaryInterval`` catches a
-subscriber that is connected but deaf, and ``status`` reports it.
+Redis trouble never stops a server (issue 11). While Redis is away, or until this server has
+subscribed again after it came back:
+
+- its own clients are served: ``say`` and pushes reach this server's members at once, and wait
+  in a bounded :class:`~squall.backlog.Outbox` for the other servers, sent in order as soon as
+  Redis is back (each marked with this server's origin, so it skips its own copy); when the
+  outbox is full they fail with :class:`~squall.errors.BrokerUnavailable`, delivered nowhere;
+- joining and leaving work for rooms this server knows; membership and connection changes wait
+  in a :class:`~squall.backlog.Journal`, as does any write that failed, and are written until
+  Redis has them (so no member outlives its connection for more than the lease);
+- what needs the other servers' state now (``roomView``, a room never seen here, ``send_to`` a
+  connection of another server, destroying a room) raises ``BrokerUnavailable``.
+
+The subscriber retries every half second at most, so a server is back within that of Redis
+answering; it counts as up (``state`` ``ok``, ``/ready`` 200) only once every channel is
+subscribed again, its rooms and memberships are written back (a Redis restarted without
+persistence has forgotten them) and its outbox is sent. A canary published to itself every
+``canaryInterval`` catches a subscriber that is connected but deaf.
 """
 
 from __future__ import annotations
@@ -35,171 +52,299 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
+import re
+import secrets
 import time
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
 
 from . import codec
+from .backlog import Outbox
+from .backoff import Backoff
 from .broker import BrokerDelegate
+from .errors import BrokerUnavailable, SquallError
+from .redis_members import MemberStore
+from .urls import redact_url
 
 __all__ = ["RedisBroker"]
 
 log = logging.getLogger("squall.redis")
 
 SEPARATOR = b"|"
+#: Prefix of a message published from the outbox: ``@<origin>|``. Its sender delivered it to
+#: its own members when it was said, and skips the copy Redis brings back.
+QUEUED = b"@"
+ORIGIN_BYTES = 16
+
+#: Reconnection attempts start quick and are never more than half a second apart: a server is
+#: subscribed again within that of Redis answering (issue 11: no window where a say is lost).
+RECONNECT_DELAYS = (0.05, 0.5)
+#: A write or publish that failed while the subscriber was fine is retried this way.
+RETRY_DELAYS = (0.05, 1.0)
+#: How often a server back from an outage looks whether the others have subscribed again.
+PEERS_POLL = 0.05
+#: How long ``start`` waits for a reachable Redis before serving without it.
+START_WAIT = 5.0
+#: How long ``stop`` may spend sending the outbox and leaving the cluster.
+STOP_WAIT = 2.0
+#: An outbox drains in batches of at most this many messages, about this many bytes.
+DRAIN_MESSAGES = 100
+DRAIN_BYTES = 1 << 20
+#: While an outage lasts, it is reported again this often (seconds).
+OUTAGE_REMINDER = 60.0
+
+#: What a failing Redis command raises.
+TROUBLE = (RedisError, OSError)
 
 
 class RedisBroker:
     """Rooms, memberships and fan-out shared through one Redis server.
 
     Args:
-        url: ``redis://host:port/db``.
+        url: ``redis://[[user]:password@]host:port/db``; shown and logged with the password
+            hidden.
         server_id: this server's id (unique in the cluster).
         cluster: the cluster name: key prefix and message token.
-        lease_ms: how long a dead server's members may linger in rooms.
+        lease_ms: a dead server's members leave every room within this.
         canary_ms: how often the subscriber checks that it still hears its own messages.
+        outbox_messages: messages for other servers kept while Redis is away.
+        outbox_bytes: the same bound in bytes.
     """
 
     kind = "redis"
 
     def __init__(
-        self, url: str, server_id: str, cluster: str, lease_ms: int, canary_ms: int
+        self,
+        url: str,
+        server_id: str,
+        cluster: str,
+        lease_ms: int,
+        canary_ms: int,
+        outbox_messages: int = 1000,
+        outbox_bytes: int = 16 << 20,
     ) -> None:
         self.url = url
+        self.shown_url = redact_url(url)
         self.server_id = server_id
         self.cluster = cluster
         self.token = cluster.encode() + SEPARATOR
         self.lease_ms = lease_ms
         self.canary_ms = canary_ms
         self.state = "connecting"
-        self.problem: str | None = None
+        self.problem: str | None = f"not connected to Redis at {self.shown_url} yet"
         self.received = {"say": 0, "direct": 0, "all": 0, "foreign": 0}
+        self._origin = secrets.token_hex(ORIGIN_BYTES // 2).encode()
+        self._queued_prefix = self.token + QUEUED + self._origin + SEPARATOR
         self._redis: aioredis.Redis | None = None
         self._delegate: BrokerDelegate | None = None
-        self._interest: dict[str, set[str]] = {}
+        self._local: dict[str, set[str]] = {}  # room -> this server's members: what it listens to
         self._channels: set[str] = set()
         self._pubsub: Any = None
         self._confirmations: dict[bytes, asyncio.Future[None]] = {}
+        self._known_rooms: set[str] = set()  # answers room_exists while Redis is away
+        self._peers: set[str] = set()  # the other servers, as of the last lease renewal
+        self._run_id: str | None = None  # of the Redis process last joined: changes on restart
+        self._members = MemberStore(cluster, server_id, lease_ms)
+        self._outbox = Outbox(outbox_messages, outbox_bytes)
+        self._drain_lock = asyncio.Lock()
+        self._catch_up_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._canary_sent = 0
         self._canary_heard = 0
-        self._ready = asyncio.Event()
+        self._down_since: float | None = None
+        self._reminded_at = 0.0
+        self._up = asyncio.Event()
         self._stopping = False
 
     # -- names ---------------------------------------------------------------------------------
 
     def _key(self, *parts: str) -> str:
-        return ":".join((self.cluster, *parts))
+        return self._members.key(*parts)
 
     def _say_channel(self, room: str) -> str:
         return self._key("say", room)
 
+    def _client_name(self, server_id: str) -> str:
+        """The name of a server's Redis connections (CLIENT LIST): no spaces allowed."""
+        return re.sub(r"[^!-~]", "_", f"squall:{self.cluster}:{server_id}")
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self, delegate: BrokerDelegate) -> None:
-        """Connect, announce this server, and start listening; waits for the first subscribe."""
+        """Start joining the cluster; return once joined, or after ``START_WAIT`` without Redis.
+
+        Raises:
+            SquallError: ``redis.url`` cannot be used, or Redis refuses its credentials (a
+                mistake to fix, not an outage to wait out).
+        """
         self._delegate = delegate
-        # A blocking pool: a burst of joins waits for a free connection instead of failing
-        # with "Too many connections" (redis-py's default pool refuses past its size).
-        pool = aioredis.BlockingConnectionPool.from_url(
-            self.url,
-            max_connections=64,
-            timeout=10,
-            socket_connect_timeout=5,
-            socket_timeout=10,
-            health_check_interval=10,
-        )
+        try:
+            # A blocking pool: a burst of joins waits for a free connection instead of failing
+            # with "Too many connections" (redis-py's default pool refuses past its size).
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.url,
+                max_connections=64,
+                timeout=10,
+                socket_connect_timeout=5,
+                socket_timeout=10,
+                health_check_interval=10,
+                client_name=self._client_name(self.server_id),  # who is subscribed: _await_peers
+            )
+        except ValueError as exc:
+            raise SquallError(f"redis.url {self.shown_url}: {exc}") from None
         self._redis = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
+        self._members.attach(self._redis)
         self._channels = {
             self._key("direct"),
             self._key("all"),
             self._key("canary", self.server_id),
         }
+        reachable = True
         try:
-            await self._redis.ping()
-        except (RedisError, OSError) as exc:
-            raise ConnectionError(f"redis.url {self.url}: cannot reach Redis ({exc})") from None
-        await self._announce()
+            await asyncio.wait_for(self._redis.ping(), START_WAIT)
+        except (AuthenticationError, ResponseError) as exc:
+            why = f"redis.url {self.shown_url}: Redis refuses this server ({exc})"
+            raise SquallError(why) from None
+        except (*TROUBLE, TimeoutError) as exc:
+            reachable = False  # said once here; the subscriber keeps trying
+            self._link_down(str(exc) or type(exc).__name__)
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._listen_forever()),
-            loop.create_task(self._every(self.lease_ms / 3000, self._keep_lease)),
+            loop.create_task(self._every(self.lease_ms / 4000, self._keep_lease)),
             loop.create_task(self._every(self.canary_ms / 1000, self._canary)),
         ]
-        await asyncio.wait_for(self._ready.wait(), 10)
+        if reachable:
+            try:
+                await asyncio.wait_for(self._up.wait(), START_WAIT)
+            except TimeoutError:
+                log.warning(
+                    "Redis at %s answers but this server could not join the cluster within "
+                    "%.0f s (%s): serving its own clients meanwhile",
+                    self.shown_url,
+                    START_WAIT,
+                    self.problem,
+                )
 
     async def stop(self) -> None:
         # A flag as well as cancellation: redis-py can swallow a cancellation that lands
         # inside a command, and a loop relying on it alone would then never end.
         self._stopping = True
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._catch_up_task] if self._catch_up_task else [])]
+        for task in tasks:
             task.cancel()
-        if self._tasks:
-            _, running = await asyncio.wait(self._tasks, timeout=2)
+        if tasks:
+            _, running = await asyncio.wait(tasks, timeout=2)
             for task in running:
                 log.warning("a Redis broker task did not stop in time: %r", task)
         if self._redis is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._forget_server(self.server_id)
-                await self._redis.srem(self._key("servers"), self.server_id)
-                await self._redis.delete(self._key("server", self.server_id))
+            if self.state == "ok":
+                await self._leave_cluster()
+            if self._outbox:
+                log.warning(
+                    "%d messages for other servers were never sent: Redis did not take them "
+                    "before this server stopped",
+                    len(self._outbox),
+                )
             await self._redis.aclose()
-        self.state = "stopped"
+        self.state, self.problem = "stopped", "the broker is stopped"
+
+    async def _leave_cluster(self) -> None:
+        """Send what waits, then remove this server's memberships, connections and lease."""
+
+        async def leave() -> None:
+            await self._drain_outbox()
+            await self._members.leave()
+            await self._tell_peers({"bye": self.server_id})
+
+        try:
+            await asyncio.wait_for(leave(), STOP_WAIT)
+        except (*TROUBLE, TimeoutError) as exc:
+            log.warning(
+                "could not leave the cluster cleanly (%s): the other servers remove this "
+                "server's members when its lease expires",
+                exc or type(exc).__name__,
+            )
 
     # -- rooms -------------------------------------------------------------------------------
 
     async def create_room(self, room: str) -> bool:
-        return bool(await self._redis.sadd(self._key("rooms"), room))
+        if self.state == "ok":
+            try:
+                created = bool(await self._redis.sadd(self._key("rooms"), room))
+            except TROUBLE as exc:
+                log.warning("could not create room %s in Redis (%s): retrying", room, exc)
+            else:
+                self._known_rooms.add(room)
+                return created
+        if room in self._known_rooms:
+            return False
+        # Created here now, in Redis when it takes it (another server may create it too: the
+        # set holds it once).
+        self._known_rooms.add(room)
+        await self._flush(self._record(("room", room), True))
+        return True
 
     async def destroy_room(self, room: str) -> bool:
-        if not await self._redis.srem(self._key("rooms"), room):
+        self._require_up("a room cannot be destroyed")
+        try:
+            removed = await self._redis.srem(self._key("rooms"), room)
+        except TROUBLE as exc:
+            raise BrokerUnavailable("a room cannot be destroyed until it is back") from exc
+        self._known_rooms.discard(room)
+        if not removed:
             return False
-        await self._publish(
-            self._key("all"), codec.dumps({"destroyed": room, "by": self.server_id})
-        )
+        notice = codec.dumps({"destroyed": room, "by": self.server_id})
+        await self._send(self._key("all"), notice, None)
         await self._delegate.room_destroyed(room)
-        await self._redis.delete(self._key("room", room))
+        try:
+            await self._redis.delete(self._key("room", room))
+        except TROUBLE as exc:
+            # Each server removes its own members of the room when it hears the notice.
+            log.warning("could not delete the members of room %s in Redis: %s", room, exc)
         return True
 
     async def room_exists(self, room: str) -> bool:
-        return bool(await self._redis.sismember(self._key("rooms"), room))
+        if self.state == "ok":
+            try:
+                found = bool(await self._redis.sismember(self._key("rooms"), room))
+            except TROUBLE as exc:
+                log.warning("could not look room %s up in Redis: %s", room, exc)
+            else:
+                if found:
+                    self._known_rooms.add(room)
+                else:
+                    self._known_rooms.discard(room)
+                return found
+        if room in self._known_rooms:
+            return True
+        raise BrokerUnavailable(f"cannot tell whether room {room} exists until it is back")
 
     async def list_rooms(self) -> list[str]:
-        return sorted(r.decode() for r in await self._redis.smembers(self._key("rooms")))
+        self._require_up("the list of rooms is unknown")
+        try:
+            found = await self._redis.smembers(self._key("rooms"))
+        except TROUBLE as exc:
+            raise BrokerUnavailable("the list of rooms is unknown until it is back") from exc
+        return sorted(r.decode() for r in found)
 
     # -- connections -------------------------------------------------------------------------
 
     async def connection_opened(self, connection_id: str) -> None:
         """Note which server holds ``connection_id``, so ``send_to`` knows it exists."""
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hset(self._key("connections"), connection_id, self.server_id)
-        pipe.sadd(self._key("server", self.server_id, "connections"), connection_id)
-        await self._tolerate(pipe.execute(), f"could not register {connection_id}")
+        await self._flush(self._record(("connection", connection_id), True))
 
     async def connection_closed(self, connection_id: str) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hdel(self._key("connections"), connection_id)
-        pipe.srem(self._key("server", self.server_id, "connections"), connection_id)
-        await self._tolerate(pipe.execute(), f"could not unregister {connection_id}")
-
-    async def _tolerate(self, command: Any, what: str) -> None:
-        """Run a write that _restore redoes from local state after an outage: log, go on."""
-        try:
-            await command
-        except (RedisError, OSError) as exc:
-            log.warning("%s in Redis: %s", what, exc)
+        await self._flush(self._record(("connection", connection_id), False))
 
     # -- membership --------------------------------------------------------------------------
 
     async def add_member(self, room: str, connection_id: str, joined_at: int) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hset(self._key("room", room), connection_id, f"{self.server_id}|{joined_at}")
-        pipe.sadd(self._key("server", self.server_id, "members"), f"{room}\0{connection_id}")
-        await pipe.execute()
-        local = self._interest.setdefault(room, set())
+        await self._flush(self._record(("member", room, connection_id), joined_at))
+        local = self._local.setdefault(room, set())
         local.add(connection_id)
         channel = self._say_channel(room)
         if len(local) == 1:
@@ -208,47 +353,85 @@ class RedisBroker:
             await asyncio.shield(self._confirmations[channel.encode()])
 
     async def remove_member(self, room: str, connection_id: str) -> None:
-        local = self._interest.get(room)
+        # Recorded first: whatever happens next, this removal reaches Redis eventually.
+        change = self._record(("member", room, connection_id), None)
+        local = self._local.get(room)
         if local is not None and connection_id in local:
             local.discard(connection_id)
             if not local:
-                del self._interest[room]
+                del self._local[room]
                 await self._unsubscribe(self._say_channel(room))
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hdel(self._key("room", room), connection_id)
-        pipe.srem(self._key("server", self.server_id, "members"), f"{room}\0{connection_id}")
-        try:
-            await pipe.execute()
-        except (RedisError, OSError) as exc:
-            # The member is gone here already; when Redis is back, _restore rewrites this
-            # server's memberships from what it really holds, without this one.
-            log.warning("could not remove %s from %s in Redis: %s", connection_id, room, exc)
+        await self._flush(change)
 
     async def members(self, room: str) -> dict[str, int]:
-        found = await self._redis.hgetall(self._key("room", room))
+        self._require_up("the members on other servers are unknown")
+        try:
+            found = await self._redis.hgetall(self._key("room", room))
+        except TROUBLE as exc:
+            raise BrokerUnavailable(
+                "the members on other servers are unknown until it is back"
+            ) from exc
         members = {}
         for cid, value in found.items():
             _, _, joined = value.decode().rpartition("|")
             members[cid.decode()] = int(joined) if joined.isdigit() else 0
         return members
 
+    def _require_up(self, what: str) -> None:
+        if self.state != "ok":
+            raise BrokerUnavailable(f"{what} until it is back")
+
     # -- delivery ---------------------------------------------------------------------------
 
     async def publish(self, room: str, payload: dict[str, Any]) -> None:
-        await self._publish(self._say_channel(room), codec.dumps(payload))
+        frame = codec.dumps(payload)
+        await self._send(
+            self._say_channel(room), frame, lambda: self._delegate.deliver_room(room, frame)
+        )
 
     async def send_to(self, connection_id: str, message: Any) -> bool:
-        if not await self._redis.hexists(self._key("connections"), connection_id):
+        self._require_up("connections of other servers cannot be reached")
+        try:
+            held = await self._redis.hexists(self._key("connections"), connection_id)
+        except TROUBLE as exc:
+            raise BrokerUnavailable(
+                "connections of other servers cannot be reached until it is back"
+            ) from exc
+        if not held:
             return False
         envelope = codec.dumps({"to": connection_id, "message": message})
-        await self._publish(self._key("direct"), envelope)
+        await self._send(self._key("direct"), envelope, None)
         return True
 
     async def send_all(self, message: Any) -> None:
-        await self._publish(self._key("all"), codec.dumps({"push": message}))
+        async def deliver_here() -> None:
+            self._delegate.deliver_all(message)
 
-    async def _publish(self, channel: str, body: bytes) -> int:
-        return await self._redis.publish(channel, self.token + body)
+        await self._send(self._key("all"), codec.dumps({"push": message}), deliver_here)
+
+    async def _send(
+        self, channel: str, body: bytes, deliver_here: Callable[[], Awaitable[None]] | None
+    ) -> None:
+        """Publish ``body``; while Redis cannot take it (or older messages still wait), deliver
+        it here at once and keep it in the outbox for the other servers, in order.
+
+        Raises:
+            BrokerUnavailable: the outbox is full; the message went nowhere.
+        """
+        if self.state == "ok" and not self._outbox:
+            try:
+                await self._redis.publish(channel, self.token + body)
+                return
+            except TROUBLE as exc:
+                log.warning("could not publish to %s (%s): queued for later", channel, exc)
+        refusal = self._outbox.refusal(len(body))
+        if refusal is not None:
+            raise BrokerUnavailable(f"{refusal}; this message was not sent")
+        self._outbox.append(channel, body)
+        if self.state == "ok":
+            self._catch_up()
+        if deliver_here is not None:
+            await deliver_here()
 
     async def round_trip(self) -> float:
         """Seconds a PING takes to Redis and back (the metrics and the admin page show it)."""
@@ -261,11 +444,66 @@ class RedisBroker:
             "kind": self.kind,
             "state": self.state,
             "problem": self.problem,
-            "url": self.url,
+            "url": self.shown_url,
             "cluster": self.cluster,
             "subscriptions": sorted(self._channels),
             "received": dict(self.received),
+            "peers": sorted(self._peers),
+            "outbox": {
+                "messages": len(self._outbox),
+                "bytes": self._outbox.bytes,
+                "maxMessages": self._outbox.max_messages,
+                "maxBytes": self._outbox.max_bytes,
+            },
+            "pendingWrites": len(self._members.journal),
         }
+
+    # -- what waits for Redis -------------------------------------------------------------------
+
+    def _record(self, key: Hashable, value: Any) -> int:
+        return self._members.record(key, value, redis_up=self.state == "ok")
+
+    async def _flush(self, change: int) -> None:
+        """While Redis is up, return once it has ``change`` (and whatever else waits with it);
+        a failure leaves it in the journal, retried in the background."""
+        if self.state != "ok":
+            return  # written back when the subscriber is up again
+        try:
+            await self._members.write(change)
+        except TROUBLE as exc:
+            log.warning("could not write to Redis (%s): retrying until it takes it", exc)
+            self._catch_up()
+
+    async def _drain_outbox(self) -> int:
+        """Publish what waits, oldest first, each batch all or nothing (MULTI); how many."""
+        sent = 0
+        async with self._drain_lock:
+            while self._outbox:
+                batch = self._outbox.peek(DRAIN_MESSAGES, DRAIN_BYTES)
+                pipe = self._redis.pipeline(transaction=True)
+                for channel, body in batch:
+                    pipe.publish(channel, self._queued_prefix + body)
+                await pipe.execute()
+                self._outbox.drop(len(batch))
+                sent += len(batch)
+        return sent
+
+    def _catch_up(self) -> None:
+        """Start writing the journal and the outbox in the background, unless already doing so."""
+        if self._catch_up_task is None or self._catch_up_task.done():
+            self._catch_up_task = asyncio.get_running_loop().create_task(self._keep_catching_up())
+
+    async def _keep_catching_up(self) -> None:
+        delays = Backoff(*RETRY_DELAYS)
+        while (self._members.journal or self._outbox) and self.state == "ok" and not self._stopping:
+            try:
+                await self._members.write()
+                await self._drain_outbox()
+            except TROUBLE as exc:
+                delay = delays.next()
+                log.debug("Redis still refuses writes (%s): retrying in %.2f s", exc, delay)
+                await asyncio.sleep(delay)
+        # Not "ok" any more: the subscriber writes everything back when it is up again.
 
     # -- the subscriber ------------------------------------------------------------------------
 
@@ -273,47 +511,58 @@ class RedisBroker:
         """Subscribe, and return once Redis confirms: a PUBLISH sent after this returns (by a
         client who saw the join succeed) is then sure to reach this server."""
         self._channels.add(channel)
-        if self._pubsub is None:
-            return  # the listener subscribes to every channel when it reconnects
+        pubsub = self._pubsub
+        if pubsub is None:
+            return  # the listener subscribes to every channel when it connects
+        if self.state != "ok":  # the listener is restoring: it confirms this one too
+            with contextlib.suppress(*TROUBLE):
+                await pubsub.subscribe(channel)
+            return
         confirmed = asyncio.get_running_loop().create_future()
         self._confirmations[channel.encode()] = confirmed
         try:
-            await self._pubsub.subscribe(channel)
+            await pubsub.subscribe(channel)
             await asyncio.wait_for(confirmed, 5)
+        except (*TROUBLE, TimeoutError) as exc:
+            # The subscriber is in trouble: the listener (or the canary) notices, reconnects
+            # and subscribes to every channel, this one included.
+            log.warning("could not subscribe to %s yet: %s", channel, exc or type(exc).__name__)
         finally:
             self._confirmations.pop(channel.encode(), None)
 
     async def _unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
         if self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*TROUBLE):
                 await self._pubsub.unsubscribe(channel)
 
     async def _listen_forever(self) -> None:
-        backoff = 0.1
+        delays = Backoff(*RECONNECT_DELAYS, jitter=True)
         while not self._stopping:
             try:
-                await self._listen()
+                await self._listen(delays)
+                reason = "Redis closed this server's subscription"
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
-                self.state = "reconnecting"
-                self.problem = f"lost Redis at {self.url}: {exc}"
-                log.error("%s; retrying in %.1f s", self.problem, backoff)
-                await asyncio.sleep(backoff * (0.5 + random.random() / 2))
-                backoff = min(backoff * 2, 5)
-            else:
-                backoff = 0.1
+            except Exception as exc:  # a broken connection raises more than RedisError
+                reason = str(exc) or type(exc).__name__
+            if self._stopping:
+                return
+            self._link_down(reason)
+            await asyncio.sleep(delays.next())
 
-    async def _listen(self) -> None:
+    async def _listen(self, delays: Backoff) -> None:
         pubsub = self._redis.pubsub()
         try:
-            await pubsub.subscribe(*self._channels)
+            channels = set(self._channels)
+            await pubsub.subscribe(*channels)
             self._pubsub = pubsub
-            if self.state == "reconnecting":
-                await self._restore()
-            self.state, self.problem = "ok", None
-            self._ready.set()
+            # joins and leaves made while that subscribe was on its way
+            if added := self._channels - channels:
+                await pubsub.subscribe(*added)
+            if removed := channels - self._channels:
+                await pubsub.unsubscribe(*removed)
+            awaiting = {channel.encode() for channel in channels | added}
             async for message in pubsub.listen():
                 kind = message["type"]
                 if kind == "message":
@@ -322,16 +571,116 @@ class RedisBroker:
                     confirmed = self._confirmations.get(message["channel"])
                     if confirmed is not None and not confirmed.done():
                         confirmed.set_result(None)
+                    if awaiting:
+                        awaiting.discard(message["channel"])
+                        if not awaiting:
+                            await self._rejoin()
+                            delays.reset()
         finally:
             self._pubsub = None
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
+
+    async def _rejoin(self) -> None:
+        """Subscribed to every channel: write this server's state back, send what waited, and
+        only then count as up, so that no message said meanwhile overtakes the queued ones."""
+        run_id = (await self._redis.info("server"))["run_id"]
+        restarted = self._run_id is not None and run_id != self._run_id
+        self._run_id = run_id
+        rooms, memberships = await self._write_back(every_known_room=restarted)
+        await self._tell_peers({"hello": self.server_id})
+        servers = await self._redis.smembers(self._key("servers"))
+        self._peers |= {server.decode() for server in servers} - {self.server_id}
+        if self._outbox:
+            await self._await_peers()
+        sent = await self._drain_outbox()
+        known = await self._redis.smembers(self._key("rooms"))
+        self._known_rooms = {room.decode() for room in known}
+        was_down = self._down_since
+        self.state, self.problem = "ok", None
+        self._down_since = None
+        self._canary_sent = self._canary_heard = 0
+        self._up.set()
+        if self._members.journal or self._outbox:  # changed while the write-back was on its way
+            self._catch_up()
+        if was_down is None:
+            log.info("joined cluster %s through Redis at %s", self.cluster, self.shown_url)
+        else:
+            log.warning(
+                "Redis is back after %.1f s: subscribed again, wrote back %d rooms and %d "
+                "memberships, sent %d queued messages",
+                time.monotonic() - was_down,
+                rooms,
+                memberships,
+                sent,
+            )
+
+    async def _tell_peers(self, notice: dict[str, str]) -> None:
+        """``hello`` when subscribed, ``bye`` when leaving: the others know at once which
+        servers to wait for after an outage (else only at their next lease renewal)."""
+        await self._redis.publish(self._key("all"), self.token + codec.dumps(notice))
+
+    async def _await_peers(self) -> None:
+        """Wait until every other server is subscribed again (at most ``leaseTimeout``, after
+        which a missing one counts as dead): a queued message published before a server has
+        subscribed is lost for its members. After a Redis restart they all come back at once,
+        and the first to be back would otherwise send its outbox into the void."""
+        names = {self._client_name(peer): peer for peer in self._peers}
+        deadline = time.monotonic() + self.lease_ms / 1000
+        while names:
+            listening = await self._redis.client_list(_type="pubsub")
+            for client in listening:
+                if int(client.get("sub", 0)) > 0:
+                    names.pop(client.get("name"), None)
+            if not names:
+                return
+            if time.monotonic() > deadline:
+                log.warning(
+                    "sending %d queued messages although %s did not subscribe again within "
+                    "redis.leaseTimeout: their members miss them",
+                    len(self._outbox),
+                    ", ".join(sorted(names.values())),
+                )
+                return
+            await asyncio.sleep(PEERS_POLL)
+
+    def _link_down(self, reason: str) -> None:
+        """The subscriber lost Redis (or never had it): say so once, then every few minutes."""
+        now = time.monotonic()
+        if self.state == "ok" or self._down_since is None:
+            first = self.state == "connecting"
+            self.state = "connecting" if first else "reconnecting"
+            verb = "cannot reach" if first else "lost"
+            self.problem = f"{verb} Redis at {self.shown_url}: {reason}"
+            self._down_since = self._reminded_at = now
+            log.error(
+                "%s; serving this server's clients, and keeping up to %d messages for the "
+                "other servers, until it answers",
+                self.problem,
+                self._outbox.max_messages,
+            )
+        else:
+            if self.state == "deaf":
+                self.state = "reconnecting"
+            if now - self._reminded_at >= OUTAGE_REMINDER:
+                self._reminded_at = now
+                log.warning(
+                    "still no Redis at %s after %.0f s (%s); %d messages wait for it",
+                    self.shown_url,
+                    now - self._down_since,
+                    reason,
+                    len(self._outbox),
+                )
 
     async def _on_message(self, channel: str, data: bytes) -> None:
         if not data.startswith(self.token):
             self.received["foreign"] += 1
             return
         body = data[len(self.token) :]
+        if body.startswith(QUEUED):
+            if body[1 : 1 + ORIGIN_BYTES] == self._origin:
+                return  # said here while Redis was away: delivered here already
+            body = body[2 + ORIGIN_BYTES :]
         prefix = self.cluster + ":"
         name = channel[len(prefix) :]
         try:
@@ -348,49 +697,55 @@ class RedisBroker:
                 if "push" in envelope:
                     self._delegate.deliver_all(envelope["push"])
                 elif "destroyed" in envelope and envelope.get("by") != self.server_id:
+                    self._known_rooms.discard(envelope["destroyed"])
                     await self._delegate.room_destroyed(envelope["destroyed"])
+                elif "hello" in envelope and envelope["hello"] != self.server_id:
+                    self._peers.add(envelope["hello"])
+                elif "bye" in envelope:
+                    self._peers.discard(envelope["bye"])
             elif name.startswith("canary:"):
                 self._canary_heard = int(body)
         except Exception:
             log.exception("could not deliver a message from %s", channel)
 
-    # -- lease, reaping, canary, restore --------------------------------------------------------
-
-    async def _announce(self) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.set(self._key("server", self.server_id), b"1", px=self.lease_ms)
-        pipe.sadd(self._key("servers"), self.server_id)
-        await pipe.execute()
+    # -- lease, reaping, canary, write-back -----------------------------------------------------
 
     async def _keep_lease(self) -> None:
-        await self._announce()
-        for raw in await self._redis.smembers(self._key("servers")):
-            other = raw.decode()
-            if other == self.server_id or await self._redis.exists(self._key("server", other)):
-                continue
-            if await self._redis.srem(self._key("servers"), other):
-                removed = await self._forget_server(other)
-                log.warning(
-                    "server %s stopped renewing its lease: removed its %d memberships",
-                    other,
-                    removed,
-                )
+        if self.state != "ok":
+            return
+        lapsed = await self._members.announce()
+        if lapsed:
+            log.warning(
+                "this server was missing from Redis (its lease expired, or Redis lost its "
+                "data): writing its rooms and members back"
+            )
+            await self._write_back()
+        reaped, alive = await self._members.reap()
+        # A Redis that just lost its data does not list the servers that are yet to come back.
+        self._peers = (self._peers | alive if lapsed else alive) - {other for other, _ in reaped}
+        for other, removed in reaped:
+            log.warning(
+                "server %s stopped renewing its lease: removed its %d memberships", other, removed
+            )
 
-    async def _forget_server(self, server_id: str) -> int:
-        """Remove every membership and connection ``server_id`` owned; how many members."""
-        owned_key = self._key("server", server_id, "members")
-        held_key = self._key("server", server_id, "connections")
-        owned = await self._redis.smembers(owned_key)
-        held = await self._redis.smembers(held_key)
-        pipe = self._redis.pipeline(transaction=False)
-        for entry in owned:
-            room, _, cid = entry.decode().partition("\0")
-            pipe.hdel(self._key("room", room), cid)
-        if held:
-            pipe.hdel(self._key("connections"), *held)
-        pipe.delete(owned_key, held_key)
-        await pipe.execute()
-        return len(owned)
+    async def _write_back(self, every_known_room: bool = False) -> tuple[int, int]:
+        """Make Redis hold exactly this server's rooms, memberships and connections:
+        ``(rooms, memberships)`` written.
+
+        Run when the subscriber is up again, and when this server finds it was reaped: either
+        way Redis may have lost what it had, or kept what was removed here meanwhile. After
+        Redis restarted (perhaps without persistence) every room this server knows is written
+        too, so rooms nobody is in survive; otherwise only those it needs (its starting rooms,
+        its members' rooms), so a room destroyed while it was cut off stays destroyed.
+        """
+        rooms, memberships = self._delegate.local_state()
+        if every_known_room:
+            rooms = [*rooms, *self._known_rooms]
+        written, members = await self._members.write_back(
+            rooms, memberships, self._delegate.local_connections()
+        )
+        self._known_rooms |= written
+        return len(written), members
 
     async def _canary(self) -> None:
         if self.state != "ok":
@@ -398,37 +753,24 @@ class RedisBroker:
         if self._canary_sent and self._canary_heard != self._canary_sent:
             self.state = "deaf"
             self.problem = "this server no longer hears its own messages through Redis"
+            self._down_since = self._reminded_at = time.monotonic()
             log.error("%s: resubscribing", self.problem)
             if self._pubsub is not None:
                 await self._pubsub.aclose()  # the listener reconnects and resubscribes
             return
         self._canary_sent += 1
-        await self._publish(self._key("canary", self.server_id), str(self._canary_sent).encode())
-
-    async def _restore(self) -> None:
-        """Write back this server's rooms and memberships after Redis came back."""
-        rooms, memberships = self._delegate.local_state()
-        connections = self._delegate.local_connections()
-        await self._forget_server(self.server_id)  # what was removed while Redis was away
-        pipe = self._redis.pipeline(transaction=False)
-        if rooms:
-            pipe.sadd(self._key("rooms"), *rooms)
-        for room, cid, joined in memberships:
-            pipe.hset(self._key("room", room), cid, f"{self.server_id}|{joined}")
-            pipe.sadd(self._key("server", self.server_id, "members"), f"{room}\0{cid}")
-        for cid in connections:
-            pipe.hset(self._key("connections"), cid, self.server_id)
-            pipe.sadd(self._key("server", self.server_id, "connections"), cid)
-        await pipe.execute()
-        await self._announce()
-        self._canary_sent = self._canary_heard = 0
-        log.warning(
-            "Redis is back: restored %d rooms and %d memberships", len(rooms), len(memberships)
+        await self._redis.publish(
+            self._key("canary", self.server_id), self.token + str(self._canary_sent).encode()
         )
 
-    async def _every(self, seconds: float, job: Any) -> None:
+    async def _every(self, seconds: float, job: Callable[[], Awaitable[None]]) -> None:
+        """Run ``job`` every ``seconds``, on a fixed schedule: a slow run does not push the
+        next ones later (the lease arithmetic counts on the reaper's period)."""
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while not self._stopping:
-            await asyncio.sleep(seconds)
+            due = max(due + seconds, loop.time())
+            await asyncio.sleep(due - loop.time())
             try:
                 await job()
             except asyncio.CancelledError:

@@ -8,14 +8,20 @@ It imports nothing of Squall's: the tiers talk to ``server.py`` from the outside
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import re
+import shutil
 import socket
 import struct
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 #: Scale every timeout on a slow machine (as websockets' WEBSOCKETS_TESTS_TIMEOUT_FACTOR).
 FACTOR = float(os.environ.get("SQUALL_TESTS_TIMEOUT_FACTOR", "1"))
@@ -108,3 +114,58 @@ def frame_bytes(
         return header + payload
     mask = os.urandom(4)
     return header + mask + mask_payload(mask, payload)
+
+
+class ServerLog:
+    """What a tier's server class gets from its log file (``log_path``: both streams)."""
+
+    name: str
+    log_path: Path
+
+    def log_text(self, start: int = 0) -> str:
+        """The server's log from byte ``start`` on."""
+        with self.log_path.open("rb") as log:
+            log.seek(start)
+            return log.read().decode(errors="replace")
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+
+#: The marker a tier registers (``pytest_configure``) for ``fail_on_stray_errors``.
+SERVER_ERRORS_MARKER = (
+    "server_errors(*texts): the test makes a server log ERROR records mentioning these texts"
+)
+
+
+@contextlib.contextmanager
+def fail_on_stray_errors(
+    request: pytest.FixtureRequest, servers: Callable[[], Iterable[ServerLog]]
+) -> Iterator[None]:
+    """Fail the test if a server logged an ERROR or a traceback it did not expect while it ran
+    (STYLE.md §5.15); expected ones are declared with ``@pytest.mark.server_errors(text)``.
+    ``servers()`` lists the servers to look at, before and after the test."""
+    allowed = tuple(t for mark in request.node.iter_markers("server_errors") for t in mark.args)
+    offsets = {server: server.log_size() for server in servers()}
+    yield
+    stray = {
+        server.name: found
+        for server in servers()
+        if (found := error_records(server.log_text(offsets.get(server, 0)), allowed))
+    }
+    assert not stray, f"unexpected server errors: {stray}"
+
+
+def node_command() -> list[str]:
+    """``node`` with what it needs for a global WebSocket, or skip: Node 22 has one, Node 20
+    (from 20.10) has it behind a flag, older ones have none to inject."""
+    if shutil.which("node") is None:
+        pytest.skip("needs node")
+    version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True)
+    major, minor = (int(part) for part in version.stdout.lstrip("v").split(".")[:2])
+    if (major, minor) < (20, 10):
+        pytest.skip(f"needs Node >= 20.10, found {version.stdout.strip()}")
+    return ["node", "--experimental-websocket"] if major < 22 else ["node"]

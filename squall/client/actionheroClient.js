@@ -93,6 +93,9 @@
       this._attemptTimer = null;
       this._retryTimer = null;
       this._pingTimer = null;
+      this._lostRooms = []; // rooms whose re-join after a reconnect failed: retried
+      this._rejoinAttempt = 0;
+      this._rejoinTimer = null;
     }
 
     // ----- events -----------------------------------------------------------------------------
@@ -198,10 +201,16 @@
       this.id = reply.data.id;
       this.fingerprint = reply.data.fingerprint;
 
-      const rooms = this.rooms.slice();
+      const rooms = this.rooms.concat(this._lostRooms);
       const joins = await Promise.all(rooms.map((room) => this._ask({ event: "roomAdd", room })));
       if (socket !== this._socket) return;
-      this.rooms = rooms.filter((room, index) => !joins[index].error);
+      this.rooms = [];
+      this._lostRooms = [];
+      this._rejoinAttempt = 0;
+      const failed = [];
+      rooms.forEach((room, index) => {
+        if (!this._rejoined(room, joins[index])) failed.push([room, joins[index]]);
+      });
 
       clearTimeout(this._attemptTimer);
       const reconnected = this._wasUp;
@@ -218,6 +227,56 @@
       const waiters = this._waiters;
       this._waiters = [];
       waiters.forEach((callback) => callSafely(callback, [null, this._detailsReply]));
+      this._rejoinsFailed(socket, failed);
+    }
+
+    /** A re-join's reply: true (and the room is back in `rooms`) when it worked. */
+    _rejoined(room, reply) {
+      if (reply.error) return false;
+      if (!this.rooms.includes(room)) this.rooms.push(room);
+      return true;
+    }
+
+    /**
+     * Re-joins that failed, as [room, reply] pairs (say the server cannot tell whether the room
+     * exists while its Redis is away): tell the page with an `error` event naming the room
+     * (`error.room`; the reply is `error.frame`), and try again on the reconnect schedule
+     * (`reconnect.min` doubling to `reconnect.max`, `reconnect.retries` times at most) for as
+     * long as the connection lasts; the next connection re-joins them anyway.
+     */
+    _rejoinsFailed(socket, failed) {
+      failed.forEach(([room, reply]) => {
+        if (!this._lostRooms.includes(room)) this._lostRooms.push(room);
+        const error = new Error("could not re-join room " + room + ": " + reply.error);
+        error.room = room;
+        error.frame = reply;
+        this._emit("error", error);
+      });
+      if (!this._lostRooms.length) return;
+      const { retries } = this.options.reconnect;
+      if (retries != null && this._rejoinAttempt >= retries) {
+        this._lostRooms = []; // given up: each failure was told as it came
+        return;
+      }
+      const delay = backoff(this._rejoinAttempt, this.options.reconnect);
+      this._rejoinAttempt += 1;
+      this._rejoinTimer = setTimeout(() => this._retryRejoins(socket), delay);
+    }
+
+    async _retryRejoins(socket) {
+      const rooms = this._lostRooms.slice();
+      const joins = await Promise.all(rooms.map((room) => this._ask({ event: "roomAdd", room })));
+      if (socket !== this._socket) return; // the next handshake re-joins what is still lost
+      const failed = [];
+      rooms.forEach((room, index) => {
+        if (!this._lostRooms.includes(room)) return; // left meanwhile
+        if (this._rejoined(room, joins[index])) {
+          this._lostRooms = this._lostRooms.filter((lost) => lost !== room);
+        } else {
+          failed.push([room, joins[index]]);
+        }
+      });
+      this._rejoinsFailed(socket, failed);
     }
 
     /**
@@ -299,6 +358,7 @@
       clearTimeout(this._attemptTimer);
       clearTimeout(this._retryTimer);
       clearInterval(this._pingTimer);
+      clearTimeout(this._rejoinTimer);
     }
 
     // ----- frames -----------------------------------------------------------------------------
@@ -447,11 +507,15 @@
     /** Join a room; once the server agrees it is in `client.rooms`, re-joined on reconnect. */
     roomAdd(room, callback) {
       return this._request({ event: "roomAdd", room: room }, callback, (reply) => {
-        if (!reply.error && !this.rooms.includes(room)) this.rooms.push(room);
+        if (reply.error) return;
+        if (!this.rooms.includes(room)) this.rooms.push(room);
+        this._lostRooms = this._lostRooms.filter((lost) => lost !== room);
       });
     }
 
+    /** Leave a room; a room whose re-join failed is not tried again either. */
     roomLeave(room, callback) {
+      this._lostRooms = this._lostRooms.filter((lost) => lost !== room);
       return this._request({ event: "roomLeave", room: room }, callback, (reply) => {
         if (!reply.error) this.rooms = this.rooms.filter((joined) => joined !== room);
       });

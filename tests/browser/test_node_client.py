@@ -4,24 +4,12 @@ injected WebSocket constructor, and a process that exits once the client disconn
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import pytest
+from testkit import node_command
 
 from .support import BOOT_TIMEOUT, HERE, ROOT, WELCOME
-
-
-def node_command() -> list[str]:
-    """``node`` with what it needs for a global WebSocket, or skip: Node 22 has one, Node 20
-    (from 20.10) has it behind a flag, older ones have none to inject."""
-    if shutil.which("node") is None:
-        pytest.skip("needs node")
-    version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True)
-    major, minor = (int(part) for part in version.stdout.lstrip("v").split(".")[:2])
-    if (major, minor) < (20, 10):
-        pytest.skip(f"needs Node >= 20.10, found {version.stdout.strip()}")
-    return ["node", "--experimental-websocket"] if major < 22 else ["node"]
 
 
 @pytest.mark.parametrize("script", ["actionheroClient.js", "actionheroClient.min.js"])

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from testkit import SERVER_ERRORS_MARKER, fail_on_stray_errors
 
 from .support import (
     Client,
@@ -23,6 +24,18 @@ from .support import (
     stop_all,
     unique,
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", SERVER_ERRORS_MARKER)
+
+
+@pytest.fixture(autouse=True)
+def no_stray_server_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test after which a server logged an ERROR or a traceback it did not expect
+    (expected ones: Redis stopped on purpose, a worker killed)."""
+    with fail_on_stray_errors(request, lambda: SquallServer.started):
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -50,13 +63,24 @@ def cluster(
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A Redis for one test, which it may stop and start again (same port)."""
-    server = RedisServer(tmp_path)
-    try:
-        yield server.start()
-    finally:
+def make_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """``make_redis(start=True, password=None, persistent=False)``: a Redis for one test, which
+    it may stop and start again (same port); stopped after the test, after its servers."""
+    made: list[RedisServer] = []
+
+    def _make(start: bool = True, **options: Any) -> RedisServer:
+        made.append(RedisServer(tmp_path, **options))
+        return made[-1].start() if start else made[-1]
+
+    yield _make
+    for server in made:
         server.stop()
+
+
+@pytest.fixture
+def own_redis(make_redis: Callable[..., RedisServer]) -> RedisServer:
+    """A Redis for one test, which it may stop and start again (same port)."""
+    return make_redis()
 
 
 @pytest.fixture

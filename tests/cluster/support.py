@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
+import inspect
 import json
 import os
 import shutil
@@ -31,7 +32,7 @@ from typing import Any
 
 import redis
 import yaml
-from testkit import free_port
+from testkit import ServerLog, free_port
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -107,21 +108,31 @@ def redis_binary() -> str:
 
 
 class RedisServer:
-    """``redis-server`` on a free loopback port, without persistence; restartable on that port."""
+    """``redis-server`` on a free loopback port, restartable on that port: without persistence
+    (a restart forgets everything) unless ``persistent`` (an append-only file, kept across a
+    restart); with ``requirepass`` when given a ``password``."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(
+        self, workdir: Path, password: str | None = None, persistent: bool = False
+    ) -> None:
         self.workdir = workdir
         self.port = free_port()
+        self.password = password
+        self.persistent = persistent
         self.log_path = workdir / "redis.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        credentials = f":{self.password}@" if self.password else ""
+        return f"redis://{credentials}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
         command = [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
+        command += ["--save", "", "--dir", str(self.workdir)]
+        command += ["--appendonly", "yes" if self.persistent else "no"]
+        if self.password:
+            command += ["--requirepass", self.password]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + BOOT_TIMEOUT
@@ -142,7 +153,9 @@ class RedisServer:
             _stop_process(self.proc, TIMEOUT)
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=TIMEOUT)
+        return redis.Redis(
+            host="127.0.0.1", port=self.port, password=self.password, socket_timeout=TIMEOUT
+        )
 
     def smembers(self, key: str) -> set[str]:
         with self.client() as client:
@@ -181,8 +194,11 @@ def cluster_options(
     return options
 
 
-class SquallServer:
+class SquallServer(ServerLog):
     """``server.py --port N --env test --config <name>.yaml [--workers N]`` as a subprocess."""
+
+    #: Every server started in this session, for the check of stray errors after each test.
+    started: list[SquallServer] = []
 
     def __init__(
         self,
@@ -221,10 +237,13 @@ class SquallServer:
             self.proc = subprocess.Popen(
                 command, cwd=ROOT, stdout=log, stderr=log, env=env, start_new_session=True
             )
+        if self not in SquallServer.started:
+            SquallServer.started.append(self)
         return self
 
-    def wait_ready(self) -> SquallServer:
-        """Until ``status`` answers with the broker ok; fails naming the log on exit or timeout."""
+    def wait_ready(self, broker_ok: bool = True) -> SquallServer:
+        """Until ``status`` answers (with the broker ok, unless ``broker_ok`` is false: a server
+        started while Redis is away); fails naming the log on exit or timeout."""
         assert self.proc is not None
         deadline = time.monotonic() + BOOT_TIMEOUT
         while True:
@@ -232,7 +251,7 @@ class SquallServer:
                 raise RuntimeError(f"server {self.name} exited at boot:\n{self.log_tail()}")
             with contextlib.suppress(OSError, ValueError):
                 reply = http_json(self.port, "GET", "/api/status", timeout=1)
-                if reply["broker"]["state"] == "ok":
+                if reply["broker"]["state"] == "ok" or not broker_ok:
                     self.id = reply["id"]
                     return self
             if time.monotonic() > deadline:
@@ -245,6 +264,16 @@ class SquallServer:
 
     def status_sync(self) -> dict[str, Any]:
         return http_json(self.port, "GET", "/api/status")
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        """GET ``path``: the HTTP status and the JSON body."""
+        return await asyncio.to_thread(http_request, self.port, "GET", path)
+
+    async def wait_broker(self, state: str, timeout: float = TIMEOUT) -> dict[str, Any]:
+        """Until the broker's ``state`` is ``state``; its status then."""
+        return await eventually(
+            self.broker, lambda b: b["state"] == state, timeout, f"broker of {self.name} {state!r}"
+        )
 
     async def status(self) -> dict[str, Any]:
         return await asyncio.to_thread(self.status_sync)
@@ -276,12 +305,6 @@ class SquallServer:
         assert self.proc is not None
         self.exit_checked = True
         return self.proc.wait(timeout=timeout)
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
 
 
 def stop_all(servers: Iterable[SquallServer]) -> None:
@@ -320,19 +343,26 @@ def start_all(servers: Iterable[SquallServer]) -> list[SquallServer]:
 # --- HTTP -----------------------------------------------------------------------------------
 
 
-def http_json(
+def http_request(
     port: int, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = TIMEOUT
-) -> dict[str, Any]:
-    """One request on a fresh connection; the JSON reply (any HTTP status)."""
+) -> tuple[int, Any]:
+    """One request on a fresh connection: the HTTP status and the JSON reply."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         payload = None if body is None else json.dumps(body)
         headers = {} if body is None else {"Content-Type": "application/json"}
         conn.request(method, path, body=payload, headers=headers)
         reply = conn.getresponse()
-        return json.loads(reply.read())
+        return reply.status, json.loads(reply.read())
     finally:
         conn.close()
+
+
+def http_json(
+    port: int, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = TIMEOUT
+) -> dict[str, Any]:
+    """One request on a fresh connection; the JSON reply (any HTTP status)."""
+    return http_request(port, method, path, body, timeout)[1]
 
 
 def query(**params: Any) -> str:
@@ -474,10 +504,12 @@ async def open_client(server: SquallServer) -> Client:
 async def eventually(
     fetch: Callable[[], Any], accept: Callable[[Any], bool], timeout: float, what: str
 ) -> Any:
-    """Poll ``await fetch()`` (every 100 ms at most) until ``accept`` takes its value."""
+    """Poll ``fetch()`` (sync or async; every 100 ms at most) until ``accept`` takes its value."""
     deadline = time.monotonic() + timeout
     while True:
-        value = await fetch()
+        value = fetch()
+        if inspect.isawaitable(value):
+            value = await value
         if accept(value):
             return value
         if time.monotonic() > deadline:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from .support import (
@@ -43,6 +44,7 @@ async def scrape(server: SquallServer) -> dict[tuple[str, tuple], float]:
     return await asyncio.to_thread(scrape_sync, server)
 
 
+@pytest.mark.server_errors("was killed by SIGKILL")
 async def test_any_worker_answers_for_the_machine(redis_server, launch, connect):
     metrics_on = {"servers": {"web": {"metrics": {"enabled": True}}}}
     (server,) = launch(redis_server.url, ("metrics",), workers=2, extra=metrics_on)

@@ -9,8 +9,9 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from testkit import SERVER_ERRORS_MARKER, fail_on_stray_errors
 
-from .support import Peer, Server, error_records
+from .support import Peer, Server
 
 #: The shared server: short timeouts so hangs and slow clients show within a test's time,
 #: the default maxMessageSize (1 MiB), a small outbound buffer bound, permessage-deflate on offer.
@@ -29,25 +30,14 @@ MAIN_OPTIONS = {
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "server_errors(*texts): the test makes a server log ERROR records mentioning these texts",
-    )
+    config.addinivalue_line("markers", SERVER_ERRORS_MARKER)
 
 
 @pytest.fixture(autouse=True)
 def no_stray_server_errors(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail a test after which a server logged an ERROR or a traceback it did not expect;
-    expected ones are declared with ``@pytest.mark.server_errors(text)``."""
-    allowed = tuple(t for mark in request.node.iter_markers("server_errors") for t in mark.args)
-    offsets = {server: server.log_size() for server in Server.started}
-    yield
-    stray = {
-        server.name: found
-        for server in Server.started
-        if (found := error_records(server.log_text(offsets.get(server, 0)), allowed))
-    }
-    assert not stray, f"unexpected server errors: {stray}"
+    """Fail a test after which a server logged an ERROR or a traceback it did not expect."""
+    with fail_on_stray_errors(request, lambda: Server.started):
+        yield
 
 
 @pytest.fixture(autouse=True)

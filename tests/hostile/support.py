@@ -36,12 +36,12 @@ from testkit import (
     OP_PING,
     OP_PONG,
     OP_TEXT,
+    ServerLog,
     deep_merge,
     eventually,
     frame_bytes,
     free_port,
 )
-from testkit import error_records as error_records  # used by the tier's conftest
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -74,7 +74,7 @@ DEFLATE_TAIL = b"\x00\x00\xff\xff"
 # --- the server process ---------------------------------------------------------------------
 
 
-class Server:
+class Server(ServerLog):
     """``server.py --env test --port N --config <name>.yaml`` as a subprocess."""
 
     #: Every server this session started, for the stray-error check after each test.
@@ -172,17 +172,6 @@ class Server:
         kilobytes = re.search(r"^VmRSS:\s+(\d+) kB", text, re.MULTILINE)
         assert kilobytes, text
         return int(kilobytes.group(1)) * 1024
-
-    def log_text(self, start: int = 0) -> str:
-        with self.log_path.open("rb") as log:
-            log.seek(start)
-            return log.read().decode(errors="replace")
-
-    def log_size(self) -> int:
-        return self.log_path.stat().st_size if self.log_path.exists() else 0
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
 
     def logged(self, pattern: str, start: int = 0) -> bool:
         """Whether a log line from byte ``start`` on matches the regex ``pattern`` (no wait)."""

@@ -7,30 +7,20 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from testkit import SERVER_ERRORS_MARKER, fail_on_stray_errors
 
-from .support import Client, Server, error_records, open_client
+from .support import Client, Server, open_client
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "server_errors(*texts): the test makes a server log ERROR records mentioning these texts",
-    )
+    config.addinivalue_line("markers", SERVER_ERRORS_MARKER)
 
 
 @pytest.fixture(autouse=True)
 def no_stray_server_errors(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail a test after which a server logged an ERROR or a traceback it did not expect
-    (STYLE.md §5.15); expected ones are declared with ``@pytest.mark.server_errors(text)``."""
-    allowed = tuple(t for mark in request.node.iter_markers("server_errors") for t in mark.args)
-    offsets = {server: server.log_size() for server in Server.started}
-    yield
-    stray = {
-        server.name: found
-        for server in Server.started
-        if (found := error_records(server.log_text(offsets.get(server, 0)), allowed))
-    }
-    assert not stray, f"unexpected server errors: {stray}"
+    """Fail a test after which a server logged an ERROR or a traceback it did not expect."""
+    with fail_on_stray_errors(request, lambda: Server.started):
+        yield
 
 
 @contextlib.contextmanager

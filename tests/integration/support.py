@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
-from testkit import deep_merge, free_port
-from testkit import error_records as error_records  # used by the tier's conftest
+from testkit import ServerLog, deep_merge, free_port
 from testkit import eventually as eventually  # used by the tier's tests
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -74,7 +73,7 @@ BASE_OPTIONS: dict[str, Any] = {
 # --- the server process ---------------------------------------------------------------------
 
 
-class Server:
+class Server(ServerLog):
     """``server.py --port N --env test --config <name>.yaml`` as a subprocess.
 
     ``event_log`` is a file our test middleware appends to (``leave <id> <room>`` on every leave
@@ -160,18 +159,6 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=TIMEOUT)
-
-    def log_text(self, start: int = 0) -> str:
-        """The server's stderr from byte ``start`` on."""
-        with self.log_path.open("rb") as log:
-            log.seek(start)
-            return log.read().decode(errors="replace")
-
-    def log_size(self) -> int:
-        return self.log_path.stat().st_size if self.log_path.exists() else 0
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
 
     def events(self, kind: str) -> list[str]:
         """What follows ``kind`` on each event log line of that kind."""

@@ -382,7 +382,7 @@ def test_load_config_unknown_section(root):
 def test_load_config_unknown_nested_option(root):
     assert env_error(root, "redis:\n  host: localhost\n") == (
         "config/test.yaml: redis.host: unknown option "
-        "(known: canaryInterval, clusterName, enabled, leaseTimeout, url)"
+        "(known: canaryInterval, clusterName, enabled, leaseTimeout, outboxBytes, outboxSize, url)"
     )
 
 
@@ -503,7 +503,7 @@ def test_load_config_error_in_extra_file_names_it_relative_to_root(root):
 
     assert error_of(root, extra_files=[extra]) == (
         "config/local.yaml: redis.port: unknown option "
-        "(known: canaryInterval, clusterName, enabled, leaseTimeout, url)"
+        "(known: canaryInterval, clusterName, enabled, leaseTimeout, outboxBytes, outboxSize, url)"
     )
 
 

@@ -1,0 +1,257 @@
+"""This server's share of the cluster state in Redis, kept true through outages (issue 11).
+
+A server owns its memberships (``<c>:room:<room>`` entries, listed in
+``<c>:server:<id>:members``), its connections (``<c>:connections`` entries, listed in
+``<c>:server:<id>:connections``) and its lease (``<c>:server:<id>``, in ``<c>:servers``).
+:class:`MemberStore` writes them, and nothing else does but the reaper of a dead server:
+
+- every change goes through a :class:`~squall.backlog.Journal`, written in order by one writer
+  that groups the changes made while its previous write was on its way (a burst of joins costs
+  a few round trips, not one each), and written again if it fails: no change is lost to a
+  dropped connection;
+- :meth:`MemberStore.write_back` makes Redis hold exactly what this server holds, after an
+  outage or a Redis restart: it removes what was removed here meanwhile (no ghost member) and
+  writes what Redis forgot;
+- :meth:`MemberStore.reap` claims and forgets dead servers in one Lua script, so one survivor
+  does it, once, and never half.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Hashable, Iterable
+from typing import Any
+
+from .backlog import Journal
+
+__all__ = ["MemberStore"]
+
+# Remove every membership and connection server ARGV[2] owned in cluster ARGV[1]; return how
+# many memberships. Keys are built inside: one Redis, not Redis Cluster.
+_FORGET = r"""
+local function forget(c, id)
+  local owned = c .. ':server:' .. id .. ':members'
+  local held = c .. ':server:' .. id .. ':connections'
+  local entries = redis.call('SMEMBERS', owned)
+  for _, entry in ipairs(entries) do
+    local cut = string.find(entry, '\0', 1, true)
+    if cut then
+      redis.call('HDEL', c .. ':room:' .. string.sub(entry, 1, cut - 1), string.sub(entry, cut + 1))
+    end
+  end
+  for _, cid in ipairs(redis.call('SMEMBERS', held)) do
+    redis.call('HDEL', c .. ':connections', cid)
+  end
+  redis.call('DEL', owned, held)
+  return #entries
+end
+"""
+
+#: Reap every server of the cluster but ARGV[2] whose lease expired:
+#: ``{{reaped id, its memberships, ...}, {ids of the other servers alive}}``.
+REAP = (
+    _FORGET
+    + r"""
+local c, me, reaped, alive = ARGV[1], ARGV[2], {}, {}
+for _, id in ipairs(redis.call('SMEMBERS', c .. ':servers')) do
+  if id == me then
+  elseif redis.call('EXISTS', c .. ':server:' .. id) == 0 then
+    redis.call('SREM', c .. ':servers', id)
+    reaped[#reaped + 1] = id
+    reaped[#reaped + 1] = forget(c, id)
+  else
+    alive[#alive + 1] = id
+  end
+end
+return {reaped, alive}
+"""
+)
+
+#: This server ARGV[2] leaves cluster ARGV[1]: its memberships, connections and lease go.
+LEAVE = (
+    _FORGET
+    + r"""
+local c, me = ARGV[1], ARGV[2]
+local removed = forget(c, me)
+redis.call('SREM', c .. ':servers', me)
+redis.call('DEL', c .. ':server:' .. me)
+return removed
+"""
+)
+
+
+class MemberStore:
+    """Writes this server's memberships, connections, created rooms and lease to Redis.
+
+    Args:
+        cluster: the key prefix.
+        server_id: this server's id.
+        lease_ms: ``redis.leaseTimeout``: the lease key lives 3/4 of it (renewed every 1/4 by
+            the broker), so a dead server's members go at most ``lease_ms`` after its last
+            renewal.
+    """
+
+    def __init__(self, cluster: str, server_id: str, lease_ms: int) -> None:
+        self.cluster = cluster
+        self.server_id = server_id
+        self.lease_ttl_ms = lease_ms * 3 // 4
+        self.journal = Journal()
+        self._lock = asyncio.Lock()
+        self._redis: Any = None
+        self._reap: Any = None
+        self._leave: Any = None
+
+    def attach(self, redis: Any) -> None:
+        """Use this client (a ``redis.asyncio.Redis``) from now on."""
+        self._redis = redis
+        self._reap = redis.register_script(REAP)
+        self._leave = redis.register_script(LEAVE)
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.cluster, *parts))
+
+    # -- changes ------------------------------------------------------------------------------
+
+    def record(self, key: Hashable, value: Any, redis_up: bool) -> int:
+        """Journal a change: ``("member", room, id)`` to a joinedAt or None, ``("connection",
+        id)`` to True or False, ``("room", name)`` to True. Its sequence number.
+
+        While Redis is away (``redis_up`` false), a removal is not kept but cancels what was
+        pending for its key: the write-back that must come before anything else is written
+        removes from Redis whatever this server no longer holds. So the journal stays as small
+        as this server's state, however many clients come and go during a long outage.
+        """
+        removal = value is None or value is False
+        if removal and not redis_up and not self._lock.locked():
+            self.journal.forget(key)
+            return 0
+        return self.journal.record(key, value)
+
+    async def write(self, change: int | None = None) -> None:
+        """Write every pending change, unless ``change`` was written meanwhile.
+
+        Serialised, so a key's changes reach Redis in the order they were made; one pipeline
+        carries all the changes made while the previous one was on its way.
+
+        Raises:
+            RedisError, OSError: the changes stay pending.
+        """
+        async with self._lock:
+            if change is not None and self.journal.confirmed >= change:
+                return
+            upto, changes = self.journal.snapshot()
+            if changes:
+                pipe = self._redis.pipeline(transaction=False)
+                for key, value in changes.items():
+                    self._queue_change(pipe, key, value)
+                await pipe.execute()
+            self.journal.confirm(upto)
+
+    def _queue_change(self, pipe: Any, key: Hashable, value: Any) -> None:
+        kind, *names = key
+        if kind == "member":
+            room, cid = names
+            owned = self.key("server", self.server_id, "members")
+            if value is None:
+                pipe.hdel(self.key("room", room), cid)
+                pipe.srem(owned, f"{room}\0{cid}")
+            else:
+                pipe.hset(self.key("room", room), cid, f"{self.server_id}|{value}")
+                pipe.sadd(owned, f"{room}\0{cid}")
+        elif kind == "connection":
+            (cid,) = names
+            held = self.key("server", self.server_id, "connections")
+            if value:
+                pipe.hset(self.key("connections"), cid, self.server_id)
+                pipe.sadd(held, cid)
+            else:
+                pipe.hdel(self.key("connections"), cid)
+                pipe.srem(held, cid)
+        else:  # "room": created while Redis was away
+            pipe.sadd(self.key("rooms"), names[0])
+
+    # -- the whole share ---------------------------------------------------------------------
+
+    async def write_back(
+        self,
+        rooms: Iterable[str],
+        memberships: Iterable[tuple[str, str, int]],
+        connections: Iterable[str],
+    ) -> tuple[set[str], int]:
+        """Make Redis hold exactly these rooms, memberships ``(room, id, joinedAt)`` and
+        connections, plus the journal's newer changes: ``(rooms written, memberships)``.
+
+        The lease is renewed first, so nobody reaps this server while it writes; the rest is
+        one MULTI, so no other server sees half of it.
+        """
+        async with self._lock:
+            upto, changes = self.journal.snapshot()
+            rooms = set(rooms)
+            members = {(room, cid): joined for room, cid, joined in memberships}
+            held_now = set(connections)
+            for (kind, *names), value in changes.items():
+                if kind == "member":
+                    if value is None:
+                        members.pop((names[0], names[1]), None)
+                    else:
+                        members[(names[0], names[1])] = value
+                elif kind == "connection":
+                    (held_now.add if value else held_now.discard)(names[0])
+                else:
+                    rooms.add(names[0])
+            await self.announce()
+            owned_key = self.key("server", self.server_id, "members")
+            held_key = self.key("server", self.server_id, "connections")
+            reading = self._redis.pipeline(transaction=False)
+            reading.smembers(owned_key)
+            reading.smembers(held_key)
+            owned, held = await reading.execute()
+            entries = {f"{room}\0{cid}" for room, cid in members}
+            pipe = self._redis.pipeline(transaction=True)
+            for entry in owned:
+                room, _, cid = entry.decode().partition("\0")
+                if f"{room}\0{cid}" not in entries:
+                    pipe.hdel(self.key("room", room), cid)
+            gone = {cid.decode() for cid in held} - held_now
+            if gone:
+                pipe.hdel(self.key("connections"), *gone)
+            pipe.delete(owned_key, held_key)
+            by_room: dict[str, dict[str, str]] = {}
+            for (room, cid), joined in members.items():
+                by_room.setdefault(room, {})[cid] = f"{self.server_id}|{joined}"
+            for room, mapping in by_room.items():
+                pipe.hset(self.key("room", room), mapping=mapping)
+            if entries:
+                pipe.sadd(owned_key, *entries)
+            if held_now:
+                pipe.hset(self.key("connections"), mapping=dict.fromkeys(held_now, self.server_id))
+                pipe.sadd(held_key, *held_now)
+            if rooms:
+                pipe.sadd(self.key("rooms"), *rooms)
+            await pipe.execute()
+            self.journal.confirm(upto)
+            return rooms, len(members)
+
+    # -- lease --------------------------------------------------------------------------------
+
+    async def announce(self) -> bool:
+        """Renew this server's lease; True when it was missing from the servers' set (reaped,
+        or Redis forgot everything)."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.set(self.key("server", self.server_id), b"1", px=self.lease_ttl_ms)
+        pipe.sadd(self.key("servers"), self.server_id)
+        _, added = await pipe.execute()
+        return bool(added)
+
+    async def reap(self) -> tuple[list[tuple[str, int]], set[str]]:
+        """Forget the servers whose lease expired: ``([(id, memberships removed)], ids of the
+        other servers alive)``."""
+        reaped, alive = await self._reap(args=[self.cluster, self.server_id])
+        pairs = zip(reaped[::2], reaped[1::2], strict=True)
+        return [(other.decode(), removed) for other, removed in pairs], {
+            other.decode() for other in alive
+        }
+
+    async def leave(self) -> None:
+        """Remove this server's memberships, connections and lease."""
+        await self._leave(args=[self.cluster, self.server_id])
