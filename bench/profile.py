@@ -22,7 +22,7 @@ from pathlib import Path
 from bench import scenarios, servers
 from bench.workers import Target
 
-LOADS = ("rpc", "fanout200", "fanout2000", "http", "idle")
+LOADS = ("rpc", "fanout200", "fanout2000", "http", "static", "connect", "frame", "idle")
 # the event loop's own frames: inclusive time is counted below the last of these in each stack
 LOOP_FRAMES = ("Runner.run", "run_forever", "_run_once", "Handle._run")
 
@@ -80,10 +80,15 @@ def _load(load: str, server: servers.Server, seconds: float, port_ready: threadi
         scenarios.fanout(target, [], members, messages=int(100_000 * seconds / members))
     elif load == "idle":
         scenarios.connect(target, [], (10000,), idle_s=seconds)
+    elif load == "connect":  # handshakes for the whole recording: 10 000 connections
+        scenarios.connect(target, [], (10000,))
+    elif load == "frame":
+        scenarios.frame(target, [], count=int(seconds * 200))
     else:
-        from bench import httpload
+        from bench import httpload, runner
 
-        httpload.http("127.0.0.1", server.port, "/api/randomNumber", [], 50, seconds)
+        path = runner.STATIC_PATH if load == "static" else "/api/randomNumber"
+        httpload.http("127.0.0.1", server.port, path, [], 50, seconds)
 
 
 def _wait_open_files(pid: int, count: int, limit_s: float) -> None:
@@ -109,7 +114,7 @@ def profile(load: str, seconds: float, top: int, ping_ms: int) -> str:
         ready.wait()
         if load == "idle":  # record the hold, not the 10 000 handshakes before it
             _wait_open_files(server.pids[0], 10000, limit_s=120)
-        time.sleep(4)  # past connection setup, into the steady state
+        time.sleep(1 if load == "connect" else 4)  # into the steady state
         raw = run_dir / "pyspy.txt"
         subprocess.run(
             [

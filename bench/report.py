@@ -1,7 +1,9 @@
 """Turn repeated measurements into the one table the suite prints, and into bench/RESULTS.md.
 
-Ratios are computed per repetition (Squall and ActionHero measured minutes apart in the same run)
-and only then summarised, because absolute rates drift with whatever else the machine is doing.
+Ratios are computed per repetition (Squall and the server it is compared with measured minutes
+apart in the same run) and only then summarised, because absolute rates drift with whatever else
+the machine is doing. Two ratios are shown: to ActionHero (issue 6's and issue 12's targets) and
+to the pre-change commit (issue 12: the rewrite may cost at most 10 % per operation).
 """
 
 from __future__ import annotations
@@ -10,30 +12,36 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-SERVERS = ("squall", "floor", "actionhero")
+SERVERS = ("squall", "pre", "floor", "actionhero")
 #: The heading of the soak's own section of RESULTS.md, which a benchmark run keeps.
 SOAK_HEADING = "## Soak"
-HEADERS = ("Squall", "floor", "ActionHero")
+HEADERS = ("Squall", "pre-change", "floor", "ActionHero")
+#: The servers Squall's value is divided by, one ratio column each.
+COMPARED = ("actionhero", "pre")
+_SHORT = {"actionhero": "AH", "pre": "pre"}
 
 
 @dataclass(frozen=True)
 class Target:
-    """A goal: on the Squall/ActionHero ratio (``>=``, ``<=``), or on Squall's own value (``<``)."""
+    """A goal on the ratio Squall/``against`` (``>=``, ``<=``), or, with ``against=None``, on
+    Squall's own value (``<``)."""
 
     op: str
     value: float
-    on_ratio: bool = True
+    against: str | None = "actionhero"
 
     def text(self) -> str:
         """How the target reads in the table."""
-        return f"{'ratio' if self.on_ratio else 'Squall'} {self.op} {self.value:g}"
+        subject = f"Squall/{_SHORT[self.against]}" if self.against else "Squall"
+        return f"{subject} {self.op} {self.value:g}"
 
-    def met(self, ratio: float | None, squall: float | None) -> bool | None:
-        """True/False, or None when there is nothing to judge."""
-        x = ratio if self.on_ratio else squall
-        if x is None:
+    def met(self, ratio: float | None) -> bool | None:
+        """True/False on ``ratio`` (or Squall's value), None when there is nothing to judge."""
+        if ratio is None:
             return None
-        return {">=": x >= self.value, "<=": x <= self.value, "<": x < self.value}[self.op]
+        return {">=": ratio >= self.value, "<=": ratio <= self.value, "<": ratio < self.value}[
+            self.op
+        ]
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,10 @@ class Metric:
     target: Target | None = None
 
 
+#: Issue 12: the new transport may cost at most 10 % more CPU per operation than the old one.
+PER_OPERATION_VS_PRE = Target("<=", 1.1, against="pre")
+
+
 def _ws(prefix: str, title: str) -> list[Metric]:
     return [
         Metric(
@@ -53,7 +65,20 @@ def _ws(prefix: str, title: str) -> list[Metric]:
         ),
         Metric(f"{prefix}.p50_ms", f"fan-out delivery p50 ms, {title}", 2),
         Metric(f"{prefix}.p99_ms", f"fan-out delivery p99 ms, {title}", 2),
-        Metric(f"{prefix}.cpu_us_per_delivery", f"server CPU µs per delivery, {title}", 1),
+        Metric(
+            f"{prefix}.cpu_us_per_delivery",
+            f"server CPU µs per delivery, {title}",
+            1,
+            PER_OPERATION_VS_PRE,
+        ),
+    ]
+
+
+def _http(key: str, title: str, rate: float) -> list[Metric]:
+    return [
+        Metric(f"http.{key}.req_per_s", f"HTTP {title} req/s, 50 conns", 0, Target(">=", rate)),
+        Metric(f"http.{key}.p99_ms", f"HTTP {title} p99 ms", 2, Target("<=", 1.0)),
+        Metric(f"http.{key}.cpu_us_per_req", f"server CPU µs per HTTP {title}", 1),
     ]
 
 
@@ -61,10 +86,11 @@ METRICS: list[Metric] = [
     Metric("rpc.rt_per_s", "WS action round trips/s, 50 clients", 0, Target(">=", 1.0)),
     Metric("rpc.p50_ms", "WS action p50 ms", 2),
     Metric("rpc.p99_ms", "WS action p99 ms", 2, Target("<=", 1.0)),
-    Metric("rpc.cpu_us_per_rt", "server CPU µs per WS round trip", 1),
+    Metric("rpc.cpu_us_per_rt", "server CPU µs per WS round trip", 1, PER_OPERATION_VS_PRE),
     *_ws("fanout200", "room of 200"),
     *_ws("fanout2000", "room of 2 000"),
     Metric("connect.connects_per_s@2000", "connects/s, 2 000 connections", 0),
+    Metric("connect.cpu_us_per_connect@2000", "server CPU µs per connect, 2 000", 0),
     Metric(
         "connect.rss_kib_per_conn@2000",
         "RSS KiB per idle WS connection, 2 000",
@@ -72,7 +98,12 @@ METRICS: list[Metric] = [
         Target("<=", 0.6),
     ),
     Metric("connect.connects_per_s@10000", "connects/s, 10 000 connections", 0),
-    Metric("connect.cpu_us_per_connect@10000", "server CPU µs per connect, 10 000", 0),
+    Metric(
+        "connect.cpu_us_per_connect@10000",
+        "server CPU µs per connect, 10 000",
+        0,
+        Target("<=", 1.0),
+    ),
     Metric(
         "connect.rss_kib_per_conn@10000",
         "RSS KiB per idle WS connection, 10 000",
@@ -83,19 +114,18 @@ METRICS: list[Metric] = [
         "connect.idle_cpu_pct",
         "server CPU % of a core, 10 000 idle, heartbeat on",
         2,
-        Target("<", 5.0, on_ratio=False),
+        Target("<", 5.0, against=None),
     ),
+    *_http("randomNumber", "GET /api/randomNumber", 2.0),
+    *_http("status", "GET /api/status", 2.0),
+    *_http("static", "GET /public/chat.html", 1.3),
     Metric(
-        "http.randomNumber.req_per_s",
-        "HTTP GET /api/randomNumber req/s, 50 conns",
-        0,
-        Target(">=", 1.0),
+        "frame.cpu_ms_per_frame",
+        "server CPU (loop time) ms per 1 MiB masked binary frame",
+        2,
+        Target("<", 1.0, against=None),
     ),
-    Metric("http.randomNumber.p99_ms", "HTTP /api/randomNumber p99 ms", 2),
-    Metric("http.randomNumber.cpu_us_per_req", "server CPU µs per HTTP randomNumber", 1),
-    Metric("http.status.req_per_s", "HTTP GET /api/status req/s, 50 conns", 0, Target(">=", 1.0)),
-    Metric("http.status.p99_ms", "HTTP /api/status p99 ms", 2),
-    Metric("http.status.cpu_us_per_req", "server CPU µs per HTTP status", 1),
+    Metric("frame.p50_ms", "1 MiB frame round trip p50 ms", 2),
     Metric(
         "cluster1.deliveries_per_s", "cluster fan-out deliveries/s, 1 Squall process + Redis", 0
     ),
@@ -109,7 +139,7 @@ METRICS: list[Metric] = [
         "cluster2.cost_vs_memory",
         "CPU per delivery, 2 processes + Redis / 1 process in memory (room of 2 000)",
         2,
-        Target("<=", 1.3, on_ratio=False),
+        Target("<=", 1.3, against=None),
     ),
 ]
 
@@ -123,6 +153,8 @@ class Results:
     reasons: dict[tuple[str, str], str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     background: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    #: ``uptime``'s load averages as the run went: (when, (1 min, 5 min, 15 min))
+    loads: list[tuple[str, tuple[float, float, float]]] = field(default_factory=list)
 
     def add(self, key: str, server: str, rep: int, value: float | None) -> None:
         """Record one measurement (None = measured nothing usable)."""
@@ -138,11 +170,11 @@ class Results:
     def values(self, key: str, server: str) -> list[float]:
         return [v for v in self.samples.get((key, server), []) if v is not None]
 
-    def ratios(self, key: str) -> list[float]:
-        """Squall / ActionHero per repetition where both were measured."""
+    def ratios(self, key: str, against: str) -> list[float]:
+        """Squall / ``against`` per repetition where both were measured."""
         squall = self.samples.get((key, "squall"), [])
-        anchor = self.samples.get((key, "actionhero"), [])
-        return [s / a for s, a in zip(squall, anchor, strict=False) if s is not None and a]
+        other = self.samples.get((key, against), [])
+        return [s / o for s, o in zip(squall, other, strict=False) if s is not None and o]
 
 
 def _number(value: float, digits: int) -> str:
@@ -165,29 +197,29 @@ def _ratio(ratios: list[float]) -> str:
 
 
 def table(results: Results) -> str:
-    """The markdown table: medians per server, Squall/ActionHero ratio, target, PASS/MISS."""
+    """The markdown table: medians per server, the ratios to ActionHero and to the pre-change
+    commit (medians of same-repetition ratios), the target and PASS/MISS."""
     lines = [
         "| metric | "
         + " | ".join(HEADERS)
-        + " | Squall/ActionHero median (min-max) | target | result |",
-        "|---|" + "---:|" * len(HEADERS) + "---:|---|---|",
+        + " | Squall/ActionHero | Squall/pre-change | target | result |",
+        "|---|" + "---:|" * len(HEADERS) + "---:|---:|---|---|",
     ]
     for metric in METRICS:
-        ratios = results.ratios(metric.key)
-        squall = results.values(metric.key, "squall")
+        ratios = {against: results.ratios(metric.key, against) for against in COMPARED}
         verdict = ""
         if metric.target is not None:
-            met = metric.target.met(
-                statistics.median(ratios) if ratios else None,
-                statistics.median(squall) if squall else None,
-            )
+            against = metric.target.against
+            judged = ratios[against] if against else results.values(metric.key, "squall")
+            met = metric.target.met(statistics.median(judged) if judged else None)
             verdict = "n/a" if met is None else "PASS" if met else "MISS"
         cells = [_cell(results, metric, server) for server in SERVERS]
         target = metric.target.text() if metric.target else ""
         lines.append(
             f"| {metric.label} | "
             + " | ".join(cells)
-            + f" | {_ratio(ratios)} | {target} | {verdict} |"
+            + "".join(f" | {_ratio(ratios[against])}" for against in COMPARED)
+            + f" | {target} | {verdict} |"
         )
     return "\n".join(lines)
 
@@ -202,7 +234,16 @@ def background_note(results: Results) -> str:
     return "CPU used by other processes during measurements, % of one core: " + "; ".join(parts)
 
 
-def results_markdown(results: Results, command: str, date: str, machine: dict[str, str]) -> str:
+def load_note(results: Results) -> str:
+    """The machine's load averages (``uptime``) as the run went."""
+    return "Load average (1, 5, 15 min) as the run went: " + "; ".join(
+        f"{when} {one:.2f} {five:.2f} {fifteen:.2f}" for when, (one, five, fifteen) in results.loads
+    )
+
+
+def results_markdown(
+    results: Results, command: str, date: str, machine: dict[str, str], pre_commit: str
+) -> str:
     """The whole of bench/RESULTS.md."""
     problems = "\n".join(f"- {p}" for p in results.problems) or "- none"
     return f"""# Squall benchmark results
@@ -214,11 +255,17 @@ Machine: {machine["nproc"]} cores, {machine["cpu"]}, Linux {machine["kernel"]};
 
 {table(results)}
 
-Values are medians over {results.repeat} repetition(s); the ratio column is the median (min-max)
-of per-repetition Squall/ActionHero ratios, the servers measured interleaved in the same run. For
-latencies, CPU and RSS lower is better. The floor is a bare Tornado server (`bench/floor.py`).
+Values are medians over {results.repeat} repetition(s); the ratio columns are the median (min-max)
+of per-repetition Squall/ActionHero and Squall/pre-change ratios, the servers measured interleaved
+in the same run. For latencies, CPU and RSS lower is better. "pre-change" is this repository at
+commit {pre_commit} (Tornado's HTTPServer and squall/wsframes.py, before issue 12's transport),
+run from a temporary worktree with the same interpreter and config. The floor is a bare Tornado
+server (`bench/floor.py`). Clients mask every frame with a random key and send a browser's
+headers. "n/a" for the floor and ActionHero in the frame rows: neither answers a binary frame.
 
 {background_note(results)}
+
+{load_note(results)}
 
 Problems seen during the run:
 {problems}

@@ -10,7 +10,9 @@ file in the run directory; the summary table goes to stdout (and to bench/RESULT
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import platform
 import resource
 import shlex
@@ -28,7 +30,11 @@ from typing import Any
 from bench import cluster, httpload, procstat, report, scenarios, servers
 from bench.workers import Target
 
-SCENARIOS = ("connect", "rpc", "fanout", "http", "cluster")
+SCENARIOS = ("connect", "rpc", "fanout", "http", "static", "frame", "cluster")
+#: The same page on every server that serves files (ActionHero's is 5.6 KB, Squall's 6.9 KB).
+STATIC_PATH = "/public/chat.html"
+#: Servers that answer a binary frame (with an error push): the frame scenario's subjects.
+FRAME_SERVERS = ("squall", "pre")
 STAGES = (2000, 10000)
 QUIET_CORES = 0.3  # --quiet-wait: the machine counts as quiet below this many busy cores
 MIN_JOINED = 0.9  # a fan-out with fewer of its members joined measures another room: n/a
@@ -44,10 +50,15 @@ class Sizes:
     idle_s: float
     http_s: float
     cluster: tuple[int, int]  # (members, messages)
+    frames: int
 
 
-FULL = Sizes(rpc_s=10, fanout=((200, 300), (2000, 40)), idle_s=30, http_s=5, cluster=(2000, 30))
-QUICK = Sizes(rpc_s=3, fanout=((200, 100), (2000, 12)), idle_s=10, http_s=3, cluster=(2000, 10))
+FULL = Sizes(
+    rpc_s=10, fanout=((200, 300), (2000, 40)), idle_s=30, http_s=5, cluster=(2000, 30), frames=200
+)
+QUICK = Sizes(
+    rpc_s=3, fanout=((200, 100), (2000, 12)), idle_s=10, http_s=3, cluster=(2000, 10), frames=50
+)
 
 
 def _children_cpu() -> float:
@@ -82,6 +93,7 @@ class Runner:
         self.run_dir = Path(tempfile.mkdtemp(prefix="squall-bench-"))
         self.raw_path = self.run_dir / "measurements.jsonl"
         self.squall_cfg = servers.squall_config(self.run_dir, args.ping_ms)
+        self.pre_root: Path | None = None
 
     # -- bookkeeping
     def _log(self, rep: int, name: str, scenario: str, result: dict[str, Any]) -> None:
@@ -117,10 +129,20 @@ class Runner:
             return None
         other = meter.other_cpu_pct()
         self.results.background[server.name].append(other)
+        load = os.getloadavg()[0]
         self._log(
-            rep, server.name, scenario, {"waited_idle_s": waited, "other_cpu_pct": other, **result}
+            rep,
+            server.name,
+            scenario,
+            {"waited_idle_s": waited, "other_cpu_pct": other, "load_1min": load, **result},
         )
         return result
+
+    def note_load(self, when: str) -> None:
+        """Record ``uptime``'s load averages (other sessions share this machine)."""
+        load = os.getloadavg()
+        self.results.loads.append((when, load))
+        print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({when})", file=sys.stderr)
 
     def _add_fanout(self, rep: int, name: str, prefix: str, members: int, result: dict) -> None:
         self._problem(
@@ -195,19 +217,40 @@ class Runner:
 
     def http(self, rep: int, server: servers.Server) -> None:
         for action in ("randomNumber", "status"):
-            result = self._measure(
-                rep,
-                server,
-                f"http.{action}",
-                lambda a=action: httpload.http(
-                    "127.0.0.1", server.port, f"/api/{a}", server.pids, 50, self.sizes.http_s
-                ),
-            )
-            if result is None:
-                continue
-            for key in ("req_per_s", "p99_ms", "cpu_us_per_req"):
-                self.results.add(f"http.{action}.{key}", server.name, rep, result.get(key))
-            self._problem(rep, server.name, f"http {action}", result, ["errors", "socket_errors"])
+            self._http(rep, server, action, f"/api/{action}")
+
+    def static(self, rep: int, server: servers.Server) -> None:
+        if server.name == "floor":
+            self.results.missing("http.static", server.name, "serves no files")
+            return
+        self._http(rep, server, "static", STATIC_PATH)
+
+    def _http(self, rep: int, server: servers.Server, name: str, path: str) -> None:
+        result = self._measure(
+            rep,
+            server,
+            f"http.{name}",
+            lambda: httpload.http(
+                "127.0.0.1", server.port, path, server.pids, 50, self.sizes.http_s
+            ),
+        )
+        if result is None:
+            return
+        for key in ("req_per_s", "p99_ms", "cpu_us_per_req"):
+            self.results.add(f"http.{name}.{key}", server.name, rep, result.get(key))
+        self._problem(rep, server.name, f"http {name}", result, ["errors", "socket_errors"])
+
+    def frame(self, rep: int, server: servers.Server) -> None:
+        if server.name not in FRAME_SERVERS:
+            self.results.missing("frame", server.name, "answers no binary frame")
+            return
+        target, count = _target(server), self.sizes.frames
+        result = self._measure(
+            rep, server, "frame", lambda: scenarios.frame(target, server.pids, count)
+        )
+        if result is not None:
+            for key in ("cpu_ms_per_frame", "p50_ms"):
+                self.results.add(f"frame.{key}", server.name, rep, result[key])
 
     def cluster(self, rep: int) -> None:
         members, messages = self.sizes.cluster
@@ -240,7 +283,9 @@ class Runner:
         try:
             for name in order:
                 try:
-                    running[name] = servers.start(name, self.run_dir, self.squall_cfg)
+                    running[name] = servers.start(
+                        name, self.run_dir, self.squall_cfg, self.pre_root
+                    )
                 except Exception as exc:  # a server that cannot start leaves its column n/a
                     self.results.problems.append(
                         f"rep {rep + 1}, {name} did not start: {exc}"[:300]
@@ -271,11 +316,17 @@ class Runner:
     def run(self) -> str:
         """All repetitions; returns the table."""
         started = time.monotonic()
-        for rep in range(self.args.repeat):
-            print(
-                f"repetition {rep + 1}/{self.args.repeat} (raw: {self.raw_path})", file=sys.stderr
-            )
-            self.repetition(rep)
+        with contextlib.ExitStack() as stack:
+            if "pre" in self.args.servers:  # the pre-change commit, checked out for this run
+                self.pre_root = stack.enter_context(servers.pre_checkout(self.args.pre_commit))
+            for rep in range(self.args.repeat):
+                print(
+                    f"repetition {rep + 1}/{self.args.repeat} (raw: {self.raw_path})",
+                    file=sys.stderr,
+                )
+                self.note_load(f"start of repetition {rep + 1}")
+                self.repetition(rep)
+        self.note_load("end")
         print(f"done in {time.monotonic() - started:.0f} s", file=sys.stderr)
         return report.table(self.results)
 
@@ -308,7 +359,7 @@ def machine() -> dict[str, str]:
     """procstat.machine() plus the versions that shape the numbers."""
     info = procstat.machine()
     versions = [f"Python {platform.python_version()}", f"node {_version(['node', '--version'])}"]
-    for dist in ("tornado", "uvloop", "orjson"):
+    for dist in ("tornado", "httptools", "websockets", "uvloop", "orjson"):
         try:
             versions.append(f"{dist} {metadata.version(dist)}")
         except metadata.PackageNotFoundError:
@@ -341,7 +392,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help=f"before each measurement wait up to S s for the machine to be under {QUIET_CORES} "
         "busy cores (other sessions share it); default 0: do not wait",
     )
-    parser.add_argument("--write-results", action="store_true", help="also write bench/RESULTS.md")
+    parser.add_argument(
+        "--pre-commit",
+        default=servers.PRE_COMMIT,
+        help="the commit measured as the pre-change server (default: %(default)s, the last "
+        "before issue 12's transport)",
+    )
+    parser.add_argument(
+        "--write-results",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write bench/RESULTS.md (default: only after a full run of every scenario and server)",
+    )
     args = parser.parse_args(argv)
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3
@@ -349,7 +411,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if "actionhero" in args.servers and not servers.actionhero_available():
         print("ActionHero anchor not available (no ../shared or node): skipped", file=sys.stderr)
         args.servers.remove("actionhero")
+    if args.write_results is None:
+        args.write_results = not args.quick and argv_is_full(args)
     return args
+
+
+def argv_is_full(args: argparse.Namespace) -> bool:
+    """Every scenario on every server: a run RESULTS.md may be written from."""
+    return set(args.scenarios) == set(SCENARIOS) and set(args.servers) == set(servers.NAMES)
 
 
 def main(argv: list[str]) -> None:
@@ -362,7 +431,9 @@ def main(argv: list[str]) -> None:
     if args.write_results:
         command = "python -m bench run " + shlex.join(argv)
         date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        text = report.results_markdown(runner.results, command.strip(), date, where)
+        text = report.results_markdown(
+            runner.results, command.strip(), date, where, args.pre_commit
+        )
         # The soak (bench/soak.py) records its last result in a section of its own: keep it.
         previous = RESULTS_MD.read_text() if RESULTS_MD.exists() else ""
         soak = previous.find(report.SOAK_HEADING)

@@ -9,17 +9,22 @@ processes; CPU and RSS are summed over them (an empty list skips server-side fig
 from __future__ import annotations
 
 import array
+import asyncio
+import os
 import time
 from typing import Any
 
 from bench import procstat
-from bench.limits import MAX_CONNECTIONS, MAX_DURATION_S, MAX_MESSAGES, clamp
+from bench.limits import CONNECT_TIMEOUT_S, MAX_CONNECTIONS, MAX_DURATION_S, MAX_MESSAGES, clamp
 from bench.loadgen import LoadGenerator, split
 from bench.workers import Target
+from bench.wsclient import connect as ws_connect
 
 now = time.perf_counter
 FANOUT_CAP_S = 60.0  # a fan-out run that has not delivered everything by then is cut off
 WARM_CONNECTIONS = 20  # opened and closed before the RSS baseline of the connect scenario
+FRAME_SIZE = 1 << 20  # the frame scenario's payload: 1 MiB
+MAX_FRAMES = 1000
 
 
 def percentile_ms(values: list[float], pct: float) -> float | None:
@@ -215,3 +220,47 @@ def connect(
                 }
             )
     return out
+
+
+def frame(target: Target, pids: list[int], count: int = 200, size: int = FRAME_SIZE) -> dict:
+    """``count`` binary frames of ``size`` random bytes, one at a time, each masked with its own
+    random key; the server answers each with an error push (PROTOCOL.md: binary frames are not
+    verbs), so what it spends per frame is reading, unmasking and refusing it: the frame layer.
+
+    The event loop is one thread: its CPU time per frame is the loop time the frame takes from
+    every other socket.
+    """
+    count = int(clamp(count, 1, MAX_FRAMES))
+    return asyncio.run(_frames(target, pids, count, size))
+
+
+async def _frames(target: Target, pids: list[int], count: int, size: int) -> dict[str, Any]:
+    client = await ws_connect(
+        target.host, target.ports[0], target.path, target.dialect, CONNECT_TIMEOUT_S
+    )
+    replies: asyncio.Queue[bytes] = asyncio.Queue()
+    client.on_frame = replies.put_nowait
+    payload = os.urandom(size)
+    lat: list[float] = []
+    try:
+        for n in range(count + 5):  # 5 to warm up
+            if n == 5:
+                cpu0 = procstat.cpu_seconds(pids)
+            t0 = now()
+            client.send_binary(payload)
+            reply = await asyncio.wait_for(replies.get(), CONNECT_TIMEOUT_S)
+            if b'"error"' not in reply:
+                raise RuntimeError(f"a binary frame was answered with {reply[:120]!r}")
+            if n >= 5:
+                lat.append(now() - t0)
+        cpu1 = procstat.cpu_seconds(pids)
+    finally:
+        client.close()
+    lat.sort()
+    return {
+        "frames": count,
+        "frame_bytes": size,
+        "cpu_ms_per_frame": 1e3 * (cpu1 - cpu0) / count if pids else None,
+        "p50_ms": percentile_ms(lat, 50),
+        "p99_ms": percentile_ms(lat, 99),
+    }

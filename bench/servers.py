@@ -1,20 +1,28 @@
-"""Start, identify and stop the servers under test: Squall, the floor and ActionHero.
+"""Start, identify and stop the servers under test: Squall, Squall as it was before the transport
+rewrite ("pre"), the floor and ActionHero.
 
 The runner starts every server itself so each repetition gets fresh processes (RSS per connection
 is only meaningful on a process that has not served a load before) and so logging is known to be
 off: Squall at logLevel warning through a bench config file, the floor with no access log,
 ActionHero at LOG_LEVEL=warning.
+
+"pre" is this repository at :data:`PRE_COMMIT`, checked out for the run into a temporary git
+worktree (:func:`pre_checkout`) and started exactly as Squall is, with the same interpreter and
+config override: same machine, same run, only the code differs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,11 +30,29 @@ from bench import procstat
 
 REPO = Path(__file__).resolve().parent.parent
 SQUALL_PYTHON = REPO / ".venv" / "bin" / "python"
-ANCHORS = REPO.parent / "shared" / "anchors"
+
+
+def _anchors() -> Path:
+    """``shared/anchors`` beside the repository, or beside its main worktree (a checkout made
+    with ``git worktree add`` elsewhere still finds the project's shared folder)."""
+    beside = REPO.parent / "shared" / "anchors"
+    if beside.exists():
+        return beside
+    common = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--path-format=absolute", "--git-common-dir"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return Path(common).parent.parent / "shared" / "anchors" if common else beside
+
+
+ANCHORS = _anchors()
 START_ACTIONHERO = ANCHORS / "start_actionhero.sh"
 ACTIONHERO_RUN_DIR = Path("/tmp/anchors")
 READY_TIMEOUT_S = 60.0
-NAMES = ("squall", "floor", "actionhero")
+NAMES = ("squall", "pre", "floor", "actionhero")
+#: The last commit before the transport rewrite: Tornado's HTTPServer and squall/wsframes.py.
+PRE_COMMIT = "d82798e"
 
 
 class ServerError(RuntimeError):
@@ -97,11 +123,13 @@ def wait_ready(server: Server, proc: subprocess.Popen | None = None) -> None:
     raise ServerError(f"{server.name} not ready on :{server.port}: {tail(server.log)}")
 
 
-def _spawn(name: str, dialect: str, cmd: list[str], log: Path, env: dict | None = None) -> Server:
+def _spawn(
+    name: str, dialect: str, cmd: list[str], log: Path, env: dict | None = None, cwd: Path = REPO
+) -> Server:
     port = int(cmd[cmd.index("--port") + 1])
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
     server = Server(name, dialect, port, log, [proc.pid], _proc=proc)
     wait_ready(server, proc)
@@ -116,19 +144,45 @@ def squall_config(run_dir: Path, ping_ms: int) -> Path:
     """
     config = {
         "general": {"logLevel": "warning"},
-        "servers": {"websocket": {"server": {"pingInterval": ping_ms}}},
+        # room for the 1 MiB frame of the frame scenario, whatever the default says
+        "servers": {"websocket": {"server": {"pingInterval": ping_ms, "maxMessageSize": 2 << 20}}},
     }
     path = run_dir / "squall-bench.yaml"
     path.write_text(json.dumps(config, indent=2))
     return path
 
 
-def start_squall(port: int, run_dir: Path, config: Path, env: dict | None = None) -> Server:
-    """``server.py --port N --env production --config <bench override>`` from the repo root."""
-    cmd = [str(SQUALL_PYTHON), str(REPO / "server.py"), "--port", str(port)]
+def start_squall(
+    port: int,
+    run_dir: Path,
+    config: Path,
+    env: dict | None = None,
+    root: Path = REPO,
+    name: str = "squall",
+) -> Server:
+    """``server.py --port N --env production --config <bench override>`` from ``root`` (this
+    repository, or the pre-change checkout: its ``server.py`` puts its own ``squall`` first)."""
+    cmd = [str(SQUALL_PYTHON), str(root / "server.py"), "--port", str(port)]
     cmd += ["--env", "production", "--config", str(config)]
     full_env = {**os.environ, **(env or {})}
-    return _spawn("squall", "plain", cmd, run_dir / f"squall-{port}.log", full_env)
+    return _spawn(name, "plain", cmd, run_dir / f"{name}-{port}.log", full_env, cwd=root)
+
+
+@contextlib.contextmanager
+def pre_checkout(commit: str = PRE_COMMIT) -> Iterator[Path]:
+    """This repository at ``commit`` in a temporary git worktree, removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix=f"squall-pre-{commit}-"))
+    git = ["git", "-C", str(REPO)]
+    done = subprocess.run(
+        [*git, "worktree", "add", "--detach", str(path), commit], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        path.rmdir()
+        raise ServerError(f"cannot check out {commit}: {done.stderr.strip()[-300:]}")
+    try:
+        yield path
+    finally:
+        subprocess.run([*git, "worktree", "remove", "--force", str(path)], capture_output=True)
 
 
 def start_floor(port: int, run_dir: Path) -> Server:
@@ -168,11 +222,15 @@ def start_actionhero(port: int) -> Server:
     return server
 
 
-def start(name: str, run_dir: Path, squall_cfg: Path) -> Server:
-    """Start server ``name`` (one of NAMES) on a fresh port."""
+def start(name: str, run_dir: Path, squall_cfg: Path, pre_root: Path | None = None) -> Server:
+    """Start server ``name`` (one of NAMES) on a fresh port; "pre" runs from ``pre_root``."""
     port = free_port()
     if name == "squall":
         return start_squall(port, run_dir, squall_cfg)
+    if name == "pre":
+        if pre_root is None:
+            raise ServerError("pre: no checkout of the pre-change commit")
+        return start_squall(port, run_dir, squall_cfg, root=pre_root, name="pre")
     if name == "floor":
         return start_floor(port, run_dir)
     return start_actionhero(port)

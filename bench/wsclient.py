@@ -2,9 +2,12 @@
 
 A general-purpose client (``websockets``) spends more CPU per frame than the servers we measure
 would; on a 2-core machine that CPU comes out of the server's share. This one does the least a
-client can: one upgrade request, an unmasked-length frame parser over ``bytes``, and client frames
-masked with the all-zero key (legal framing, so the payload needs no XOR). Frames are handed to
-``on_frame`` as raw bytes; JSON decoding is the caller's choice.
+client can while still looking like a browser to the server: the upgrade request carries a
+browser's headers (Origin, User-Agent, a permessage-deflate offer...), and every client frame is
+masked with a fresh random key (``os.urandom(4)``), as browsers must (RFC 6455 5.3), so the server
+pays the unmasking it pays in production. The XOR is websockets' C ``apply_mask`` when installed.
+Frames are handed to ``on_frame`` as raw bytes; JSON decoding is the caller's choice. The client
+reads uncompressed frames only: a server that accepts the deflate offer fails the connect.
 
 Two dialects share it: ``plain`` (Squall, the floor: server heartbeats are protocol-level pings,
 answered here with pongs) and ``primus`` (ActionHero: the server sends the text frame
@@ -20,6 +23,19 @@ import os
 import struct
 from collections.abc import Callable
 from typing import Any
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # websockets is optional for the generator: the same XOR, in Python
+
+    def apply_mask(data: bytes, mask: bytes) -> bytes:
+        """``data`` XOR the repeated 4-byte ``mask``."""
+        if not data:
+            return data
+        key = (mask * (len(data) // 4 + 1))[: len(data)]
+        number = int.from_bytes(data, "big") ^ int.from_bytes(key, "big")
+        return number.to_bytes(len(data), "big")
+
 
 try:
     import orjson
@@ -41,7 +57,16 @@ except ImportError:  # orjson is optional
 DIALECTS = ("plain", "primus")
 _PRIMUS_PING = b'"primus::ping::'
 _PRIMUS_PONG = b'"primus::pong::'
-_ZERO_MASK = b"\x00\x00\x00\x00"
+#: What Chrome sends on ``new WebSocket(url)`` besides Host, Origin, the key and the version.
+BROWSER_UPGRADE_HEADERS = (
+    "Pragma: no-cache",
+    "Cache-Control: no-cache",
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36",
+    "Accept-Encoding: gzip, deflate, br, zstd",
+    "Accept-Language: en-US,en;q=0.9",
+    "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits",
+)
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 
 
@@ -50,10 +75,17 @@ class WSClient(asyncio.Protocol):
 
     def __init__(self, host: str, port: int, path: str, dialect: str) -> None:
         key = base64.b64encode(os.urandom(16)).decode()
-        self._request = (
-            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
+        lines = [
+            f"GET {path} HTTP/1.1",
+            f"Host: {host}:{port}",
+            "Connection: Upgrade",
+            "Upgrade: websocket",
+            f"Origin: http://{host}:{port}",
+            "Sec-WebSocket-Version: 13",
+            f"Sec-WebSocket-Key: {key}",
+            *BROWSER_UPGRADE_HEADERS,
+        ]
+        self._request = ("\r\n".join(lines) + "\r\n\r\n").encode()
         self._primus = dialect == "primus"
         self._buf = b""
         self._fragments: list[bytes] | None = None
@@ -93,6 +125,12 @@ class WSClient(asyncio.Protocol):
                 return
             if not data.startswith(b"HTTP/1.1 101"):
                 self.opened.set_exception(ConnectionError(data[:120].decode("latin1")))
+                self.transport.close()
+                return
+            if b"permessage-deflate" in data[:end].lower():
+                self.opened.set_exception(
+                    ConnectionError("the server negotiated permessage-deflate: not supported")
+                )
                 self.transport.close()
                 return
             self._upgraded = True
@@ -150,19 +188,16 @@ class WSClient(asyncio.Protocol):
             self.welcome.set_result(payload)
 
     def _write(self, first: int, payload: bytes) -> None:
-        length = len(payload)
-        if length < 126:
-            head = bytes((first, 0x80 | length))
-        elif length < 65536:
-            head = struct.pack("!BBH", first, 0xFE, length)
-        else:
-            head = struct.pack("!BBQ", first, 0xFF, length)
-        self.transport.write(head + _ZERO_MASK + payload)
+        self.transport.write(client_frame(first, payload))
 
     # -- public
     def send(self, payload: bytes) -> None:
         """Send one text frame (``payload`` is already-encoded JSON)."""
         self._write(0x80 | OP_TEXT, payload)
+
+    def send_binary(self, payload: bytes) -> None:
+        """Send one binary frame."""
+        self._write(0x80 | OP_BINARY, payload)
 
     @property
     def is_closed(self) -> bool:
@@ -174,6 +209,19 @@ class WSClient(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self._write(0x80 | OP_CLOSE, b"\x03\xe8")
             self.transport.close()
+
+
+def client_frame(first: int, payload: bytes) -> bytes:
+    """One client frame (``first``: FIN and opcode), masked with a fresh random key."""
+    length = len(payload)
+    if length < 126:
+        head = bytes((first, 0x80 | length))
+    elif length < 65536:
+        head = struct.pack("!BBH", first, 0xFE, length)
+    else:
+        head = struct.pack("!BBQ", first, 0xFF, length)
+    mask = os.urandom(4)
+    return head + mask + apply_mask(payload, mask)
 
 
 def _consume_exception(fut: asyncio.Future) -> None:

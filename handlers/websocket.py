@@ -10,9 +10,9 @@ close timer when it expects one. Frames, masking (in C), the closing handshake a
 compression are websockets'; the closing state is the protocol object's ``state``.
 
 What the pump keeps of its own, because the benchmarks credit it: no future, task or coroutine
-per frame unless a verb really waits, and a broadcast framed once (:meth:`SocketRegistry.frame_of`,
-websockets' ``Frame.serialize``) and written to every member. Everything
-written to a socket, pongs included, counts in ``maxBufferedBytes``.
+per frame unless a verb really waits, and a broadcast framed once (:meth:`SocketRegistry.frame_of`)
+and written to every member. Everything written to a socket, pongs included, counts in
+``maxBufferedBytes``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import struct
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -27,9 +28,9 @@ from typing import Any
 import tornado.web
 from websockets.datastructures import Headers
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
-from websockets.frames import Frame, Opcode
+from websockets.frames import Opcode
 from websockets.http11 import Request
-from websockets.protocol import Protocol, Side, State
+from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
 
 from squall import Squall, codec
@@ -143,11 +144,16 @@ class SocketHandler(SquallMixin, tornado.web.RequestHandler):
             self.set_header("Sec-WebSocket-Version", "13")
             self.finish("WebSocket version 13 with a Sec-WebSocket-Key is required")
             return
-        handshake = ServerProtocol(
+        # One protocol object checks the handshake and then frames the connection: it starts
+        # OPEN because Tornado, not websockets, read the request (its parser would otherwise
+        # wait for one), and ``accept`` only reads the request's headers.
+        protocol = ServerProtocol(
             extensions=[ServerPerMessageDeflateFactory()] if self.squall.compression else None,
+            state=State.OPEN,
+            max_size=self.sockets.max_message_size,
             logger=wire_log,
         )
-        response = handshake.accept(Request(self.request.path, Headers(headers.get_all())))
+        response = protocol.accept(Request(self.request.path, Headers(headers.get_all())))
         if response.status_code != 101:  # a bad key or extension offer: websockets says why
             self.set_status(response.status_code)
             self.finish(response.body)
@@ -160,12 +166,6 @@ class SocketHandler(SquallMixin, tornado.web.RequestHandler):
         if new_cookie is not None:
             # the page's later requests then share the socket's fingerprint (PROTOCOL.md §4)
             response.headers["Set-Cookie"] = new_cookie
-        # The handshake is done (Tornado parsed the request): the frames go to a protocol
-        # that starts OPEN, with the extensions the handshake negotiated.
-        protocol = Protocol(
-            Side.SERVER, state=State.OPEN, max_size=self.sockets.max_message_size, logger=wire_log
-        )
-        protocol.extensions = handshake.extensions
         connection = Connection(
             "webSocket",
             self.request.remote_ip or "",
@@ -189,6 +189,21 @@ def close_code(protocol: Protocol) -> int:
     return 1006
 
 
+def text_frame(payload: bytes) -> bytes:
+    """A final, unmasked text frame (RFC 6455 5.2): what a server sends without compression.
+
+    The header is two to ten bytes and nothing else applies to it (no mask, no extension, no
+    fragment), so it is written here: websockets' ``Frame.serialize`` checks and builds the
+    general case and costs about five times as much, on every reply.
+    """
+    length = len(payload)
+    if length < 126:
+        return bytes((0x81, length)) + payload
+    if length < 65536:
+        return struct.pack("!BBH", 0x81, 126, length) + payload
+    return struct.pack("!BBQ", 0x81, 127, length) + payload
+
+
 def _close_reason(reason: str) -> str:
     """``reason`` cut to fit a close frame (125 bytes, the code's two included)."""
     return reason.encode("utf-8")[:123].decode("utf-8", "ignore")
@@ -202,7 +217,7 @@ class SocketPump(asyncio.Protocol):
         app: Squall,
         registry: SocketRegistry,
         connection: Connection,
-        protocol: ServerProtocol,
+        protocol: Protocol,
     ) -> None:
         self.app = app
         self.registry = registry
@@ -453,9 +468,11 @@ class SocketRegistry:
         self._cached_frame = b""
 
     def frame_of(self, payload: bytes) -> bytes:
+        """The unmasked, uncompressed text frame of ``payload``, built once per broadcast (a
+        broadcast hands every member the same ``payload`` object)."""
         if payload is not self._cached_payload:
             self._cached_payload = payload
-            self._cached_frame = Frame(Opcode.TEXT, payload).serialize(mask=False)
+            self._cached_frame = text_frame(payload)
         return self._cached_frame
 
     def add(self, pump: SocketPump) -> None:

@@ -20,7 +20,7 @@ from websockets.protocol import Protocol, Side, State
 
 import handlers.websocket
 import server
-from handlers.websocket import SocketPump, SocketRegistry
+from handlers.websocket import SocketPump, SocketRegistry, text_frame
 from squall import Squall, codec
 from squall.connections import Connection
 
@@ -331,3 +331,9 @@ async def test_heartbeat_pings_every_socket_and_drops_the_silent_ones(app, caplo
         registry.stop()
     assert not talking.transport.closing
     assert f"dropping {silent.connection.id}: silent for 120 s" in caplog.text
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65_535, 65_536, 70_000])
+def test_text_frame_is_the_frame_websockets_builds(size):
+    payload = b"t" * size
+    assert text_frame(payload) == Frame(Opcode.TEXT, payload).serialize(mask=False)
