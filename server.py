@@ -35,7 +35,7 @@ from handlers.health import health_routes  # noqa: E402
 from handlers.http11 import HTTPServer, ServerParams  # noqa: E402
 from handlers.metrics import MetricsHandler  # noqa: E402
 from handlers.static import StaticHandler  # noqa: E402
-from handlers.websocket import CLOSE_GOING_AWAY, SocketHandler, SocketRegistry  # noqa: E402
+from handlers.websocket import CLOSE_GOING_AWAY, SocketEndpoint, SocketRegistry  # noqa: E402
 from squall import Squall, SquallError, generate, load_config  # noqa: E402
 from squall.admin import AdminAuth  # noqa: E402
 from squall.config import Config  # noqa: E402
@@ -142,13 +142,7 @@ def build_application(
     files = web["urlPathForFiles"].strip("/")
     routes: list[Any] = [*health_routes(options)]
     if websocket["enabled"]:
-        routes.append(
-            (
-                websocket["server"]["pathname"],
-                SocketHandler,
-                {"options": options, "sockets": sockets},
-            )
-        )
+        routes.append((websocket["server"]["pathname"], SocketEndpoint(options, sockets)))
     metrics = web["metrics"]
     if metrics["enabled"]:
         routes.append((metrics["path"], MetricsHandler, {"app": app, "token": metrics["token"]}))
@@ -159,13 +153,7 @@ def build_application(
         admitted = dataclasses.replace(
             options, authorize=AdminSocketAuthorizer(AdminAuth(admin["token"]))
         )
-        routes.append(
-            (
-                admin["path"] + "/live",
-                SocketHandler,
-                {"options": admitted, "sockets": admin_sockets},
-            )
-        )
+        routes.append((admin["path"] + "/live", SocketEndpoint(admitted, admin_sockets)))
     routes.append((rf"/{files}/(.*)", StaticHandler, {"options": options}))
     if web["rootEndpointType"] == "file":
         routes.append((r"/(.*)", StaticHandler, {"options": options}))

@@ -4,17 +4,14 @@ Params come from the query string, then a form body, then a JSON object body (la
 win). The reply is the action's fields plus ``serverInformation`` and ``requesterInformation``;
 a failed action adds ``error`` and gets the status of PROTOCOL.md §3.
 
-This is a bare :class:`tornado.httputil.HTTPMessageDelegate`, not a ``RequestHandler``: an
-action call needs none of a handler's machinery (per-request object graph, header policy,
-ETag hashing of every reply, cookie jar), and skipping it is most of the cost of a small reply.
-:func:`build_router` sends ``/api`` requests here and everything else to the Tornado
-application (one ``tornado.routing.RuleRouter``).
+An action call is a :class:`~handlers.base.BareRequest`, not a ``RequestHandler`` (why: that
+class's docstring). :func:`build_router` sends ``/api`` requests here and everything else to
+the Tornado application (one ``tornado.routing.RuleRouter``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import re
 import time
@@ -29,13 +26,10 @@ import tornado.web
 from squall import codec
 from squall.connections import Connection
 from squall.errors import UnencodableReply, http_status_of
-from squall.logs import log_request
 
-from .base import HandlerOptions, request_fingerprint
+from .base import BareRequest, HandlerOptions, request_fingerprint
 
 log = logging.getLogger("squall.http")
-
-_JSON = "application/json; charset=utf-8"
 
 
 class ApiServer(tornado.httputil.HTTPServerConnectionDelegate):
@@ -55,7 +49,7 @@ def build_router(
     options: HandlerOptions, application: tornado.web.Application
 ) -> tornado.routing.RuleRouter:
     """The server's delegate: ``/<urlPathForActions>`` (with ``/...`` or ``?...`` after it) to
-    the lean :class:`ApiServer`, everything else (upgrade, static files) to ``application``."""
+    the lean :class:`ApiServer`, everything else (upgrades, static files) to ``application``."""
     api = re.escape(options.api_path)
     return tornado.routing.RuleRouter(
         [
@@ -67,36 +61,12 @@ def build_router(
     )
 
 
-class ApiRequest(tornado.httputil.HTTPMessageDelegate):
+class ApiRequest(BareRequest):
     """One HTTP action call: a connection of type ``web`` that lives for one request."""
 
     def __init__(self, server: ApiServer, request_conn: Any) -> None:
+        super().__init__(server.options, request_conn)
         self.server = server
-        self.options = server.options
-        self.app = server.options.app
-        self.request_conn = request_conn
-        self.started = time.monotonic()
-        self.method = ""
-        self.path = ""
-        self.query = ""
-        self.headers: tornado.httputil.HTTPHeaders | None = None
-        self.body: list[bytes] = []
-        self.remote_ip = ""
-        self.remote_port = 0
-
-    def headers_received(self, start_line: Any, headers: tornado.httputil.HTTPHeaders) -> None:
-        self.method = start_line.method
-        self.path, _, self.query = start_line.path.partition("?")
-        self.headers = headers
-        context = self.request_conn.context
-        self.remote_ip = context.remote_ip
-        self.remote_port = context.remote_port
-
-    def data_received(self, chunk: bytes) -> None:
-        self.body.append(chunk)
-
-    def on_connection_close(self) -> None:
-        self.request_conn = None
 
     def finish(self) -> None:
         if self.method == "OPTIONS":  # CORS preflight: the configured headers say it all
@@ -150,7 +120,7 @@ class ApiRequest(tornado.httputil.HTTPMessageDelegate):
         if not self.body:
             return params, None
         body = b"".join(self.body)
-        content_type = self.headers.get("Content-Type", "")  # type: ignore[union-attr]
+        content_type = self.headers.get("Content-Type", "")
         if "json" in content_type.lower():
             try:
                 decoded = codec.loads(body)
@@ -170,35 +140,7 @@ class ApiRequest(tornado.httputil.HTTPMessageDelegate):
         return params, None
 
     def _respond(self, status: int, body: bytes, new_cookie: str | None) -> None:
-        if self.request_conn is None:
-            return  # the client went away; the reply is dropped
-        headers = tornado.httputil.HTTPHeaders(self.options.headers)
-        headers["Date"] = _http_date()
-        if status != 204:
-            headers["Content-Type"] = _JSON
-            headers["Content-Length"] = str(len(body))
-        if new_cookie is not None:
-            headers["Set-Cookie"] = new_cookie
-        reason = tornado.httputil.responses.get(status, "Unknown")
-        start = tornado.httputil.ResponseStartLine("HTTP/1.1", status, reason)
-        if self.method == "HEAD":
-            body = b""
-        self.request_conn.write_headers(start, headers, body)
-        self.request_conn.finish()
-        self.app.stats.http_answered(status)
-        log_request(self.method, self.path, status, time.monotonic() - self.started, self.remote_ip)
-
-
-_date_cache: tuple[int, str] = (0, "")
-
-
-def _http_date() -> str:
-    """The ``Date`` header, formatted once a second rather than once a reply."""
-    global _date_cache
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
-    return _date_cache[1]
+        self.respond(status, body, extra={"Set-Cookie": new_cookie} if new_cookie else None)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -1,13 +1,21 @@
-"""What every Squall handler shares: one options object, the fingerprint, configured headers.
+"""What every Squall handler shares: one options object, the fingerprint, configured headers,
+and the bare request delegate of the two hot paths.
 
 :class:`HandlerOptions` is built once, in ``server.py``, from the config; every handler gets
 it (``initialize(options=...)``) and reads nothing else of the config. The fingerprint cookie
 (PROTOCOL.md §4) links a browser's page requests and its socket: every response to a request
 without a valid cookie sets one, so the socket the page opens next carries the same value.
+
+:class:`BareRequest` is what an action call (``handlers/api.py``) and a socket upgrade
+(``handlers/websocket.py``) are: a :class:`tornado.httputil.HTTPMessageDelegate`, not a
+``RequestHandler``. Neither needs a handler's machinery (a per-request object graph, header
+policy, ETag hashing, the cookie jar), and skipping it is most of the cost of a small request.
 """
 
 from __future__ import annotations
 
+import email.utils
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,8 +25,18 @@ import tornado.httputil
 from squall import Squall
 from squall.config import Config
 from squall.fingerprints import choose
+from squall.logs import log_request
 
-__all__ = ["CookieOptions", "HandlerOptions", "SquallMixin", "request_fingerprint"]
+__all__ = [
+    "JSON",
+    "BareRequest",
+    "CookieOptions",
+    "HandlerOptions",
+    "SquallMixin",
+    "request_fingerprint",
+]
+
+JSON = "application/json; charset=utf-8"
 
 
 @dataclass(frozen=True)
@@ -143,3 +161,80 @@ class SquallMixin:
         super().clear()  # type: ignore[misc]
         if self._cookie_header is not None:
             self.add_header("Set-Cookie", self._cookie_header)  # type: ignore[attr-defined]
+
+
+class BareRequest(tornado.httputil.HTTPMessageDelegate):
+    """One request on a lean path: what it asked, from whom, and :meth:`respond`.
+
+    Subclasses implement ``finish`` (the whole request has arrived). A client that leaves
+    before the answer sets ``request_conn`` to None; the answer is then dropped.
+    """
+
+    def __init__(self, options: HandlerOptions, request_conn: Any) -> None:
+        self.options = options
+        self.app = options.app
+        self.request_conn = request_conn
+        self.started = time.monotonic()
+        self.method = ""
+        self.path = ""
+        self.query = ""
+        self.headers = tornado.httputil.HTTPHeaders()
+        self.body: list[bytes] = []
+        self.remote_ip = ""
+        self.remote_port = 0
+
+    def headers_received(
+        self,
+        start_line: tornado.httputil.RequestStartLine | tornado.httputil.ResponseStartLine,
+        headers: tornado.httputil.HTTPHeaders,
+    ) -> None:
+        assert isinstance(start_line, tornado.httputil.RequestStartLine)
+        self.method = start_line.method
+        self.path, _, self.query = start_line.path.partition("?")
+        self.headers = headers
+        context = self.request_conn.context
+        self.remote_ip = context.remote_ip
+        self.remote_port = context.remote_port
+
+    def data_received(self, chunk: bytes) -> None:
+        self.body.append(chunk)
+
+    def on_connection_close(self) -> None:
+        self.request_conn = None
+
+    def respond(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = JSON,
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        """Write the whole response: ``servers.web.httpHeaders``, ``Date``, the body's type
+        and length, ``extra``; no body for HEAD. Counted and access-logged."""
+        if self.request_conn is None:
+            return  # the client went away; the answer is dropped
+        headers = tornado.httputil.HTTPHeaders(self.options.headers)
+        headers["Date"] = http_date()
+        if status != 204:
+            headers["Content-Type"] = content_type
+            headers["Content-Length"] = str(len(body))
+        if extra:
+            headers.update(extra)
+        reason = tornado.httputil.responses.get(status, "Unknown")
+        start = tornado.httputil.ResponseStartLine("HTTP/1.1", status, reason)
+        self.request_conn.write_headers(start, headers, b"" if self.method == "HEAD" else body)
+        self.request_conn.finish()
+        self.app.stats.http_answered(status)
+        log_request(self.method, self.path, status, time.monotonic() - self.started, self.remote_ip)
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def http_date() -> str:
+    """The ``Date`` header, formatted once a second rather than once a reply."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]

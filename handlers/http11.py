@@ -275,6 +275,7 @@ class HTTP11Protocol(asyncio.Protocol):
         self._done: asyncio.Future[None] | None = None
         self._reading_paused = False
         self._switched = False
+        self._switch_to: tuple[asyncio.Protocol, bytes] | None = None  # asked for mid-parse
 
     # -- asyncio protocol ------------------------------------------------------------------
 
@@ -303,6 +304,8 @@ class HTTP11Protocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade as upgrade:
             self._upgrade_rest = bytearray(data[upgrade.args[0] :])
             self._pause_reading()  # nothing more is parsed: the handler decides what follows
+            if self._switch_to is not None:  # the handler took the connection at once
+                self.switch_protocols(*self._switch_to)
             return
         except httptools.HttpParserError as error:
             if self.closing:
@@ -570,7 +573,13 @@ class HTTP11Protocol(asyncio.Protocol):
         """Write the ``101`` ``response`` and hand the transport, with every byte that came
         after the upgrade request, to ``protocol`` (which then owns the connection)."""
         transport = self.transport
-        assert transport is not None and self._upgrade_rest is not None
+        assert transport is not None
+        if self._upgrade_rest is None:
+            # asked from within the parser's callbacks (a delegate that answers in ``finish``):
+            # llhttp has not said yet where the request ends; switch as soon as it has
+            self._switch_to = (protocol, response)
+            return
+        self._switch_to = None
         self._switched = True
         self._cancel_timer()
         if self.server is not None:

@@ -1,10 +1,10 @@
 """The WebSocket endpoint: Tornado routes the upgrade, websockets' sans-I/O protocol frames.
 
-:class:`SocketHandler` is an ordinary Tornado handler: it refuses what must be refused
-(shutdown or connection cap 503, authorization 401, origin 403, bad handshake 400/426), lets
-websockets' :class:`~websockets.server.ServerProtocol` check the handshake and negotiate
-permessage-deflate, then hands the connection's transport, with the ``101`` response, to a
-:class:`SocketPump`. The pump is an asyncio protocol shaped like websockets' own
+:class:`SocketUpgrade` (a bare request delegate, like an action call) refuses what must be
+refused (shutdown or connection cap 503, authorization 401, origin 403, bad handshake
+400/405/426), lets websockets' :class:`~websockets.server.ServerProtocol` check the handshake
+and negotiate permessage-deflate, then hands the connection's transport, with the ``101``
+response, to a :class:`SocketPump`. The pump is an asyncio protocol shaped like websockets' own
 ``data_received``: feed the sans-I/O object, take its events, write ``data_to_send()``, arm a
 close timer when it expects one. Frames, masking (in C), the closing handshake and
 compression are websockets'; the closing state is the protocol object's ``state``.
@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import tornado.web
+import tornado.httputil
 from websockets.datastructures import Headers
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Opcode
@@ -39,7 +39,7 @@ from squall.errors import ServerShuttingDown, Unauthorized
 from squall.logs import log_socket_close, log_socket_open
 from squall.origins import origin_allowed
 
-from .base import HandlerOptions, SquallMixin, request_fingerprint
+from .base import BareRequest, HandlerOptions, request_fingerprint
 
 log = logging.getLogger("squall.websocket")
 
@@ -61,67 +61,75 @@ CLOSE_GRACE = 5.0
 FEED_SIZE = 65536
 
 
-class SocketHandler(SquallMixin, tornado.web.RequestHandler):
-    """The upgrade request of one WebSocket client."""
+class SocketEndpoint(tornado.httputil.HTTPServerConnectionDelegate):
+    """The socket's path in the router: one :class:`SocketUpgrade` per upgrade request."""
 
-    def initialize(  # type: ignore[override]
-        self, options: HandlerOptions, sockets: SocketRegistry
-    ) -> None:
-        SquallMixin.initialize(self, options)
+    def __init__(self, options: HandlerOptions, sockets: SocketRegistry) -> None:
+        self.options = options
         self.sockets = sockets
+
+    def start_request(
+        self, server_conn: object, request_conn: tornado.httputil.HTTPConnection
+    ) -> tornado.httputil.HTTPMessageDelegate:
+        return SocketUpgrade(self, request_conn)
+
+
+class SocketUpgrade(BareRequest):
+    """The upgrade request of one WebSocket client: refused (with the reason), or handed over.
+
+    A :class:`~handlers.base.BareRequest`, like an action call: a ``RequestHandler`` per
+    upgrade (its object graph, header policy, ``Date`` formatting, coroutines) was a fifth of
+    the server's CPU per connect. Refusals carry ``servers.web.httpHeaders`` like every answer.
+    """
+
+    def __init__(self, endpoint: SocketEndpoint, request_conn: Any) -> None:
+        super().__init__(endpoint.options, request_conn)
+        self.sockets = endpoint.sockets
+        self.start_line: tornado.httputil.RequestStartLine | None = None
         self._holds_place = False
 
-    async def prepare(self) -> None:
-        """Refuse early, cheapest first: shutdown (503), origin (403), connection cap (503),
-        authorization (401)."""
+    def headers_received(
+        self,
+        start_line: tornado.httputil.RequestStartLine | tornado.httputil.ResponseStartLine,
+        headers: tornado.httputil.HTTPHeaders,
+    ) -> None:
+        super().headers_received(start_line, headers)
+        self.start_line = start_line  # type: ignore[assignment]
+
+    def data_received(self, chunk: bytes) -> None:
+        """An upgrade has no body: whatever came is not read."""
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        self._release_place()
+
+    def finish(self) -> None:
+        if self.method != "GET":
+            self._refuse_text(405, "this endpoint speaks WebSocket only: send an Upgrade request")
+            return
+        if not self._admitted():
+            return
+        if self.options.authorize is None:
+            self._take_place_and_upgrade()
+            return
+        task = asyncio.ensure_future(self._authorize_then_upgrade())
+        task.add_done_callback(_log_crash)
+
+    def _admitted(self) -> bool:
+        """Refuse early, cheapest first: shutdown (503), origin (403), connection cap (503)."""
         if not self.sockets.accepting:
             # an upgrade on a keep-alive connection opened before SIGTERM (PROTOCOL.md §6)
             self._refuse(503, ServerShuttingDown().render(self.app.messages))
-            return
-        origin = self.request.headers.get("Origin")
+            return False
+        origin = self.headers.get("Origin")
         if origin is not None and not self.check_origin(origin):
-            self.set_status(403)
-            self.finish("origin not allowed")
-            return
-        cap = self.squall.max_connections
+            self._refuse_text(403, "origin not allowed")
+            return False
+        cap = self.options.max_connections
         if cap is not None and self.sockets.count_with_pending() >= cap:
             self._refuse(503, "the server has too many connections")
-            return
-        authorize = self.squall.authorize
-        if authorize is not None:
-            unauthorized = Unauthorized().render(self.app.messages)
-            try:
-                verdict = authorize(self.request)
-                if inspect.isawaitable(verdict):
-                    verdict = await verdict
-            except Exception as exc:
-                self._refuse(401, str(exc) or unauthorized)
-                return
-            if not verdict:
-                self._refuse(401, unauthorized)
-                return
-        if not self.app.addresses.admit(self.request.remote_ip or ""):
-            self._refuse(503, "too many connections from your address")
-            return
-        # Hold a place under maxConnections until the socket is adopted or the request ends,
-        # so a burst of upgrades cannot all pass the check before any of them is counted.
-        self.sockets.pending += 1
-        self._holds_place = True
-
-    def on_finish(self) -> None:
-        """The upgrade was answered with an error: give back its place."""
-        self._release_place()
-
-    def _release_place(self) -> None:
-        if self._holds_place:
-            self._holds_place = False
-            self.sockets.pending -= 1
-            self.app.addresses.release(self.request.remote_ip or "")
-
-    def _refuse(self, status: int, text: str) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(codec.dumps({"error": text}))
+            return False
+        return True
 
     def check_origin(self, origin: str) -> bool:
         """``servers.websocket.server.origins``: ``"*"``, a list of allowed ``Origin`` values,
@@ -129,53 +137,99 @@ class SocketHandler(SquallMixin, tornado.web.RequestHandler):
 
         A refused origin gets 403 at the upgrade: the most likely cause of a 403 there.
         """
-        return origin_allowed(origin, self.request.headers.get("Host"), self.squall.origins)
+        return origin_allowed(origin, self.headers.get("Host"), self.options.origins)
 
-    def get(self) -> None:
-        headers = self.request.headers
+    async def _authorize_then_upgrade(self) -> None:
+        """``servers.websocket.server.authorization``, called with Tornado's
+        ``HTTPServerRequest`` (PROTOCOL.md §6): falsy or raising is 401."""
+        assert self.options.authorize is not None and self.start_line is not None
+        request = tornado.httputil.HTTPServerRequest(
+            connection=self.request_conn, start_line=self.start_line, headers=self.headers
+        )
+        unauthorized = Unauthorized().render(self.app.messages)
+        try:
+            verdict = self.options.authorize(request)
+            if inspect.isawaitable(verdict):
+                verdict = await verdict
+        except Exception as exc:
+            self._refuse(401, str(exc) or unauthorized)
+            return
+        if not verdict:
+            self._refuse(401, unauthorized)
+        elif self.request_conn is not None:  # still there after an authorization that waited
+            self._take_place_and_upgrade()
+
+    def _take_place_and_upgrade(self) -> None:
+        """``maxConnectionsPerAddress`` (503), then hold a place under both bounds until the
+        socket is adopted or refused, so a burst of upgrades cannot all pass the checks before
+        any of them is counted."""
+        if not self.app.addresses.admit(self.remote_ip):
+            self._refuse(503, "too many connections from your address")
+            return
+        self.sockets.pending += 1
+        self._holds_place = True
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        headers = self.headers
         if headers.get("Upgrade", "").lower() != "websocket" or "upgrade" not in [
             part.strip().lower() for part in headers.get("Connection", "").split(",")
         ]:
-            self.set_status(400)
-            self.finish("this endpoint speaks WebSocket only: send an Upgrade request")
+            self._refuse_text(400, "this endpoint speaks WebSocket only: send an Upgrade request")
             return
         if headers.get("Sec-WebSocket-Version") != "13" or not headers.get("Sec-WebSocket-Key"):
-            self.set_status(426)
-            self.set_header("Sec-WebSocket-Version", "13")
-            self.finish("WebSocket version 13 with a Sec-WebSocket-Key is required")
+            self._refuse_text(
+                426,
+                "WebSocket version 13 with a Sec-WebSocket-Key is required",
+                {"Sec-WebSocket-Version": "13"},
+            )
             return
         # One protocol object checks the handshake and then frames the connection: it starts
-        # OPEN because Tornado, not websockets, read the request (its parser would otherwise
-        # wait for one), and ``accept`` only reads the request's headers.
+        # OPEN because Tornado's seams, not websockets, read the request (its parser would
+        # otherwise wait for one), and ``accept`` only reads the request's headers.
         protocol = ServerProtocol(
-            extensions=[ServerPerMessageDeflateFactory()] if self.squall.compression else None,
+            extensions=[ServerPerMessageDeflateFactory()] if self.options.compression else None,
             state=State.OPEN,
             max_size=self.sockets.max_message_size,
             logger=wire_log,
         )
-        response = protocol.accept(Request(self.request.path, Headers(headers.get_all())))
+        response = protocol.accept(Request(self.path, Headers(headers.get_all())))
         if response.status_code != 101:  # a bad key or extension offer: websockets says why
-            self.set_status(response.status_code)
-            self.finish(response.body)
+            self._refuse_text(response.status_code, response.body.decode("utf-8", "replace"))
             return
         # the raw bytes: a value that is not UTF-8 is ignored like any other invalid one
-        query = self.request.query_arguments.get("sessionID")
+        query = tornado.httputil.parse_qs_bytes(self.query).get("sessionID")
         fingerprint, new_cookie = request_fingerprint(
-            self.squall, headers, query[-1].decode("latin-1") if query else None
+            self.options, headers, query[-1].decode("latin-1") if query else None
         )
         if new_cookie is not None:
             # the page's later requests then share the socket's fingerprint (PROTOCOL.md §4)
             response.headers["Set-Cookie"] = new_cookie
-        connection = Connection(
-            "webSocket",
-            self.request.remote_ip or "",
-            self.request.connection.context.remote_port,
-            fingerprint=fingerprint,
-        )
+        connection = Connection("webSocket", self.remote_ip, self.remote_port, fingerprint)
         pump = SocketPump(self.app, self.sockets, connection, protocol)
-        http = self.detach()  # type: ignore[no-untyped-call]
+        http = self.request_conn.detach()
+        self.request_conn = None
         http.switch_protocols(pump, response.serialize())
         self._release_place()  # counted among the open sockets from now on
+
+    def _refuse(self, status: int, text: str) -> None:
+        self._release_place()
+        self.respond(status, codec.dumps({"error": text}))
+
+    def _refuse_text(self, status: int, text: str, extra: dict[str, str] | None = None) -> None:
+        self._release_place()
+        self.respond(status, text.encode(), "text/plain; charset=utf-8", extra)
+
+    def _release_place(self) -> None:
+        if self._holds_place:
+            self._holds_place = False
+            self.sockets.pending -= 1
+            self.app.addresses.release(self.remote_ip)
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("socket upgrade failed", exc_info=task.exception())
 
 
 def close_code(protocol: Protocol) -> int:

@@ -302,6 +302,28 @@ class TakenOver(asyncio.Protocol):
         self.lost = True
 
 
+class TakeOverAtOnce(tornado.httputil.HTTPMessageDelegate):
+    """A bare delegate that switches protocols in ``finish``, inside the parser's callbacks."""
+
+    def __init__(self, connection: Any, taken: list[Any]) -> None:
+        self.connection = connection
+        self.taken = taken
+
+    def finish(self) -> None:
+        next_protocol = TakenOver()
+        self.taken.append(next_protocol)
+        http = self.connection.detach()
+        http.switch_protocols(next_protocol, b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+
+
+class TakeOverServer(tornado.httputil.HTTPServerConnectionDelegate):
+    def __init__(self, taken: list[Any]) -> None:
+        self.taken = taken
+
+    def start_request(self, server_conn: object, request_conn: Any) -> TakeOverAtOnce:
+        return TakeOverAtOnce(request_conn, self.taken)
+
+
 class Misframed(tornado.httputil.HTTPMessageDelegate):
     """A delegate whose body disagrees with its own Content-Length (``/raw/<declared>/<sent>``)."""
 
@@ -363,6 +385,7 @@ def router(gates: Gates, taken: list[Any], tmp_path: Path) -> tornado.routing.Ru
         [
             tornado.routing.Rule(tornado.routing.PathMatches(r"/raw/.*"), MisframedServer()),
             tornado.routing.Rule(tornado.routing.PathMatches(r"/crash"), Crashing()),
+            tornado.routing.Rule(tornado.routing.PathMatches(r"/at-once"), TakeOverServer(taken)),
             tornado.routing.Rule(tornado.routing.AnyMatches(), application),
         ]
     )
@@ -822,12 +845,13 @@ async def test_shutdown_closes_idle_connections_now_and_busy_ones_after_their_an
     assert (response.text, response.headers["Connection"]) == ("last", "close")
 
 
+@pytest.mark.parametrize("path", ["/upgrade", "/at-once"], ids=["handler", "bare-delegate"])
 async def test_upgrade_hands_the_transport_and_the_bytes_after_the_head_to_the_next_protocol(
-    router, connect, taken
+    router, connect, taken, path
 ):
     server = HTTPServer(router, PARAMS)
     client = connect(server=server)
-    upgrade = raw("GET", "/upgrade", {"Connection": "Upgrade", "Upgrade": "websocket"})
+    upgrade = raw("GET", path, {"Connection": "Upgrade", "Upgrade": "websocket"})
     client.send(upgrade + b"\x81\x85first-frame-bytes", "GET")
     await client.until(lambda: taken)
     (next_protocol,) = taken
