@@ -18,13 +18,17 @@ What the protocol enforces, whoever handles the request:
   NUL or bare CR in headers, obsolete line folding...) gets 400, and any transfer coding but
   ``chunked`` too: the request-smuggling refusals. Every refusal is answered before the
   connection closes (PROTOCOL.md §3), never a silent close;
-- ``Expect: 100-continue`` is answered when the body is wanted; HEAD responses carry no body;
-  a response without ``Content-Length`` is chunked (or ends the connection for HTTP/1.0).
+- ``Expect: 100-continue`` is answered once the handler took the head without answering it
+  (a refusal in ``prepare`` never invites the body); a streamed body is fed as the handler
+  asks (Tornado's flow control); HEAD responses carry no body; a response without
+  ``Content-Length`` is chunked (or ends the connection for HTTP/1.0), and one whose body
+  disagrees with its ``Content-Length`` closes the connection, as Tornado's own does.
 
 An upgrade (``Connection: Upgrade``) is routed like any request; a handler that accepts it
-calls :meth:`Exchange.detach` and :meth:`HTTP11Protocol.switch_protocols`, and the same
-transport is handed to another asyncio protocol (the WebSocket pump) with the bytes that came
-after the request head. TLS is asyncio's own transport (``loop.create_server(ssl=...)``).
+calls :meth:`Exchange.detach` and :meth:`HTTP11Protocol.switch_protocols` (at once or later),
+and the same transport is handed to another asyncio protocol (the WebSocket pump) with the
+bytes that came after the request head. TLS is asyncio's own transport
+(``loop.create_server(ssl=...)``).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import inspect
 import logging
 import ssl
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import httptools
@@ -57,25 +62,15 @@ _REASONS = tornado.httputil.responses
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServerParams:
     """The limits and timeouts every connection of one server shares."""
 
-    __slots__ = ("body_timeout", "idle_timeout", "max_body_size", "max_header_size", "trust_proxy")
-
-    def __init__(
-        self,
-        *,
-        max_header_size: int,
-        max_body_size: int,
-        idle_timeout: float,
-        body_timeout: float,
-        trust_proxy: bool = False,
-    ) -> None:
-        self.max_header_size = max_header_size
-        self.max_body_size = max_body_size
-        self.idle_timeout = idle_timeout
-        self.body_timeout = body_timeout
-        self.trust_proxy = trust_proxy
+    max_header_size: int
+    max_body_size: int
+    idle_timeout: float
+    body_timeout: float
+    trust_proxy: bool = False
 
 
 class ConnectionContext:

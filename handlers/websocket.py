@@ -28,7 +28,7 @@ from typing import Any
 import tornado.httputil
 from websockets.datastructures import Headers
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
-from websockets.frames import Opcode
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
@@ -336,7 +336,7 @@ class SocketPump(asyncio.Protocol):
         if protocol.close_expected():
             self._arm_close_timer()
 
-    def _handle(self, frames: list[Any]) -> None:
+    def _handle(self, frames: list[Frame]) -> None:
         """Reassemble messages (RFC 6455 5.4); control frames were answered by the protocol."""
         for frame in frames:
             opcode = frame.opcode
