@@ -123,7 +123,8 @@ def request_fingerprint(
 
 
 class SquallMixin:
-    """Shared by the static and WebSocket handlers (both ``RequestHandler`` subclasses)."""
+    """What Squall's ``RequestHandler`` subclasses (the static files) share: the options, the
+    configured headers, the fingerprint cookie."""
 
     squall: HandlerOptions | None = None  # not ``options``: that is the HTTP method's handler
     request: Any
