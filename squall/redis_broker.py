@@ -52,7 +52,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Hashable
@@ -167,10 +166,6 @@ class RedisBroker:
     def _say_channel(self, room: str) -> str:
         return self._key("say", room)
 
-    def _client_name(self, server_id: str) -> str:
-        """The name of a server's Redis connections (CLIENT LIST): no spaces allowed."""
-        return re.sub(r"[^!-~]", "_", f"squall:{self.cluster}:{server_id}")
-
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self, delegate: BrokerDelegate) -> None:
@@ -191,7 +186,6 @@ class RedisBroker:
                 socket_connect_timeout=5,
                 socket_timeout=10,
                 health_check_interval=10,
-                client_name=self._client_name(self.server_id),  # who is subscribed: _await_peers
             )
         except ValueError as exc:
             raise SquallError(f"redis.url {self.shown_url}: {exc}") from None
@@ -584,8 +578,11 @@ class RedisBroker:
     async def _rejoin(self) -> None:
         """Subscribed to every channel: write this server's state back, send what waited, and
         only then count as up, so that no message said meanwhile overtakes the queued ones."""
-        run_id = (await self._redis.info("server"))["run_id"]
-        restarted = self._run_id is not None and run_id != self._run_id
+        try:
+            run_id = (await self._redis.info("server")).get("run_id")
+        except ResponseError:  # INFO refused (an ACL): a restart cannot be told apart
+            run_id = None
+        restarted = None not in (run_id, self._run_id) and run_id != self._run_id
         self._run_id = run_id
         rooms, memberships = await self._write_back(every_known_room=restarted)
         await self._tell_peers({"hello": self.server_id})
@@ -624,22 +621,25 @@ class RedisBroker:
         """Wait until every other server is subscribed again (at most ``leaseTimeout``, after
         which a missing one counts as dead): a queued message published before a server has
         subscribed is lost for its members. After a Redis restart they all come back at once,
-        and the first to be back would otherwise send its outbox into the void."""
-        names = {self._client_name(peer): peer for peer in self._peers}
+        and the first to be back would otherwise send its outbox into the void.
+
+        A server subscribes to all its channels in one command, so its canary channel having
+        a subscriber (``PUBSUB NUMSUB``) means it hears everything it listens to.
+        """
+        waiting = {self._key("canary", peer): peer for peer in self._peers}
         deadline = time.monotonic() + self.lease_ms / 1000
-        while names:
-            listening = await self._redis.client_list(_type="pubsub")
-            for client in listening:
-                if int(client.get("sub", 0)) > 0:
-                    names.pop(client.get("name"), None)
-            if not names:
+        while waiting:
+            for channel, count in await self._redis.pubsub_numsub(*waiting):
+                if count:
+                    waiting.pop(channel.decode(), None)
+            if not waiting:
                 return
             if time.monotonic() > deadline:
                 log.warning(
                     "sending %d queued messages although %s did not subscribe again within "
                     "redis.leaseTimeout: their members miss them",
                     len(self._outbox),
-                    ", ".join(sorted(names.values())),
+                    ", ".join(sorted(waiting.values())),
                 )
                 return
             await asyncio.sleep(PEERS_POLL)

@@ -12,9 +12,9 @@ new worker can listen beside the one it replaces. The supervisor (this process) 
 - **SIGHUP** (rolling restart, gunicorn's habit): for each worker in turn, start its successor,
   wait until that one listens, then stop the old one (SIGTERM: it finishes its actions and
   closes its sockets with 1001, so clients reconnect, to the new one) and wait for it to exit.
-  The port is never without a listener. New workers load ``actions/`` and the config afresh;
-  Squall's own code is the supervisor's (restart the whole server to upgrade it). A successor
-  that fails to start stops the roll; the old workers keep serving;
+  The port is never without a listener. New workers load ``actions/`` afresh; the config and
+  Squall's own code are the supervisor's (restart the whole server to change them). A
+  successor that fails to start stops the roll; the old workers keep serving;
 - **SIGINT or SIGTERM**: SIGTERM to every worker, wait for them to stop cleanly (SIGKILL past
   ``stop_timeout``), then return.
 """

@@ -255,9 +255,29 @@ class Prober:
             await asyncio.sleep(PROBE_INTERVAL)  # a load balancer's pace, not a wait on state
 
 
-async def test_sighup_restarts_the_workers_one_at_a_time_while_a_client_chats(redis_server, launch):
-    (server,) = launch(redis_server.url, ("rolling",), workers=2)
+RELEASE = """
+from squall import action
+
+
+@action(name="release")
+async def release(data):
+    return {"release": %r}
+"""
+
+
+async def test_sighup_restarts_the_workers_one_at_a_time_while_a_client_chats(
+    redis_server, launch, tmp_path
+):
+    deploy = tmp_path / "deploy"  # the application's own actions, deployed anew below
+    deploy.mkdir()
+    (deploy / "release.py").write_text(RELEASE % "first")
+    paths = {"actions": ["actions", "tests/cluster/actions", str(deploy)]}
+    (server,) = launch(
+        redis_server.url, ("rolling",), workers=2, extra={"general": {"paths": paths}}
+    )
     old = await workers_in_redis(redis_server, server)
+    assert (await server.action("release"))["release"] == "first"
+    (deploy / "release.py").write_text(RELEASE % "second release")
     room = unique("rolling")
     assert (await server.action("createChatRoom", name=room))["didCreate"] is True
     chatter, prober = Chatter(server, room), Prober(server)
@@ -289,6 +309,9 @@ async def test_sighup_restarts_the_workers_one_at_a_time_while_a_client_chats(re
     await asyncio.gather(*tasks)
 
     assert chatter.failures == [] and prober.failures == []
+    # the new workers run the code deployed before the SIGHUP, whichever answers
+    releases = {(await server.action("release"))["release"] for _ in range(6)}
+    assert releases == {"second release"}
     assert chatter.reconnects >= 1  # its worker was replaced under it
     assert prober.answered > 0
     assert server.alive()
