@@ -133,8 +133,9 @@ def new_socket_registry(app: Squall) -> SocketRegistry:
 def build_application(
     options: HandlerOptions, sockets: SocketRegistry, admin_sockets: SocketRegistry | None = None
 ) -> tornado.web.Application:
-    """Mount the WebSocket, the metrics and admin pages, and the static files, in that order
-    of precedence. ``admin_sockets`` holds the admin page's sockets (with an admin token)."""
+    """Mount the WebSocket, the metrics and admin pages, and the static files (unless
+    ``servers.web.enabled`` is false), in that order of precedence. ``admin_sockets`` holds the
+    admin page's sockets (with an admin token)."""
     app = options.app
     config = app.config
     web = config["servers"]["web"]
@@ -154,9 +155,10 @@ def build_application(
             options, authorize=AdminSocketAuthorizer(AdminAuth(admin["token"]))
         )
         routes.append((admin["path"] + "/live", SocketEndpoint(admitted, admin_sockets)))
-    routes.append((rf"/{files}/(.*)", StaticHandler, {"options": options}))
-    if web["rootEndpointType"] == "file":
-        routes.append((r"/(.*)", StaticHandler, {"options": options}))
+    if web["enabled"]:
+        routes.append((rf"/{files}/(.*)", StaticHandler, {"options": options}))
+        if web["rootEndpointType"] == "file":
+            routes.append((r"/(.*)", StaticHandler, {"options": options}))
     return tornado.web.Application(routes, log_function=_log_request, squall_stats=app.stats)
 
 
@@ -274,11 +276,12 @@ def _banner(app: Squall, config: Config) -> None:
     scheme = "https" if web["secure"] else "http"
     host = "localhost" if web["bindIP"] in ("0.0.0.0", "::") else web["bindIP"]
     base = f"{scheme}://{host}:{web['port']}"
-    lines = [
-        f"Squall server {app.id} ({config.env}) listening on {web['bindIP']}:{web['port']}",
-        f"  actions:   {base}/{web['urlPathForActions']}/<action>  ({len(app.actions)} loaded)",
-        f"  files:     {base}/{web['urlPathForFiles']}/  (from {app.public_dir})",
-    ]
+    lines = [f"Squall server {app.id} ({config.env}) listening on {web['bindIP']}:{web['port']}"]
+    if web["enabled"]:
+        lines += [
+            f"  actions:   {base}/{web['urlPathForActions']}/<action>  ({len(app.actions)} loaded)",
+            f"  files:     {base}/{web['urlPathForFiles']}/  (from {app.public_dir})",
+        ]
     if config.get("servers.websocket.enabled"):
         ws = "wss" if web["secure"] else "ws"
         lines.append(
@@ -290,7 +293,8 @@ def _banner(app: Squall, config: Config) -> None:
         lines.append(f"  metrics:   {base}{metrics['path']}{guarded}")
     if admin["token"] is not None:
         lines.append(f"  admin:     {base}{admin['path']}")
-    lines.append(f"  chat demo: {base}/chat.html")
+    if web["enabled"]:
+        lines.append(f"  chat demo: {base}/chat.html")
     log.info("\n".join(lines))
 
 

@@ -49,16 +49,14 @@ def build_router(
     options: HandlerOptions, application: tornado.web.Application
 ) -> tornado.routing.RuleRouter:
     """The server's delegate: ``/<urlPathForActions>`` (with ``/...`` or ``?...`` after it) to
-    the lean :class:`ApiServer`, everything else (upgrades, static files) to ``application``."""
-    api = re.escape(options.api_path)
-    return tornado.routing.RuleRouter(
-        [
-            tornado.routing.Rule(
-                tornado.routing.PathMatches(rf"{api}(?:/.*)?"), ApiServer(options)
-            ),
-            tornado.routing.Rule(tornado.routing.AnyMatches(), application),
-        ]
-    )
+    the lean :class:`ApiServer`, everything else (upgrades, static files) to ``application``.
+    With ``servers.web.enabled`` false there are no HTTP actions: everything goes there."""
+    rules = [tornado.routing.Rule(tornado.routing.AnyMatches(), application)]
+    if options.serve_actions:
+        api = re.escape(options.api_path)
+        path = tornado.routing.PathMatches(rf"{api}(?:/.*)?")
+        rules.insert(0, tornado.routing.Rule(path, ApiServer(options)))
+    return tornado.routing.RuleRouter(rules)
 
 
 class ApiRequest(BareRequest):

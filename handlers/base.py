@@ -69,6 +69,7 @@ class HandlerOptions:
     """Everything the handlers need to know, read from the config once."""
 
     app: Squall
+    serve_actions: bool  # servers.web.enabled: HTTP actions (and files) are served
     api_path: str  # "/api": actions at /api/<name> and /api?action=<name>
     api_version: Any
     headers: dict[str, str]  # servers.web.httpHeaders, on every response
@@ -88,6 +89,7 @@ class HandlerOptions:
         cookie = web["fingerprint"]
         return cls(
             app=app,
+            serve_actions=web["enabled"],
             api_path="/" + web["urlPathForActions"].strip("/"),
             api_version=config.get("general.apiVersion"),
             headers=dict(web["httpHeaders"]),

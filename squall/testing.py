@@ -177,6 +177,8 @@ class Harness:
             api_version: the ``apiVersion`` to call (default: the latest).
         """
         app = self.app
+        if not app.config.get("servers.web.enabled"):
+            raise RuntimeError("servers.web.enabled is false: this app serves no HTTP actions")
         sent: dict[str, Any] = _through_json(dict(params or {}))
         sent["action"] = action
         if api_version is not None:

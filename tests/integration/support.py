@@ -134,8 +134,9 @@ class Server(ServerLog):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server {self.name} exited at boot:\n{self.log_tail()}")
             with contextlib.suppress(OSError):
-                if http_request(self, "GET", f"{self.api_path}/status", timeout=1).status == 200:
-                    return self
+                # any answer: the port opens once the app has started (404 without web.enabled)
+                http_request(self, "GET", f"{self.api_path}/status", timeout=1)
+                return self
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=0.1)  # poll interval while booting; exits are caught above
         self.kill()

@@ -100,3 +100,32 @@ async def test_server_runs_on_the_standard_asyncio_loop(tmp_path_factory, connec
         client = await connect(server)
         assert (await client.request("ping"))["status"] == "OK"
         await client.close()
+
+
+async def test_web_disabled_serves_no_actions_or_files_but_the_socket_and_metrics(
+    tmp_path_factory, connect
+):
+    """``servers.web.enabled: false``: a socket-only server. HTTP actions and files are 404;
+    the WebSocket, the probes and the metrics page (endpoints of their own) are still served."""
+    options = {"servers": {"web": {"enabled": False, "metrics": {"enabled": True}}}}
+    with running_server(tmp_path_factory, "noweb", options) as server:
+        for path in ("/api/status", "/api?action=status", "/public/index.html", "/", "/chat.html"):
+            assert http_request(server, "GET", path).status == 404, path
+        assert http_request(server, "POST", "/api/status", body="{}").status == 404
+        for path in ("/metrics", "/health", "/ready"):
+            assert http_request(server, "GET", path).status == 200, path
+        client = await connect(server)
+        reply = await client.action("status")
+        assert (reply.get("error"), reply["name"]) == (None, "squall-integration")
+
+
+def test_boot_with_nothing_to_serve_is_refused(tmp_path):
+    code, output = failed_boot(
+        tmp_path, {"servers": {"web": {"enabled": False}, "websocket": {"enabled": False}}}
+    )
+    assert code == 2
+    assert (
+        "squall: configuration error: config: servers.web.enabled: false, with "
+        "servers.websocket.enabled false and neither metrics nor the admin page on, leaves the "
+        "server nothing to serve"
+    ) in output

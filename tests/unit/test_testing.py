@@ -381,6 +381,15 @@ async def test_a_project_without_a_socket_endpoint_has_no_sockets(project):
             await harness.connect()
 
 
+async def test_a_project_without_http_actions_runs_none(project):
+    config = project / "config"
+    options = {"servers.web.enabled": False, "servers.websocket.enabled": True}
+    async with Harness(project, config=options, config_files=[config / "unit.yaml"]) as harness:
+        with pytest.raises(RuntimeError, match=r"servers\.web\.enabled is false"):
+            await harness.run("hello", {"name": "Ada"})
+        assert (await (await harness.connect()).action("hello", {"name": "Ada"}))["greeting"]
+
+
 async def test_a_test_may_add_its_own_actions(project):
     @action(name="probe")
     async def probe(data):
