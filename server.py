@@ -108,13 +108,18 @@ def run(main_coroutine: Any, loop: str) -> None:
     asyncio.run(main_coroutine)
 
 
-def _log_request(handler: tornado.web.RequestHandler) -> None:
-    """The access line of a request the Tornado application answered (files, upgrades, the
-    metrics and admin pages); the API's own path logs its requests itself."""
-    request = handler.request
-    status = handler.get_status()
-    handler.settings["squall_stats"].http_answered(status)
-    log_request(request.method, request.path, status, request.request_time(), request.remote_ip)
+def request_logger(app: Squall) -> Callable[[tornado.web.RequestHandler], None]:
+    """The Tornado application's ``log_function``: counts and access-logs what it answered
+    (files, probes, the metrics and admin pages); the lean paths (actions, upgrades) do so
+    themselves (``BareRequest.respond``)."""
+
+    def log_function(handler: tornado.web.RequestHandler) -> None:
+        request = handler.request
+        status = handler.get_status()
+        app.stats.http_answered(status)
+        log_request(request.method, request.path, status, request.request_time(), request.remote_ip)
+
+    return log_function
 
 
 def new_socket_registry(app: Squall) -> SocketRegistry:
@@ -141,7 +146,7 @@ def build_application(
     web = config["servers"]["web"]
     websocket = config["servers"]["websocket"]
     files = web["urlPathForFiles"].strip("/")
-    routes: list[Any] = [*health_routes(options)]
+    routes: list[Any] = health_routes(options, web["healthPath"], web["readyPath"])
     if websocket["enabled"]:
         routes.append((websocket["server"]["pathname"], SocketEndpoint(options, sockets)))
     metrics = web["metrics"]
@@ -159,7 +164,7 @@ def build_application(
         routes.append((rf"/{files}/(.*)", StaticHandler, {"options": options}))
         if web["rootEndpointType"] == "file":
             routes.append((r"/(.*)", StaticHandler, {"options": options}))
-    return tornado.web.Application(routes, log_function=_log_request, squall_stats=app.stats)
+    return tornado.web.Application(routes, log_function=request_logger(app))
 
 
 def handler_options(app: Squall) -> HandlerOptions:

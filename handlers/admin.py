@@ -15,13 +15,13 @@ Routes, under that path ``P`` (mounted only when ``servers.web.admin.token`` is 
 from __future__ import annotations
 
 import html
-import urllib.parse
 from typing import Any
 
 import tornado.web
 
 from squall import Squall
 from squall.admin import ASSETS, COOKIE, AdminAuth
+from squall.origins import origin_allowed
 
 #: The files of ``assets/`` the page may load, with their types (nothing else is served).
 _ASSET_TYPES = {
@@ -48,11 +48,10 @@ _PAGE_HEADERS = {
 
 
 def same_origin(request: Any) -> bool:
-    """A request without ``Origin`` (not from a page), or from a page of this very server."""
+    """A request without ``Origin`` (not from a page), or from a page of this very server
+    (the rule of a socket's default ``origins``: :func:`squall.origins.origin_allowed`)."""
     origin = request.headers.get("Origin")
-    if origin is None:
-        return True
-    return urllib.parse.urlsplit(origin).netloc == request.host
+    return origin is None or origin_allowed(origin, request.headers.get("Host"), None)
 
 
 class AdminSocketAuthorizer:

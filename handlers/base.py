@@ -75,7 +75,7 @@ class HandlerOptions:
     headers: dict[str, str]  # servers.web.httpHeaders, on every response
     cookie: CookieOptions
     file_cache_seconds: int
-    origins: Any  # "*" or a list of allowed Origin values
+    origins: str | list[str] | None  # "*", the allowed Origin values, or None: the page's host
     max_connections: int | None
     compression: bool
     authorize: Callable[[Any], Any] | None

@@ -46,10 +46,11 @@ class ReadyHandler(_ProbeHandler):
             self.answer(503, {"ready": False, "reason": reason})
 
 
-def health_routes(options: HandlerOptions) -> list[tuple[str, type, dict[str, Any]]]:
+def health_routes(
+    options: HandlerOptions, health_path: str, ready_path: str
+) -> list[tuple[str, type, dict[str, Any]]]:
     """The two routes, at ``servers.web.healthPath`` and ``readyPath``."""
-    web = options.app.config["servers"]["web"]
     return [
-        (web["healthPath"], HealthHandler, {"options": options}),
-        (web["readyPath"], ReadyHandler, {"options": options}),
+        (health_path, HealthHandler, {"options": options}),
+        (ready_path, ReadyHandler, {"options": options}),
     ]

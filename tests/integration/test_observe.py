@@ -243,8 +243,11 @@ def test_logging_in_sets_a_strict_http_only_cookie(observed):
     assert bearer.status == 200
 
 
-def test_a_login_from_another_site_is_refused(observed):
-    reply = log_in(observed, ADMIN_TOKEN, origin="https://evil.example")
+@pytest.mark.parametrize("origin", ["https://evil.example", "null", "http://[::1"])
+def test_a_login_from_another_site_is_refused(observed, origin):
+    """Only the page's own host, as a socket's default origins (an Origin that is not even a
+    URL was a 500 and a traceback)."""
+    reply = log_in(observed, ADMIN_TOKEN, origin=origin)
     assert reply.status == 403
     assert set_cookies(reply) == []
 
