@@ -117,7 +117,9 @@ class Action:
                 found.extend(f"action {self.name!r}: input {key!r} {p}" for p in spec.problems())
         return found
 
-    def document(self) -> dict[str, Any]:
+    def document(self, middleware: bool = False) -> dict[str, Any]:
+        """This version as PROTOCOL.md §2.1's ``documentation`` verb shows it; with
+        ``middleware``, also the action middleware it names (for the API reference page)."""
         doc: dict[str, Any] = {
             "name": self.name,
             "version": self.version,
@@ -126,7 +128,7 @@ class Action:
         }
         if self.output_example is not None:
             doc["outputExample"] = dict(self.output_example)
-        if self.middleware:
+        if middleware and self.middleware:
             doc["middleware"] = list(self.middleware)
         return doc
 
@@ -210,16 +212,17 @@ class ActionRegistry:
     def __len__(self) -> int:
         return sum(len(versions) for versions in self._versions.values())
 
-    def documentation(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """``{name: {version: {name, version, description, inputs, outputExample?,
-        middleware?}}}``."""
+    def documentation(self, middleware: bool = False) -> dict[str, dict[str, dict[str, Any]]]:
+        """``{name: {version: {name, version, description, inputs, outputExample?}}}``, the
+        ``documentation`` verb's shape (PROTOCOL.md §2.1); ``middleware`` adds each version's
+        ``middleware`` names where it has some (``showDocumentation``, for the docs page)."""
         docs: dict[str, dict[str, dict[str, Any]]] = {}
         for name in sorted(self._versions):
             for key in sorted(self._versions[name]):
                 declared = self._versions[name][key]
                 if declared.to_document:
-                    docs.setdefault(name, {})[_version_label(declared.version)] = (
-                        declared.document()
+                    docs.setdefault(name, {})[_version_label(declared.version)] = declared.document(
+                        middleware
                     )
         return docs
 

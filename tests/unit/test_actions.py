@@ -349,11 +349,21 @@ def test_registry_documentation_lists_names_and_versions_in_order():
     assert list(docs["b"]) == ["1", "3"]
 
 
-def test_action_document_names_its_middleware_only_when_it_has_some():
+def test_action_document_names_its_middleware_only_when_asked_and_it_has_some():
     guarded = Action(name="guarded", run=run, middleware=("auth", "audit"))
 
-    assert guarded.document()["middleware"] == ["auth", "audit"]
-    assert "middleware" not in Action(name="open", run=run).document()
+    assert guarded.document(middleware=True)["middleware"] == ["auth", "audit"]
+    assert "middleware" not in guarded.document()  # the documentation verb's shape, §2.1
+    assert "middleware" not in Action(name="open", run=run).document(middleware=True)
+
+
+def test_registry_documentation_names_middleware_only_when_asked():
+    registry = ActionRegistry([Action(name="guarded", run=run, middleware=("auth",))])
+
+    assert registry.documentation() == {
+        "guarded": {"1": {"name": "guarded", "version": 1, "description": "", "inputs": {}}}
+    }
+    assert registry.documentation(middleware=True)["guarded"]["1"]["middleware"] == ["auth"]
 
 
 def test_registry_documentation_empty():

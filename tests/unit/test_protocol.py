@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from squall import ChatMiddleware, Forbidden, Input
+from squall import ActionMiddleware, ChatMiddleware, Forbidden, Input
 from squall.errors import ErrorMessages
 
 from .conftest import bounded, declared, feed, start_feed, transport_of
@@ -289,6 +289,23 @@ async def test_documentation_reply(core, conn):
         "2": {"name": "versioned", "version": 2, "description": "v2", "inputs": {}}
     }
     assert reply["data"]["needs"]["1"]["inputs"] == {"n": {"required": True}}
+
+
+async def test_documentation_reply_has_the_verbs_shape_without_middleware(make_core):
+    """PROTOCOL.md §2.1: {name, version, description, inputs, outputExample?} per version;
+    the middleware an action names is for showDocumentation (the docs page) only."""
+
+    async def guarded(data):
+        return {}
+
+    guarded = declared(guarded, middleware=("audit",))
+    core = await make_core(actions=[guarded], action_middleware=[ActionMiddleware(name="audit")])
+
+    reply = await feed(core.protocol, core.connect(), {"event": "documentation"})
+
+    assert reply["data"] == {
+        "guarded": {"1": {"name": "guarded", "version": 1, "description": "", "inputs": {}}}
+    }
 
 
 async def test_action_reply_carries_the_action_fields(core, conn):
