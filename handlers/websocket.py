@@ -311,7 +311,7 @@ class SocketPump(asyncio.Protocol):
     async def _open(self) -> None:
         connection = self.connection
         try:
-            await self.app.open_connection(connection)
+            await self.app.lifecycle.open(connection)
         except Exception as exc:
             log.info("connection %s refused by middleware: %s", connection.id, exc)
             self.close(CLOSE_REFUSED, str(exc) or "refused")
@@ -355,7 +355,7 @@ class SocketPump(asyncio.Protocol):
                     self._received(bytes(fragments), self._fragments_text)
             elif opcode is Opcode.CLOSE:
                 # the peer is gone for the application now, not when its TCP close arrives
-                self.app.close_connection(self.connection)
+                self.app.lifecycle.close(self.connection)
 
     def _received(self, data: bytes, text: bool) -> None:
         if not self.open:
@@ -376,7 +376,7 @@ class SocketPump(asyncio.Protocol):
         if self._close_timer is not None:
             self._close_timer.cancel()
         self.registry.discard(self)
-        self.app.close_connection(self.connection)
+        self.app.lifecycle.close(self.connection)
         code = close_code(self.protocol)
         connection = self.connection
         self.app.stats.socket_closed(code)
@@ -484,7 +484,7 @@ class SocketPump(asyncio.Protocol):
             self.connection.id,
             self.transport.get_write_buffer_size(),
         )
-        self.app.close_connection(self.connection)
+        self.app.lifecycle.close(self.connection)
         self.close(CLOSE_POLICY, "outbound buffer full: the client is not reading")
 
 

@@ -3,8 +3,10 @@
 :class:`Squall` loads the drop-in folders, builds the registry of connections, the rooms, the
 broker, the action processor and the socket protocol, and exposes what server code needs:
 ``app.rooms``, ``app.connections``, ``app.send_to(id, message)``, ``app.send_all(message)``.
-Transports (``handlers/``) call :meth:`Squall.open_connection` and
-:meth:`Squall.close_connection`; ``server.py`` calls :meth:`Squall.start` and :meth:`Squall.stop`.
+Transports (``handlers/``) open and close connections through ``app.lifecycle``
+(:mod:`squall.lifecycle`); ``server.py`` calls :meth:`Squall.start` and :meth:`Squall.stop`.
+The broker delivers to the rooms and to the registry of connections directly: nothing flows
+back through here.
 """
 
 from __future__ import annotations
@@ -20,32 +22,24 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from . import codec
 from .admission import AddressCounts
 from .broker import Broker, MemoryBroker
 from .client import render_client
 from .config import Config
-from .connections import Connection, ConnectionRegistry
-from .errors import (
-    BrokerUnavailable,
-    ConfigError,
-    ConnectionRefused,
-    ErrorMessages,
-    InvalidRoomName,
-    SquallError,
-    is_own_cancellation,
-)
+from .connections import ConnectionRegistry
+from .errors import ConfigError, ErrorMessages, SquallError
 from .files import PublicFiles
 from .initializers import Initializers
+from .lifecycle import Lifecycle
 from .loader import load_folders
 from .logs import RecentErrors
 from .loopsafe import LoopCalls, ServerRooms
 from .metrics import Stats, rss_bytes
-from .middleware import by_priority, resolve
+from .middleware import by_priority
 from .monitor import Monitor, SharedSnapshots
 from .processor import ActionProcessor
 from .protocol import SocketProtocol
-from .rooms import Rooms
+from .rooms import Rooms, valid_room_name
 from .sessions import MemorySessionStore, RedisSessionStore, Sessions, SessionStore, with_sessions
 from .threads import ActionThreads
 from .watchdog import LoopWatchdog
@@ -140,6 +134,7 @@ class Squall:
             empty_room_ttl_ms=general["emptyRoomTtl"],
             stats=self.stats,
         )
+        self._rooms = rooms
         #: The server API (rooms, send_to, send_all) starts its work on the loop from anywhere.
         self.calls = LoopCalls()
         self.rooms = ServerRooms(rooms, self.calls)
@@ -183,8 +178,17 @@ class Squall:
         self.exporter = _exporter(self.monitor) if metrics_on else None
         #: sockets per client address (maxConnectionsPerAddress), counted by the transport
         self.addresses = AddressCounts(socket_options["maxConnectionsPerAddress"])
+        #: how transports open and close connections
+        self.lifecycle = Lifecycle(
+            self.connections,
+            rooms,
+            self.broker,
+            self.sessions,
+            self.connection_middleware,
+            self.protocol,
+            self.messages,
+        )
         self.stopping = False
-        self._cleanups: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -197,24 +201,22 @@ class Squall:
                 started is stopped again.
         """
         self.calls.bind(asyncio.get_running_loop())
-        await self.broker.start(self)
+        await self.broker.start(self._rooms, self.connections)
         self.sessions.start()
         if self.watchdog is not None:
             self.watchdog.start()
         if self.monitor is not None:
             self.recent_errors.install()
             self.monitor.start()
-        for room in self.config.get("general.startingChatRooms") or {}:
-            try:
-                await self.rooms.add(str(room))
-            except InvalidRoomName:
+        starting = [str(room) for room in self.config.get("general.startingChatRooms") or {}]
+        for room in starting:
+            if not valid_room_name(room, self.rooms.max_name_length):
                 why = (
                     f"room name {room!r} must be 1 to {self.rooms.max_name_length} characters "
                     "without control characters (general.maxRoomNameLength)"
                 )
-                raise ConfigError("config", "general.startingChatRooms", why) from None
-            except BrokerUnavailable:  # Redis is away: the room is here now, and in Redis
-                await self.broker.create_room(str(room))  # once it is back (issue 11)
+                raise ConfigError("config", "general.startingChatRooms", why)
+        await self._rooms.start(starting)
         try:
             await self.initializers.start(self)
         except Exception:
@@ -229,8 +231,7 @@ class Squall:
         """Stop after the transports have stopped accepting and closed their connections."""
         self.stopping = True
         self.rooms.stop()
-        if self._cleanups:
-            await asyncio.wait(list(self._cleanups), timeout=5)
+        await self.lifecycle.wait_cleanups()
         await self.initializers.stop(self)  # after every connection's destroy middleware
         await self._stop_core()
 
@@ -248,67 +249,6 @@ class Squall:
         """Refuse new actions and wait (``shutdownTimeout``) for those in flight."""
         return await self.processor.drain(self.config.get("general.shutdownTimeout"))
 
-    # -- connections, for transports -------------------------------------------------------
-
-    async def open_connection(self, connection: Connection) -> None:
-        """Register a new connection and run ``create`` middleware (which may raise to refuse).
-
-        Raises:
-            ConnectionRefused: a ``create`` hook raised; its text is the 4001 close reason, as
-                :meth:`~squall.errors.ErrorMessages.report` decides (a bug is logged).
-        """
-        connection.on_destroy = self.close_connection
-        self.connections.add(connection)
-        try:
-            await self.sessions.open(connection)
-            for middleware in self.connection_middleware:
-                if middleware.create is not None:
-                    await resolve(middleware.create(connection))
-            await self.sessions.save(connection)
-        except BaseException as error:
-            # Refused before it existed: no rooms to leave, no destroy middleware to run.
-            connection.closed = True
-            self.connections.remove(connection)
-            self.sessions.revert(connection)
-            await self.sessions.close(connection)
-            if is_own_cancellation(error):
-                raise
-            text = self.messages.report(
-                error, log, "connection middleware failed (connection %s)", connection.id
-            )
-            raise ConnectionRefused(text) from error
-        await self.broker.connection_opened(connection.id)
-
-    def close_connection(self, connection: Connection) -> asyncio.Task[None] | None:
-        """Forget a connection at once, then leave its rooms and run ``destroy`` middleware.
-
-        Idempotent: a socket closed by the peer, by ``destroy()`` and by shutdown all end here.
-        Returns the cleanup's task (None when the connection was already closed).
-        """
-        if connection.closed:
-            return None
-        connection.closed = True
-        self.connections.remove(connection)
-        self.protocol.forget(connection)
-        task = asyncio.get_running_loop().create_task(self._cleanup(connection))
-        self._cleanups.add(task)
-        task.add_done_callback(self._cleanups.discard)
-        return task
-
-    async def _cleanup(self, connection: Connection) -> None:
-        try:
-            await self.rooms.leave_all(connection)
-            await self.broker.connection_closed(connection.id)
-            for middleware in self.connection_middleware:
-                if middleware.destroy is not None:
-                    await resolve(middleware.destroy(connection))
-        except Exception:
-            log.exception("cleaning up connection %s failed", connection.id)
-        try:
-            await self.sessions.close(connection)  # saves what destroy middleware changed
-        except Exception:
-            log.exception("saving the session of connection %s failed", connection.id)
-
     # -- pushes, for server code ---------------------------------------------------------
 
     def send_to(self, connection_id: str, message: Any) -> asyncio.Task[bool] | Future[bool]:
@@ -320,41 +260,13 @@ class Squall:
         return self.calls.start(self._send_to(connection_id, message))
 
     async def _send_to(self, connection_id: str, message: Any) -> bool:
-        if self.deliver_to(connection_id, message):
+        if self.connections.deliver_to(connection_id, message):
             return True
         return await self.broker.send_to(connection_id, message)
 
     def send_all(self, message: Any) -> asyncio.Task[None] | Future[None]:
         """Push ``message`` to every connection of every server (at once; see ``send_to``)."""
         return self.calls.start(self.broker.send_all(message))
-
-    # -- broker delegate ---------------------------------------------------------------------
-
-    async def deliver_room(self, room: str, frame: bytes) -> None:
-        await self.rooms.deliver_room(room, frame)
-
-    async def room_destroyed(self, room: str) -> None:
-        await self.rooms.room_destroyed(room)
-
-    def local_connections(self) -> list[str]:
-        return [c.id for c in self.connections if c.transport is not None]
-
-    def local_state(self) -> tuple[list[str], list[tuple[str, str, int]]]:
-        starting = [str(room) for room in self.config.get("general.startingChatRooms") or {}]
-        memberships = self.rooms.local_memberships()
-        return sorted({*starting, *(room for room, _, _ in memberships)}), memberships
-
-    def deliver_to(self, connection_id: str, message: Any) -> bool:
-        connection = self.connections.get(connection_id)
-        if connection is None or connection.transport is None:
-            return False
-        connection.send(message)
-        return True
-
-    def deliver_all(self, message: Any) -> None:
-        frame = codec.dumps(message)
-        for connection in self.connections:
-            connection.send_encoded(frame)
 
     # -- status ------------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 The broker owns what is shared by every server of a cluster: which rooms exist, who is a member
 of each (cluster-wide, with ``joinedAt``), and the delivery of room messages and pushes to the
 server that holds the recipient. It never touches a socket: it hands deliveries to its
-:class:`BrokerDelegate` (the local rooms and connections of this server).
+:class:`RoomsDelegate` (this server's rooms) and :class:`ConnectionsDelegate` (its
+connections).
 
 :class:`MemoryBroker` serves a single process and needs nothing but Python;
 ``squall.redis_broker.RedisBroker`` makes several processes or machines act as one; while
@@ -17,26 +18,22 @@ from typing import Any, Protocol
 
 from . import codec
 
-__all__ = ["Broker", "BrokerDelegate", "MemoryBroker"]
+__all__ = ["Broker", "ConnectionsDelegate", "MemoryBroker", "RoomsDelegate"]
 
 
-class BrokerDelegate(Protocol):
-    """What a broker calls on the server it belongs to."""
+class RoomsDelegate(Protocol):
+    """What a broker hands to this server's rooms (:class:`~squall.rooms.Rooms`).
+
+    Deliveries flow one way, broker to rooms: nothing here calls back into the broker, so a
+    broker never sees its own operations re-entered halfway through.
+    """
 
     async def deliver_room(self, room: str, frame: bytes) -> None:
         """Give an encoded room message to this server's members of ``room``."""
 
-    def deliver_to(self, connection_id: str, message: Any) -> bool:
-        """Push to a connection if this server holds it; False when it does not."""
-
-    def deliver_all(self, message: Any) -> None:
-        """Push to every connection this server holds."""
-
     async def room_destroyed(self, room: str) -> None:
-        """``room`` is gone: tell this server's members and drop them (leave middleware runs)."""
-
-    def local_connections(self) -> list[str]:
-        """Ids of the sockets this server holds (rewritten into a Redis that lost them)."""
+        """``room`` is gone, its memberships already removed from the broker: tell this
+        server's members and drop them here (leave middleware runs)."""
 
     def local_state(self) -> tuple[list[str], list[tuple[str, str, int]]]:
         """Rooms this server needs to exist, and its memberships ``(room, id, joinedAt)``.
@@ -46,6 +43,20 @@ class BrokerDelegate(Protocol):
         """
 
 
+class ConnectionsDelegate(Protocol):
+    """What a broker hands to this server's registry of connections
+    (:class:`~squall.connections.ConnectionRegistry`)."""
+
+    def deliver_to(self, connection_id: str, message: Any) -> bool:
+        """Push to a connection if this server holds it; False when it does not."""
+
+    def deliver_all(self, message: Any) -> None:
+        """Push to every connection this server holds."""
+
+    def local_connections(self) -> list[str]:
+        """Ids of the sockets this server holds (rewritten into a Redis that lost them)."""
+
+
 class Broker(Protocol):
     """The cluster-wide state and delivery that :class:`~squall.rooms.Rooms` relies on."""
 
@@ -53,7 +64,7 @@ class Broker(Protocol):
     #: it), or None when it is.
     problem: str | None
 
-    async def start(self, delegate: BrokerDelegate) -> None: ...
+    async def start(self, rooms: RoomsDelegate, connections: ConnectionsDelegate) -> None: ...
 
     async def stop(self) -> None: ...
 
@@ -61,7 +72,8 @@ class Broker(Protocol):
         """Create ``room``; False when it already existed."""
 
     async def destroy_room(self, room: str) -> bool:
-        """Remove ``room`` and every membership in it, on every server; False if absent."""
+        """Remove ``room`` and every membership in it, on every server, then hand it to each
+        server's :meth:`RoomsDelegate.room_destroyed`; False if absent."""
 
     async def room_exists(self, room: str) -> bool: ...
 
@@ -100,13 +112,15 @@ class MemoryBroker:
 
     def __init__(self) -> None:
         self._rooms: dict[str, dict[str, int]] = {}
-        self._delegate: BrokerDelegate | None = None
+        self._local_rooms: RoomsDelegate | None = None
+        self._connections: ConnectionsDelegate | None = None
 
-    async def start(self, delegate: BrokerDelegate) -> None:
-        self._delegate = delegate
+    async def start(self, rooms: RoomsDelegate, connections: ConnectionsDelegate) -> None:
+        self._local_rooms = rooms
+        self._connections = connections
 
     async def stop(self) -> None:
-        self._delegate = None
+        self._local_rooms = self._connections = None
 
     async def create_room(self, room: str) -> bool:
         if room in self._rooms:
@@ -115,11 +129,10 @@ class MemoryBroker:
         return True
 
     async def destroy_room(self, room: str) -> bool:
-        if room not in self._rooms:
+        if self._rooms.pop(room, None) is None:
             return False
-        if self._delegate is not None:
-            await self._delegate.room_destroyed(room)
-        self._rooms.pop(room, None)
+        if self._local_rooms is not None:
+            await self._local_rooms.room_destroyed(room)
         return True
 
     async def room_exists(self, room: str) -> bool:
@@ -148,15 +161,17 @@ class MemoryBroker:
         return dict(self._rooms.get(room, {}))
 
     async def publish(self, room: str, payload: dict[str, Any]) -> None:
-        if self._delegate is not None:
-            await self._delegate.deliver_room(room, codec.dumps(payload))
+        if self._local_rooms is not None:
+            await self._local_rooms.deliver_room(room, codec.dumps(payload))
 
     async def send_to(self, connection_id: str, message: Any) -> bool:
-        return self._delegate is not None and self._delegate.deliver_to(connection_id, message)
+        return self._connections is not None and self._connections.deliver_to(
+            connection_id, message
+        )
 
     async def send_all(self, message: Any) -> None:
-        if self._delegate is not None:
-            self._delegate.deliver_all(message)
+        if self._connections is not None:
+            self._connections.deliver_all(message)
 
     def status(self) -> dict[str, Any]:
         return {"kind": self.kind, "state": "ok", "rooms": len(self._rooms)}

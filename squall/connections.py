@@ -166,7 +166,9 @@ class ConnectionRegistry:
     """The live connections of this server, by id; exact at all times.
 
     A connection is added when it opens and removed when it closes, whatever the cause (close
-    frame, TCP reset, server kick), so the counts in ``status`` can be trusted.
+    frame, TCP reset, server kick), so the counts in ``status`` can be trusted. It is the
+    broker's :class:`~squall.broker.ConnectionsDelegate`: pushes for this server's
+    connections, from any server, are delivered here.
     """
 
     def __init__(self) -> None:
@@ -202,3 +204,23 @@ class ConnectionRegistry:
     def counts(self) -> dict[str, int]:
         """Live connections by type, for ``status``."""
         return {"total": len(self._by_id), **self._by_type}
+
+    # -- broker delegate (squall.broker.ConnectionsDelegate) ----------------------------------
+
+    def deliver_to(self, connection_id: str, message: Any) -> bool:
+        """Push ``message`` to the socket ``connection_id`` if this server holds it."""
+        connection = self._by_id.get(connection_id)
+        if connection is None or connection.transport is None:
+            return False
+        connection.send(message)
+        return True
+
+    def deliver_all(self, message: Any) -> None:
+        """Push ``message`` to every connection here, encoded once."""
+        frame = codec.dumps(message)
+        for connection in list(self._by_id.values()):
+            connection.send_encoded(frame)
+
+    def local_connections(self) -> list[str]:
+        """Ids of the sockets this server holds (HTTP requests cannot be pushed to)."""
+        return [c.id for c in self._by_id.values() if c.transport is not None]

@@ -63,7 +63,7 @@ from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from . import codec
 from .backlog import Outbox
 from .backoff import Backoff
-from .broker import BrokerDelegate
+from .broker import ConnectionsDelegate, RoomsDelegate
 from .errors import BrokerUnavailable, SquallError
 from .redis_members import MemberStore
 from .urls import redact_url
@@ -138,7 +138,8 @@ class RedisBroker:
         self._origin = secrets.token_hex(ORIGIN_BYTES // 2).encode()
         self._queued_prefix = self.token + QUEUED + self._origin + SEPARATOR
         self._redis: aioredis.Redis | None = None
-        self._delegate: BrokerDelegate | None = None
+        self._rooms: RoomsDelegate | None = None
+        self._connections: ConnectionsDelegate | None = None
         self._local: dict[str, set[str]] = {}  # room -> this server's members: what it listens to
         self._channels: set[str] = set()
         self._pubsub: Any = None
@@ -168,14 +169,14 @@ class RedisBroker:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    async def start(self, delegate: BrokerDelegate) -> None:
+    async def start(self, rooms: RoomsDelegate, connections: ConnectionsDelegate) -> None:
         """Start joining the cluster; return once joined, or after ``START_WAIT`` without Redis.
 
         Raises:
             SquallError: ``redis.url`` cannot be used, or Redis refuses its credentials (a
                 mistake to fix, not an outage to wait out).
         """
-        self._delegate = delegate
+        self._rooms, self._connections = rooms, connections
         try:
             # A blocking pool: a burst of joins waits for a free connection instead of failing
             # with "Too many connections" (redis-py's default pool refuses past its size).
@@ -293,7 +294,7 @@ class RedisBroker:
             return False
         notice = codec.dumps({"destroyed": room, "by": self.server_id})
         await self._send(self._key("all"), notice, None)
-        await self._delegate.room_destroyed(room)
+        await self._room_gone(room)
         try:
             await self._redis.delete(self._key("room", room))
         except TROUBLE as exc:
@@ -357,6 +358,16 @@ class RedisBroker:
                 await self._unsubscribe(self._say_channel(room))
         await self._flush(change)
 
+    async def _room_gone(self, room: str) -> None:
+        """``room`` was destroyed: stop listening to it, forget this server's memberships of it
+        (in Redis too), then let the rooms tell their members."""
+        members = self._local.pop(room, set())
+        changes = [self._record(("member", room, cid), None) for cid in members]
+        if members:
+            await self._unsubscribe(self._say_channel(room))
+            await self._flush(changes[-1])
+        await self._rooms.room_destroyed(room)
+
     async def members(self, room: str) -> dict[str, int]:
         self._require_up("the members on other servers are unknown")
         try:
@@ -380,7 +391,7 @@ class RedisBroker:
     async def publish(self, room: str, payload: dict[str, Any]) -> None:
         frame = codec.dumps(payload)
         await self._send(
-            self._say_channel(room), frame, lambda: self._delegate.deliver_room(room, frame)
+            self._say_channel(room), frame, lambda: self._rooms.deliver_room(room, frame)
         )
 
     async def send_to(self, connection_id: str, message: Any) -> bool:
@@ -399,7 +410,7 @@ class RedisBroker:
 
     async def send_all(self, message: Any) -> None:
         async def deliver_here() -> None:
-            self._delegate.deliver_all(message)
+            self._connections.deliver_all(message)
 
         await self._send(self._key("all"), codec.dumps({"push": message}), deliver_here)
 
@@ -686,19 +697,19 @@ class RedisBroker:
         try:
             if name.startswith("say:"):
                 self.received["say"] += 1
-                await self._delegate.deliver_room(name[4:], body)
+                await self._rooms.deliver_room(name[4:], body)
             elif name == "direct":
                 self.received["direct"] += 1
                 envelope = codec.loads(body)
-                self._delegate.deliver_to(envelope["to"], envelope["message"])
+                self._connections.deliver_to(envelope["to"], envelope["message"])
             elif name == "all":
                 self.received["all"] += 1
                 envelope = codec.loads(body)
                 if "push" in envelope:
-                    self._delegate.deliver_all(envelope["push"])
+                    self._connections.deliver_all(envelope["push"])
                 elif "destroyed" in envelope and envelope.get("by") != self.server_id:
                     self._known_rooms.discard(envelope["destroyed"])
-                    await self._delegate.room_destroyed(envelope["destroyed"])
+                    await self._room_gone(envelope["destroyed"])
                 elif "hello" in envelope and envelope["hello"] != self.server_id:
                     self._peers.add(envelope["hello"])
                 elif "bye" in envelope:
@@ -738,11 +749,11 @@ class RedisBroker:
         too, so rooms nobody is in survive; otherwise only those it needs (its starting rooms,
         its members' rooms), so a room destroyed while it was cut off stays destroyed.
         """
-        rooms, memberships = self._delegate.local_state()
+        rooms, memberships = self._rooms.local_state()
         if every_known_room:
             rooms = [*rooms, *self._known_rooms]
         written, members = await self._members.write_back(
-            rooms, memberships, self._delegate.local_connections()
+            rooms, memberships, self._connections.local_connections()
         )
         self._known_rooms |= written
         return len(written), members

@@ -26,6 +26,7 @@ from .broker import Broker
 from .connections import Connection, now_ms
 from .errors import (
     AlreadyInRoom,
+    BrokerUnavailable,
     ErrorMessages,
     InvalidRoomName,
     NotInRoom,
@@ -62,6 +63,8 @@ class Rooms:
 
     Server code: ``add``, ``destroy``, ``exists``, ``list``, ``members``, ``broadcast``.
     Connections: ``join``, ``leave``, ``view``, ``say``, ``leave_all``.
+    The broker: it delivers here (:class:`~squall.broker.RoomsDelegate`); what it hands over
+    never calls back into it.
 
     Args:
         broker: the cluster-wide rooms and delivery.
@@ -101,6 +104,21 @@ class Rooms:
         self._say = hooks(ordered, "say")
         self._local: dict[str, dict[str, Connection]] = {}
         self._joined_at: dict[tuple[str, str], int] = {}
+        self._starting: list[str] = []
+
+    async def start(self, starting: Iterable[str]) -> None:
+        """Create the rooms that exist from boot on (``general.startingChatRooms``). While the
+        broker's backend is away they exist here now, and there once it is back (issue 11).
+
+        Raises:
+            InvalidRoomName: one of them is not a valid room name.
+        """
+        for room in starting:
+            try:
+                await self.add(room)
+            except BrokerUnavailable:
+                await self.broker.create_room(room)
+            self._starting.append(room)
 
     # -- server API -----------------------------------------------------------------------
 
@@ -206,7 +224,7 @@ class Rooms:
         await self.broker.publish(room, payload)
         self.stats.says += 1
 
-    # -- broker delegate --------------------------------------------------------------------
+    # -- broker delegate (squall.broker.RoomsDelegate) ---------------------------------------
 
     async def deliver_room(self, room: str, frame: bytes) -> None:
         """Write an encoded room message to this server's members of ``room``.
@@ -237,11 +255,16 @@ class Rooms:
                 self.stats.deliveries += 1
                 connection.send(copy)
 
-    def local_memberships(self) -> list[tuple[str, str, int]]:
-        """``(room, connection id, joinedAt)`` of every member here (to rebuild a lost Redis)."""
-        return [(room, cid, joined) for (room, cid), joined in self._joined_at.items()]
+    def local_state(self) -> tuple[list[str], list[tuple[str, str, int]]]:
+        """The rooms this server needs (its starting rooms, its members' rooms) and its
+        memberships ``(room, connection id, joinedAt)``: what a lost Redis is rebuilt from."""
+        memberships = [(room, cid, joined) for (room, cid), joined in self._joined_at.items()]
+        rooms = {*self._starting, *(room for room, _, _ in memberships)}
+        return sorted(rooms), memberships
 
     async def room_destroyed(self, room: str) -> None:
+        """Tell this server's members of ``room`` it is gone, run their leave middleware and
+        drop them here; the broker has removed their memberships already."""
         self._temporary.pop(room, None)
         members = self._local.get(room)
         if not members:
@@ -249,7 +272,8 @@ class Rooms:
         notice = codec.dumps(_payload(room, RoomDeleted().render(self.messages), SERVER_SENDER))
         for connection in list(members.values()):
             connection.send_encoded(notice)
-            await self._forced_leave(connection, room)
+            await self._run_leave_hooks(connection, room)
+            self._drop(connection, room)
 
     def local_members(self, room: str) -> int:
         """How many of ``room``'s members this server holds."""
@@ -273,6 +297,11 @@ class Rooms:
             raise NotInRoom(room)
 
     async def _forced_leave(self, connection: Connection, room: str) -> None:
+        await self._run_leave_hooks(connection, room)
+        await self._remove(connection, room)
+
+    async def _run_leave_hooks(self, connection: Connection, room: str) -> None:
+        """Leave middleware of a leave that must happen: a refusal is logged, not obeyed."""
         for hook in self._leave:
             try:
                 await resolve(hook(connection, room))
@@ -283,9 +312,13 @@ class Rooms:
                     room,
                     exc,
                 )
-        await self._remove(connection, room)
 
     async def _remove(self, connection: Connection, room: str) -> None:
+        self._drop(connection, room)
+        await self.broker.remove_member(room, connection.id)
+
+    def _drop(self, connection: Connection, room: str) -> None:
+        """Forget the membership here (the broker's record is the caller's business)."""
         if room in connection.rooms:
             connection.rooms.remove(room)
         members = self._local.get(room)
@@ -296,7 +329,6 @@ class Rooms:
                 if room in self._temporary:
                     self._temporary[room] = time.monotonic()
         self._joined_at.pop((room, connection.id), None)
-        await self.broker.remove_member(room, connection.id)
 
     # -- reaping empty temporary rooms: one timer for all of them ---------------------------
 

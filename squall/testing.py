@@ -256,7 +256,7 @@ class Socket:
 
     async def open(self) -> None:
         try:
-            await self.app.open_connection(self.connection)
+            await self.app.lifecycle.open(self.connection)
         except Exception as exc:
             self._server_closed(4001, str(exc) or "refused")
             return
@@ -275,7 +275,7 @@ class Socket:
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
             self._arrived.set()
-            self._cleanup = self.app.close_connection(self.connection)
+            self._cleanup = self.app.lifecycle.close(self.connection)
 
     # -- verbs -----------------------------------------------------------------------------------
 

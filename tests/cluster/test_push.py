@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from websockets.asyncio.client import connect as websockets_connect
+
 from .support import TIMEOUT, eventually, now_ms, unique
 
 
@@ -48,6 +50,33 @@ async def test_send_by_id_to_a_connection_no_server_holds_is_not_delivered(clust
         TIMEOUT,
         "a closed connection of b still reachable",
     )
+
+
+async def test_a_peer_gone_during_slow_create_middleware_is_not_reachable_by_send_to(
+    cluster, connect
+):
+    """Issue 13 item 3: a socket whose peer left while ``create`` middleware ran is never
+    announced in Redis, where ``send_to`` from any server would then say True for good."""
+    a, b, _ = cluster
+    fingerprint = unique("slowcreate")
+    ws = await websockets_connect(f"{a.ws_url}?sessionID={fingerprint}", open_timeout=TIMEOUT)
+    seen = await eventually(
+        lambda: a.action("slowCreateProbe", fingerprint=fingerprint),
+        lambda probe: probe["id"] is not None,
+        TIMEOUT,
+        "the slow create middleware never saw the socket",
+    )
+    await ws.close()
+    await eventually(
+        lambda: a.action("slowCreateProbe", fingerprint=fingerprint),
+        lambda probe: probe["finished"],
+        TIMEOUT,
+        "the slow create middleware never returned",
+    )
+    fence = await connect(a)  # a has written to Redis whatever the slow socket made it write
+
+    assert (await b.action("sendToTest", to=seen["id"], message="ghost"))["delivered"] is False
+    assert (await b.action("sendToTest", to=fence.id, message="alive"))["delivered"] is True
 
 
 async def test_a_push_to_everyone_reaches_every_connection_of_every_server_once(cluster, connect):

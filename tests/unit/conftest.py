@@ -29,7 +29,7 @@ import pytest
 from squall import Squall, load_config
 from squall.actions import Action, ActionRegistry
 from squall.broker import MemoryBroker
-from squall.connections import Connection
+from squall.connections import Connection, ConnectionRegistry
 from squall.errors import DEFAULT_TEMPLATES, ErrorMessages
 from squall.files import PublicFiles
 from squall.middleware import ActionMiddleware, ChatMiddleware
@@ -173,7 +173,7 @@ async def build_core(
     )
     broker = MemoryBroker()
     room_service = Rooms(broker, chat_middleware, messages)
-    await broker.start(room_service)
+    await broker.start(room_service, ConnectionRegistry())
     for room in rooms:
         await room_service.add(room)
     files = PublicFiles(public)

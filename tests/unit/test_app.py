@@ -18,17 +18,21 @@ from squall.errors import ActionLoadError, ConnectionRefused
 from .conftest import REPO, bounded, feed, socket_connection, transport_of, write_app
 
 HOOKS = """
+    import inspect
+
     from squall import ConnectionMiddleware, Input, action
 
 
     def _notify(connection, key):
         hook = connection.params.get(key)
         if hook is not None:
-            hook(connection)
+            return hook(connection)
 
 
     async def create(connection):
-        _notify(connection, "on_create")
+        waited = _notify(connection, "on_create")
+        if inspect.isawaitable(waited):
+            await waited
 
 
     def destroy(connection):
@@ -91,7 +95,7 @@ async def opened(app: Squall, departures: Departures | None = None, **options) -
     connection = socket_connection(**options)
     if departures is not None:
         connection.params["on_destroy"] = departures
-    await app.open_connection(connection)
+    await app.lifecycle.open(connection)
     return connection
 
 
@@ -135,7 +139,7 @@ async def test_open_connection_registers_and_runs_create(app):
     connection = socket_connection("c0")
     connection.params["on_create"] = lambda c: created.append(c.id)
 
-    await app.open_connection(connection)
+    await app.lifecycle.open(connection)
 
     assert created == ["c0"]
     assert app.connections.get("c0") is connection
@@ -151,11 +155,40 @@ async def test_create_middleware_refusing_leaves_no_trace(app):
     connection.params["on_create"] = refuse
 
     with pytest.raises(ConnectionRefused, match=r"^no entry$"):
-        await app.open_connection(connection)
+        await app.lifecycle.open(connection)
 
     assert connection.closed is True
     assert "c0" not in app.connections
     await app.stop()  # waits for the cleanup it started
+    await assert_no_trace(app)
+
+
+async def test_a_connection_closed_during_create_is_never_announced_to_the_broker(app):
+    """Issue 13 item 3: a peer that leaves while a slow ``create`` runs must not be registered
+    with the broker after its cleanup (in Redis, ``send_to`` would then find it forever)."""
+    announced: list[str] = []
+
+    async def record(connection_id: str) -> None:
+        announced.append(connection_id)
+
+    app.broker.connection_opened = record
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_create(connection):
+        started.set()
+        await release.wait()
+
+    connection = socket_connection("c0")
+    connection.params["on_create"] = slow_create
+    opening = asyncio.ensure_future(app.lifecycle.open(connection))
+    await bounded(started.wait())
+    cleanup = app.lifecycle.close(connection)  # the peer went away meanwhile
+    release.set()
+    await bounded(opening)
+    await bounded(cleanup)
+
+    assert announced == []
+    assert await app.send_to("c0", {"context": "alert"}) is False
     await assert_no_trace(app)
 
 
@@ -176,7 +209,7 @@ async def test_create_middleware_bug_is_logged_and_its_text_exposed_or_not(
     connection = socket_connection("c0")
     connection.params["on_create"] = broken
     with caplog.at_level(logging.ERROR, "squall"), pytest.raises(ConnectionRefused) as caught:
-        await app.open_connection(connection)
+        await app.lifecycle.open(connection)
 
     (record,) = caplog.records
     ref = re.search(r"\(ref ([0-9a-f]{12})\)$", record.getMessage()).group(1)
@@ -190,8 +223,8 @@ async def test_close_connection_is_idempotent(app):
     connection = await opened(app, departures, connection_id="c0")
     await app.rooms.join(connection, "lobby")
 
-    app.close_connection(connection)
-    app.close_connection(connection)
+    app.lifecycle.close(connection)
+    app.lifecycle.close(connection)
     await departures.wait()
 
     assert departures.seen == ["c0"]
@@ -202,7 +235,7 @@ async def test_close_connection_is_idempotent(app):
 async def test_closed_connection_gets_no_more_frames(app):
     departures = Departures(1)
     connection = await opened(app, departures)
-    app.close_connection(connection)
+    app.lifecycle.close(connection)
     await departures.wait()
 
     connection.send({"late": True})
@@ -222,7 +255,7 @@ async def test_many_connections_join_and_close_leave_nothing(app):
     assert len(await app.rooms.members("lobby")) == 30
 
     for connection in connections:
-        app.close_connection(connection)
+        app.lifecycle.close(connection)
     await departures.wait()
 
     assert sorted(departures.seen) == sorted(c.id for c in connections)
@@ -303,7 +336,7 @@ async def test_send_to_unknown_connection_is_false(app):
 
 async def test_send_to_http_connection_is_false(app):
     web = Connection("web", "127.0.0.1", 1, connection_id="web-1")
-    await app.open_connection(web)
+    await app.lifecycle.open(web)
 
     assert await app.send_to("web-1", {"x": 1}) is False
     assert app.connections.counts() == {"total": 1, "web": 1}
@@ -311,7 +344,7 @@ async def test_send_to_http_connection_is_false(app):
 
 async def test_send_all_writes_one_frame_to_everyone(app):
     connections = [await opened(app) for _ in range(5)]
-    await app.open_connection(Connection("web", "127.0.0.1", 1))
+    await app.lifecycle.open(Connection("web", "127.0.0.1", 1))
 
     await app.send_all({"context": "api", "note": "hello all"})
 
@@ -430,8 +463,8 @@ async def test_connection_middleware_runs_by_priority(make_app):
     connection = socket_connection()
     connection.params["on_destroy"] = departures
 
-    await app.open_connection(connection)
-    app.close_connection(connection)
+    await app.lifecycle.open(connection)
+    app.lifecycle.close(connection)
     await departures.wait()
 
     assert connection.params["calls"] == [

@@ -17,7 +17,7 @@ from squall.redis_broker import RedisBroker
 
 
 class Recorder:
-    """The broker's delegate: records what it is asked to deliver here."""
+    """The broker's delegates (rooms and connections): records what it is asked to deliver."""
 
     def __init__(self) -> None:
         self.said: list[tuple[str, Any]] = []
@@ -63,7 +63,7 @@ async def away(refusing_port: int, caplog: pytest.LogCaptureFixture) -> AsyncIte
     )
     recorder = Recorder()
     with caplog.at_level(logging.ERROR, logger="squall.redis"):
-        await broker.start(recorder)
+        await broker.start(recorder, recorder)
     broker.recorder = recorder
     yield broker
     await broker.stop()

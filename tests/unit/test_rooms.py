@@ -10,6 +10,7 @@ import pytest
 
 from squall import ChatMiddleware, codec
 from squall.broker import MemoryBroker
+from squall.connections import ConnectionRegistry
 from squall.errors import (
     AlreadyInRoom,
     ErrorMessages,
@@ -145,7 +146,7 @@ class Reaped:
 @pytest.fixture
 async def reaped():
     found = Reaped()
-    await found.broker.start(found.rooms)
+    await found.broker.start(found.rooms, ConnectionRegistry())
     yield found
     found.rooms.stop()
     await found.broker.stop()

@@ -311,7 +311,7 @@ async def test_long_close_reason_is_cut_to_fit_the_frame_without_splitting_a_cha
 
 async def test_broadcast_is_framed_once_and_the_same_bytes_written_to_every_member(app, registry):
     peers = [await open_peer(app, registry) for _ in range(3)]
-    app.deliver_all({"context": "user", "message": "to all"})
+    app.connections.deliver_all({"context": "user", "message": "to all"})
     frames = [peer.transport.writes[-1] for peer in peers]
     assert frames[0] is frames[1] is frames[2]
     for peer in peers:

@@ -1,7 +1,9 @@
 """Test-only actions for the cluster tier (loaded through general.paths.actions): server code
 pushing to one connection, to a room and to everyone, and destroying a room, on any server."""
 
-from squall import Input, action
+import asyncio
+
+from squall import ConnectionMiddleware, Input, action
 
 
 @action(
@@ -41,3 +43,33 @@ async def broadcast_test(data):
 )
 async def destroy_room_test(data):
     return {"didDestroy": await data.app.rooms.destroy(data.params["name"])}
+
+
+# -- a slow create middleware, for sockets opened with ?sessionID=slowcreate-* -------------------
+
+#: fingerprint -> {"id": connection id, "finished": create returned}
+slow_creates: dict = {}
+
+
+async def _slow_create(connection):
+    """Hold a ``slowcreate-*`` socket in ``create`` until its peer has gone away."""
+    if not connection.fingerprint.startswith("slowcreate-"):
+        return
+    seen = slow_creates[connection.fingerprint] = {"id": connection.id, "finished": False}
+    for _ in range(500):  # at most 5 s
+        if connection.closed:
+            break
+        await asyncio.sleep(0.01)  # poll: a server has no event for "the peer left"
+    seen["finished"] = True
+
+
+slow_create = ConnectionMiddleware(name="slowCreate", create=_slow_create)
+
+
+@action(
+    name="slowCreateProbe",
+    description="What the slow create middleware saw of the socket with this fingerprint",
+    inputs={"fingerprint": Input(required=True, formatter=str)},
+)
+async def slow_create_probe(data):
+    return slow_creates.get(data.params["fingerprint"], {"id": None, "finished": False})
