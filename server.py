@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Run a Squall server: ``python server.py [--host A] [--port N] [--env NAME] [--config FILE]``;
-start a file: ``python server.py generate action|middleware|initializer NAME``.
+"""Run a Squall server: ``python server.py [--host A] [--port N] [--env NAME] [--config FILE]
+[--workers N] [--loop L]``; start a file: ``python server.py generate action|middleware|initializer
+NAME``.
 
-The composition root: load the config, build the core (:class:`squall.Squall`), mount the
-handlers of ``handlers/`` into one Tornado application on one port, run until SIGINT or SIGTERM,
-then stop cleanly (PROTOCOL.md §6) and exit 0.
+The composition root: load the config, build the core (:class:`squall.Squall`) and the handlers'
+options (:class:`handlers.base.HandlerOptions`) once, route actions to their lean path and
+everything else to one Tornado application, on one port; run until SIGINT or SIGTERM, then stop
+cleanly (PROTOCOL.md §6) and exit 0.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``GET /health`` and ``GET /ready`` for load balancers and orchestrators (issue 11).
+"""``GET /health`` and ``GET /ready`` for load balancers and orchestrators.
 
 Answered here, without the action pipeline (no middleware, no connection, no counting), so a
 probe works while actions are refused and costs next to nothing:

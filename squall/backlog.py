@@ -1,4 +1,4 @@
-"""What a server keeps for Redis while Redis cannot take it (issue 11).
+"""What a server keeps for Redis while Redis cannot take it: nothing is lost silently.
 
 Two kinds of things wait, and they wait differently:
 

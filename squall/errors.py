@@ -245,7 +245,7 @@ class ServerShuttingDown(ClientError):
 
 class BrokerUnavailable(ClientError):
     """Redis cannot be reached, and what was asked needs it now: the other servers' members, a
-    room this server has never seen, or a message the full outbox cannot keep (issue 11)."""
+    room this server has never seen, or a message the full outbox cannot keep (503)."""
 
     key, http_status = "brokerUnavailable", 503
 

@@ -1,7 +1,7 @@
 """URLs as they may be shown: in ``status``, in a problem's text, in a log line.
 
 A URL in the config may carry credentials (``redis://:password@host``); whatever displays or
-logs one goes through :func:`redact_url` (issue 10: ``status`` is public).
+logs one goes through :func:`redact_url`: ``status`` is public, and logs are shipped.
 """
 
 from __future__ import annotations

@@ -146,8 +146,9 @@ def fail_on_stray_errors(
     request: pytest.FixtureRequest, servers: Callable[[], Iterable[ServerLog]]
 ) -> Iterator[None]:
     """Fail the test if a server logged an ERROR or a traceback it did not expect while it ran
-    (STYLE.md §5.15); expected ones are declared with ``@pytest.mark.server_errors(text)``.
-    ``servers()`` lists the servers to look at, before and after the test."""
+    (noise fails: an error nobody asserts is a bug nobody sees); expected ones are declared
+    with ``@pytest.mark.server_errors(text)``. ``servers()`` lists the servers to look at,
+    before and after the test."""
     allowed = tuple(t for mark in request.node.iter_markers("server_errors") for t in mark.args)
     offsets = {server: server.log_size() for server in servers()}
     yield

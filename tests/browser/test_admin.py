@@ -1,4 +1,4 @@
-"""The admin page as an operator sees it (issue 16): refused without the token, then live
+"""The admin page as an operator sees it: refused without the token, then live
 numbers that move while a client acts. Screenshots land in tests/artifacts/."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""What the cluster tests share: a real ``redis-server``, real Squall processes pointing at it,
-a recording WebSocket peer, HTTP, and bounded waits.
+"""What the cluster tests share: a real ``redis-server``, real Squall processes pointing at it, a
+recording WebSocket peer, HTTP, and bounded waits.
 
-Everything talks to the processes from the outside (PROTOCOL.md and issue 5 are the contract).
+Everything talks to the processes from the outside (PROTOCOL.md is the contract).
 Every wait has a timeout and waits on an event (a frame, a process exit); where there is no
 event (a server's view of Redis), ``eventually`` polls at most every 100 ms up to a deadline.
 

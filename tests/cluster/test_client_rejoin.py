@@ -1,7 +1,7 @@
-"""The generated client tells the page when a re-join fails (issue 11, item 5): a client that
-reconnects to a server restarted while Redis is away cannot re-join a room that server has
-never seen; it emits ``error`` naming the room, retries on its reconnect schedule, and is back
-in the room (receiving its messages) once Redis is."""
+"""The generated client tells the page when a re-join fails: a client that reconnects to a server
+restarted while Redis is away cannot re-join a room that server has never seen; it emits ``error``
+naming the room, retries on its reconnect schedule, and is back in the room (receiving its messages)
+once Redis is."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Crash safety (issue 5, "Must work" 4; issue 11, item 6): the members of a server killed with
-SIGKILL leave every room within ``redis.leaseTimeout`` (not 4/3 of it), the reaping happens
-once, and their clients re-join elsewhere."""
+"""Crash safety: the members of a server killed with SIGKILL leave every room within
+``redis.leaseTimeout`` (not 4/3 of it), the reaping happens once, and their clients re-join
+elsewhere."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The Redis password never shows (issue 10, item 3): not in ``status`` (public, over HTTP and
-the socket), not in the broker's problem text or ``/ready``'s reason, not in any log line."""
+"""The Redis password never shows: not in ``status`` (public, over HTTP and the socket), not in the
+broker's problem text or ``/ready``'s reason, not in any log line."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Health and readiness for load balancers (issue 11): ``GET /health`` answers while the process
-serves, ``GET /ready`` only while the server is in its cluster and not stopping (else 503 with
-the reason), ``status`` says ``degraded``; a server started while Redis is away serves its own
-clients and joins the cluster when Redis comes."""
+"""Health and readiness for load balancers: ``GET /health`` answers while the process serves, ``GET
+/ready`` only while the server is in its cluster and not stopping (else 503 with the reason),
+``status`` says ``degraded``; a server started while Redis is away serves its own clients and joins
+the cluster when Redis comes."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""``--workers 2`` with metrics (issue 16): whichever worker a scrape lands on answers for the
-whole machine, and a total never goes down when a worker is replaced."""
+"""``--workers 2`` with metrics: whichever worker a scrape lands on answers for the whole machine,
+and a total never goes down when a worker is replaced."""
 
 from __future__ import annotations
 

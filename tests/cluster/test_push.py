@@ -1,5 +1,5 @@
-"""Pushes from server code reach connections held by any server (issue 5, "Must work" 2):
-``connection.send`` by id, a room broadcast, and a push to every connection."""
+"""Pushes from server code reach connections held by any server: ``connection.send`` by id, a room
+broadcast, and a push to every connection."""
 
 from __future__ import annotations
 

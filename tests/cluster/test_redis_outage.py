@@ -1,7 +1,7 @@
-"""A Redis outage degrades and loses nothing silently (issue 11): each server keeps serving its
-own clients, says reach its own members at once and the other servers' after Redis is back (in
-order, once), a full outbox answers an error, what needs the other servers answers an error
-naming the cause, and everything written meanwhile is in Redis when it returns.
+"""A Redis outage degrades and loses nothing silently: each server keeps serving its own clients,
+says reach its own members at once and the other servers' after Redis is back (in order, once), a
+full outbox answers an error, what needs the other servers answers an error naming the cause, and
+everything written meanwhile is in Redis when it returns.
 
 The outages here last a second or two, not the issue's 10 s: what a server keeps does not
 depend on how long Redis is away (it is bounded by ``redis.outboxSize``/``outboxBytes``, not by
@@ -210,7 +210,7 @@ async def test_a_client_gone_while_redis_is_down_is_not_restored(own_redis, laun
 
 async def test_no_ghost_member_after_redis_restarts(own_redis, launch, connect):
     """Removals made right after a restart, on pooled connections from before it, are
-    retried until Redis has them (issue 11, item 4)."""
+    retried until Redis has them."""
     a, b = launch(own_redis.url, ("a", "b"))
     room = await make_room(a, "ghosts")
     stay = await connect(a)

@@ -1,5 +1,5 @@
-"""Rooms are cluster-wide (issue 5, "Must work" 1 and 3): say, roomView, create and destroy
-seen on every server; fan-out is interest-based and foreign publishers are ignored."""
+"""Rooms are cluster-wide: say, roomView, create and destroy seen on every server; fan-out is
+interest-based and foreign publishers are ignored."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""The supervisor of ``--workers`` (issue 11) with stand-in workers (``supervised.py``) that
-fail on demand: a failed first boot stops everything, a crash loop backs off and says so, a
-clean exit is not an error, SIGHUP replaces workers one at a time and stops when a successor
-fails, SIGTERM stops them all."""
+"""The supervisor of ``--workers`` with stand-in workers (``supervised.py``) that fail on demand: a
+failed first boot stops everything, a crash loop backs off and says so, a clean exit is not an
+error, SIGHUP replaces workers one at a time and stops when a successor fails, SIGTERM stops them
+all."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""``server.py --workers N`` (issue 5, "Must work" 6; issue 11): N processes on one port that act
-as one through Redis, kept alive by a supervisor that survives its workers' faults and Redis's,
-restarts them one at a time on SIGHUP, and stops them all on SIGTERM."""
+"""``server.py --workers N``: N processes on one port that act as one through Redis, kept alive by a
+supervisor that survives its workers' faults and Redis's, restarts them one at a time on SIGHUP, and
+stops them all on SIGTERM."""
 
 from __future__ import annotations
 

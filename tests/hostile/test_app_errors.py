@@ -1,4 +1,4 @@
-"""App mistakes and errors (issue 10 items 6, 8 and 10; issue 14 item 1), over a real server:
+"""App mistakes and errors, over a real server:
 exceptions outside ``Exception`` become error replies and the server lives; errors raised on
 purpose reach the client with their status; any other exception is logged with its traceback
 and reaches the client only when ``general.exposeErrors`` is true, else as
@@ -54,7 +54,7 @@ async def test_exception_outside_exception_is_an_error_reply_and_the_server_live
     await assert_still_serving(main)
 
 
-# --- errors raised on purpose (item 8, issue 14 item 1) -----------------------------------------
+# --- errors raised on purpose (PROTOCOL.md §3) -----------------------------------------------
 
 KINDS = [
     ("BadRequest", 400),

@@ -1,4 +1,4 @@
-"""Faults (issue 7, item 5): actions that raise, block the loop or return what JSON cannot
+"""Faults: actions that raise, block the loop or return what JSON cannot
 hold; middleware that raises; clients that vanish mid-action; SIGTERM under load. The user sees
 a clear error, the log says what happened, counters stay right, the server keeps serving."""
 

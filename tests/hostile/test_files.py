@@ -1,4 +1,4 @@
-"""No request reads outside ``public/`` (issue 7, item 3).
+"""No request reads outside ``public/``.
 
 A temporary public folder holds ordinary files and hostile symlinks (to a secret file next to
 it, to a sibling folder sharing its name's prefix, to /etc, to /dev/zero, a loop) and a FIFO.

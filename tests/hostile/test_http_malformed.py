@@ -1,4 +1,4 @@
-"""Malformed input over HTTP (issue 7, item 1): bad bodies, absurd headers and cookies, broken
+"""Malformed input over HTTP: bad bodies, absurd headers and cookies, broken
 requests, unknown or hostile action names, slowloris. Each gets a 4xx (JSON with an ``error``
 key on the action path, PROTOCOL.md §3) or a closed connection, never a hang, and the server
 keeps serving others."""

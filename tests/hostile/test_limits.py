@@ -1,4 +1,4 @@
-"""Limits (issue 7, item 4): maxMessageSize, the outbound buffer bound, simultaneousActions,
+"""Limits: maxMessageSize, the outbound buffer bound, simultaneousActions,
 the per-connection rate limit, the connection cap and the action timeout; each refuses with the
 exact error or close code, and the server keeps serving everyone else."""
 

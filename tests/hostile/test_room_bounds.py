@@ -1,4 +1,4 @@
-"""Rooms with bounds and sockets that cannot pin memory (issue 10 items 4 and 5c), over a real
+"""Rooms with bounds and sockets that cannot pin memory, over a real
 server: room names are checked everywhere a name is taken, the number of rooms is bounded,
 rooms clients create are destroyed once left empty, and one socket cannot have more than
 ``general.simultaneousRequests`` verbs in flight (PROTOCOL.md §3, §5)."""

@@ -1,4 +1,4 @@
-"""Config that fails closed (issue 10 items 11 and 12), over a real server: the default origin
+"""Config that fails closed, over a real server: the default origin
 is the page's own host, one address cannot hold every socket, and plain-def actions that
 outlive their timeout are counted in ``status`` with a warning when they fill the pool."""
 

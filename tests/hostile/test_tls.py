@@ -1,4 +1,4 @@
-"""TLS (issue 7, items 6 and 7): ``servers.web.secure`` with a self-signed certificate made
+"""TLS: ``servers.web.secure`` with a self-signed certificate made
 here. HTTPS actions and WSS work, the fingerprint cookie carries ``Secure``, and the WSS path
 (a different transport inside the server) enforces the same limits and cleanup as plain WS."""
 

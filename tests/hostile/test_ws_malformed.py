@@ -1,4 +1,4 @@
-"""Malformed input over the WebSocket (issue 7, item 1): every bad frame gets the error of
+"""Malformed input over the WebSocket: every bad frame gets the error of
 PROTOCOL.md §2.5/§3 or a close with the RFC 6455 code, and the server keeps serving others.
 
 Frames are built by hand (tests/hostile/support.py), so nothing here depends on a client
@@ -286,7 +286,7 @@ async def test_any_string_or_number_messageId_is_echoed(main, message_id):
 @pytest.mark.parametrize("message_id", [{"nested": [1, 2]}, {}, [None], [], False, True])
 @pytest.mark.parametrize("verb", ["ping", "roomAdd", "action", "quit"])
 async def test_messageId_of_another_type_is_refused_and_never_echoed(main, message_id, verb):
-    """PROTOCOL §2.1 (issue 10 item 15): the verb does not run and the id is not echoed."""
+    """PROTOCOL §2.1: the verb does not run and the id is not echoed."""
     peer = await Peer.open(main)
     await peer.send_json(
         {"event": verb, "messageId": message_id, "room": "defaultRoom", "params": {}}

@@ -1,5 +1,5 @@
 """Booting: drop-in action files, and the boots that must fail with a clear line naming the
-file and the key (issue 2 items 2-3; PROTOCOL.md §1 port and environment)."""
+file and the key (PROTOCOL.md §1 port and environment)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Boots that fail closed (issue 10 items 9, 10, 11): an app or config mistake the boot can see
+"""Boots that fail closed: an app or config mistake the boot can see
 stops it with exit 2 and a sentence naming the file, as a broken action file already does; and
 ``--host`` binds the address it names."""
 

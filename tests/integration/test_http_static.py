@@ -1,5 +1,5 @@
 """The static site over real HTTP: MIME types, caching headers, 304s, the 404 body, the root
-endpoint, the generated client and every way out of public/ (PROTOCOL.md §1, issue 2 item 6)."""
+endpoint, the generated client and every way out of public/ (PROTOCOL.md §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Seeing inside a running server (issue 16): ``/metrics`` read with prometheus-client's own
+"""Seeing inside a running server: ``/metrics`` read with prometheus-client's own
 parser while real clients act, the admin page and its socket behind the token, access lines
 and JSON logs."""
 

@@ -1,4 +1,4 @@
-"""The socket pump cross-checked against the websockets client (issue 12): Autobahn's suite has
+"""The socket pump cross-checked against the websockets client: Autobahn's suite has
 no working Python 3 package, so a second, independent RFC 6455 implementation stands in for it.
 
 Every test runs twice, on a server with ``compression: false`` and one with ``compression: true``

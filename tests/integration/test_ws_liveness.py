@@ -1,6 +1,5 @@
 """Peers that stop talking or stop reading, and per-server options around them: heartbeat
-timeout, outbound buffer bound (1008), trustProxy, actionTimeout (PROTOCOL.md §6, issue 3 §1, §6).
-"""
+timeout, outbound buffer bound (1008), trustProxy, actionTimeout (PROTOCOL.md §6)."""
 
 from __future__ import annotations
 

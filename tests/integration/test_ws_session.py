@@ -94,7 +94,7 @@ async def test_detailsView_ignores_forwarded_for_without_trustProxy(server, conn
 
 
 async def test_upgrade_from_the_pages_own_host_only_is_admitted_by_default(server, connect):
-    """PROTOCOL §6 (issue 10 item 11): without ``origins``, only the page's own host, as
+    """PROTOCOL §6: without ``origins``, only the page's own host, as
     Tornado's check_origin; another site's page is refused."""
     client = await connect(server, origin=server.base_url)
     assert (await client.request("ping"))["status"] == "OK"

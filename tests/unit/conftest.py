@@ -201,8 +201,9 @@ class _Collector(logging.Handler):
 
 @pytest.fixture(autouse=True)
 def no_stray_logs(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Noise fails (STYLE.md §5 item 15): a test that does not ask for ``caplog`` to assert
-    its expected WARNING/ERROR lines must not make ``squall`` log any."""
+    """Noise fails (an error nobody asserts is a bug nobody sees): a test that does not ask
+    for ``caplog`` to assert its expected WARNING/ERROR lines must not make ``squall`` log
+    any."""
     collector = _Collector()
     logger = logging.getLogger("squall")
     logger.addHandler(collector)

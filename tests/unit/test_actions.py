@@ -123,7 +123,7 @@ def test_action_problems_run_taking_other_arguments():
 
 @pytest.mark.parametrize("inputs", [["name"], ("name",), "name", 5])
 def test_action_problems_inputs_not_a_mapping(inputs):
-    """Issue 10 item 10: ``inputs=[...]`` used to stop the boot with a cryptic ValueError."""
+    """``inputs=[...]`` used to stop the boot with a cryptic ValueError."""
     assert Action(name="a", run=run, inputs=inputs).problems() == [  # type: ignore[arg-type]
         "action 'a': inputs must be a mapping of input name to Input(...), such as "
         f"{{'name': Input(required=True)}}; got a {type(inputs).__name__}"

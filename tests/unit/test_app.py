@@ -196,7 +196,7 @@ async def test_a_connection_closed_during_create_is_never_announced_to_the_broke
 async def test_create_middleware_bug_is_logged_and_its_text_exposed_or_not(
     make_app, caplog, expose, shown
 ):
-    """Issue 10 item 8: the 4001 close reason of a create hook's bug is its text only when
+    """The 4001 close reason of a create hook's bug is its text only when
     general.exposeErrors is true; else ``internal error (ref <id>)``, the id in the log."""
     app = await make_app(
         files={"actions/hooks.py": HOOKS},

@@ -1,4 +1,4 @@
-"""What waits for Redis (squall/backlog.py, issue 11): the outbox keeps messages in order up to
+"""What waits for Redis (squall/backlog.py): the outbox keeps messages in order up to
 its bounds and says why it refuses one; the journal keeps only the latest change of each key
 and knows which changes Redis has confirmed."""
 

@@ -103,7 +103,7 @@ def test_load_config_defaults_only_under_an_empty_env_file(root):
 
 
 def test_load_config_refuses_an_environment_without_its_file_listing_those_that_exist(root):
-    """Issue 10 item 11: ``--env prodution`` used to run silently on the defaults."""
+    """``--env prodution`` must not run silently on the development defaults."""
     write(root, "config/production.yaml", "")
     write(root, "config/development.yaml", "")
 
@@ -477,7 +477,7 @@ def test_load_config_origins_take_null_star_or_a_list(root, origins):
 
 
 def test_load_config_origins_default_is_the_pages_own_host():
-    """Issue 10 item 11: "*" only where written; the default (null) is the page's own host."""
+    """ "*" only where written; the default (null) is the page's own host."""
     repo = DEFAULT_YAML.parents[1]
     for env in ("development", "test", "production"):
         assert load_config(repo, env, environ={}).get("servers.websocket.server.origins") is None

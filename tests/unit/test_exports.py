@@ -1,5 +1,6 @@
 """Public names: every ``__all__`` lists real, unique names; the package re-exports the same
-objects its modules define (STYLE.md §5 item 9)."""
+objects its modules define, so ``from squall import X`` and ``from squall.mod import X`` are
+one object."""
 
 from __future__ import annotations
 

@@ -274,7 +274,7 @@ def test_load_folders_duplicate_across_folders(tmp_path):
 
 @pytest.mark.parametrize("kind", ["ActionMiddleware", "ConnectionMiddleware", "ChatMiddleware"])
 def test_load_folders_two_middleware_of_one_kind_and_name_stop_the_boot(tmp_path, kind):
-    """Issue 10 item 9: a second file's middleware named like the auth one used to replace it
+    """A second file's middleware named like the auth one used to replace it
     silently; the boot now stops naming both files."""
     declare = f"from squall import {kind}\n\nguard = {kind}(name='auth')\n"
     folder = folder_with(tmp_path, {"auth.py": declare, "zz_other.py": declare})
@@ -372,7 +372,7 @@ def test_load_folders_one_name_in_several_middleware_kinds_is_fine(tmp_path):
 def test_load_folders_middleware_that_cannot_be_called_stops_the_boot(
     tmp_path, declaration_text, why
 ):
-    """Issue 10 item 10: a join hook of the wrong arity used to answer roomAdd with Python's
+    """A join hook of the wrong arity used to answer roomAdd with Python's
     TypeError text; now the boot stops with a sentence naming the file."""
     source = (
         "from squall import ActionMiddleware, ChatMiddleware, ConnectionMiddleware\n\n"

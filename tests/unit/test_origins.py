@@ -1,4 +1,4 @@
-"""The Origin check of the upgrade (PROTOCOL.md §6; issue 10 item 11): the page's own host by
+"""The Origin check of the upgrade (PROTOCOL.md §6): the page's own host by
 default, as Tornado's ``check_origin``; a list; ``"*"`` only where written."""
 
 from __future__ import annotations

@@ -288,7 +288,7 @@ def test_apply_inputs_formatter_raising_an_action_error_shows_its_message():
 
 @pytest.mark.parametrize("step", ["formatter", "validator"])
 def test_apply_inputs_bug_in_a_formatter_or_validator_is_no_invalid_param(step):
-    """Issue 10 item 10: a KeyError in a validator is the app's bug, not a bad value: it goes on
+    """A KeyError in a validator is the app's bug, not a bad value: it goes on
     up as it is (the processor logs it and answers 500), never as a 422."""
 
     def buggy(value):
@@ -580,7 +580,7 @@ async def test_process_hides_a_bug_in_middleware_when_errors_are_not_exposed(con
 async def test_process_system_exit_in_a_plain_def_action_is_an_error_reply(
     connection, threads, caplog
 ):
-    """Issue 10 item 6: ``sys.exit(2)`` (as argparse does) in a thread must not stop the
+    """``sys.exit(2)`` (as argparse does) in a thread must not stop the
     server: it is the action's failure, logged with its traceback."""
 
     def exits(data):
@@ -875,7 +875,7 @@ async def test_process_opt_in_middleware_wraps_only_actions_naming_it(connection
 
 
 async def test_process_middleware_is_opt_in_by_default(connection):
-    """Issue 10 item 9: a new user's token check must not lock every action, status included."""
+    """A new user's token check must not lock every action, status included."""
 
     def require_token(data):
         if data.params.get("token") != "s3cret":

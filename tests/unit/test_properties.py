@@ -1,4 +1,4 @@
-"""Property tests (issue 7 item 2): whatever comes in, a well-formed answer or a clear error.
+"""Property tests: whatever comes in, a well-formed answer or a clear error.
 
 - the frame dispatcher: any text or bytes frame gives a reply dict or an error frame;
 - the input pipeline: any params give a reply or a :class:`~squall.ClientError`;

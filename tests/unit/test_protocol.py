@@ -195,7 +195,7 @@ async def test_receive_makes_a_uuid4_message_id_when_absent_or_null(core, conn, 
 async def test_receive_message_id_of_another_type_is_refused_and_not_echoed(
     core, conn, message_id, verb
 ):
-    """PROTOCOL §2.1 (issue 10 item 15): the verb does not run; the error has no messageId."""
+    """PROTOCOL §2.1: the verb does not run; the error has no messageId."""
     frame = {"event": verb, "messageId": message_id, "room": "defaultRoom", "message": "hi"}
 
     reply = await feed(core.protocol, conn, {**frame, "params": {"action": "echo"}})
@@ -532,7 +532,7 @@ async def test_action_too_many_pending(core, conn, probes):
     assert (details["data"]["totalActions"], details["data"]["pendingActions"]) == (6, 0)
 
 
-# -- what one connection may have in flight, all verbs together (issue 10 item 5c) ------------
+# -- what one connection may have in flight, all verbs together: replies, not memory ---------
 
 
 class Gate:
@@ -840,7 +840,7 @@ async def test_room_error_texts_are_configurable(make_core):
     assert empty == failed("room+message please", 5, 5)
 
 
-# -- chat middleware that fails: a bug, not a refusal (issue 10 item 8) ----------------------
+# -- chat middleware that fails: a bug, not a refusal ----------------------------------------
 
 
 def exploding(raised: BaseException):

@@ -1,4 +1,4 @@
-"""What ``/ready`` and ``status`` say (issue 11): ready while the broker is in its cluster and
+"""What ``/ready`` and ``status`` say: ready while the broker is in its cluster and
 the server is not stopping; ``status`` says ``degraded`` with the reason otherwise."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Redis broker while Redis is away (issue 11), with no Redis at all: its URL points at a
+"""The Redis broker while Redis is away, with no Redis at all: its URL points at a
 port that refuses connections. What this server can do alone works at once; what the other
 servers must get waits in a bounded outbox; what needs them raises a clear error."""
 

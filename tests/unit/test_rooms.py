@@ -116,7 +116,7 @@ async def test_rooms_add_refuses_past_max_rooms_but_existing_names_still_answer(
     assert await core.rooms.add("d") is True
 
 
-# -- temporary rooms left empty are reaped (issue 10 item 4) ---------------------------------
+# -- temporary rooms left empty are reaped: clients cannot fill the server with rooms ---------
 
 TTL_MS = 100  # general.emptyRoomTtl in these tests: the sweep then runs every 25 ms
 

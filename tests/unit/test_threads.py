@@ -1,4 +1,4 @@
-"""The plain-def action threads (issue 10 item 12): a pool of a set size, threads still running
+"""The plain-def action threads: a pool of a set size, threads still running
 past their timeout counted, one warning per saturation."""
 
 from __future__ import annotations

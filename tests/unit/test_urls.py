@@ -1,4 +1,4 @@
-"""URLs shown in status and logs carry no credentials (squall/urls.py, issue 10 item 3)."""
+"""URLs shown in status and logs carry no credentials (squall/urls.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Test-only actions and middleware for the app mistakes and errors of issue 10 (items 5, 6, 8,
-10): actions that exit or await a cancelled future, errors raised on purpose and by accident,
-a buggy validator, and a join hook that holds joins until a test opens its gate.
+"""Test-only actions and middleware for app mistakes and errors: actions that exit or await a
+cancelled future, errors raised on purpose and by accident, a buggy validator, and a join hook
+that holds joins until a test opens its gate.
 
 Hooks only act on names the tests choose, so the shared servers stay usable by other tests.
 """
