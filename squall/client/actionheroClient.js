@@ -8,7 +8,12 @@
  *
  *   const client = new ActionheroClient();
  *   client.on("say", (message) => show(message.from, message.message));
+ *   client.on("join", (member) => showMember(member.id, member.info));
  *   client.connect((error, details) => client.roomAdd("defaultRoom"));
+ *
+ * In a room with history (PROTOCOL.md section 9) the client remembers the last message it saw;
+ * after a reconnect it re-joins asking for what it missed, and emits those messages as `say`
+ * events, in order and each once, before any newer one, then `recover`.
  *
  * Every verb takes an optional callback that receives one argument, the reply frame (check
  * `reply.error`). Without a callback it returns a Promise resolving with that reply, also when the
@@ -29,6 +34,9 @@
   // (4000), a connection refused by middleware (4001), a policy violation such as a reader
   // too slow for the server's send buffer (1008).
   const FINAL_CLOSE_CODES = [4000, 4001, 1008];
+
+  // A presence frame's `event` is the client event it fires (PROTOCOL.md section 8).
+  const PRESENCE_EVENTS = ["join", "leave"];
 
   /** A reply frame made by the client, shaped like a server failure (PROTOCOL.md section 2.2). */
   function errorReply(message, messageId) {
@@ -96,12 +104,14 @@
       this._lostRooms = []; // rooms whose re-join after a reconnect failed: retried
       this._rejoinAttempt = 0;
       this._rejoinTimer = null;
+      this._positions = new Map(); // room -> {offset, epoch} of the last message seen there
+      this._held = new Map(); // room -> say frames that wait for that room's recovery
     }
 
     // ----- events -----------------------------------------------------------------------------
 
     /** Listen to an event: connected, disconnected, error, reconnect, reconnecting, message,
-     * alert, api, welcome or say. */
+     * alert, api, welcome, say, join, leave or recover. */
     on(name, fn) {
       (this._listeners[name] = this._listeners[name] || []).push(fn);
       return this;
@@ -202,7 +212,7 @@
       this.fingerprint = reply.data.fingerprint;
 
       const rooms = this.rooms.concat(this._lostRooms);
-      const joins = await Promise.all(rooms.map((room) => this._ask({ event: "roomAdd", room })));
+      const joins = await Promise.all(rooms.map((room) => this._rejoin(room)));
       if (socket !== this._socket) return;
       this.rooms = [];
       this._lostRooms = [];
@@ -224,6 +234,7 @@
 
       this._emit("connected");
       if (reconnected) this._emit("reconnect");
+      rooms.forEach((room, index) => this._recovered(room, joins[index]));
       const waiters = this._waiters;
       this._waiters = [];
       waiters.forEach((callback) => callSafely(callback, [null, this._detailsReply]));
@@ -265,10 +276,11 @@
 
     async _retryRejoins(socket) {
       const rooms = this._lostRooms.slice();
-      const joins = await Promise.all(rooms.map((room) => this._ask({ event: "roomAdd", room })));
+      const joins = await Promise.all(rooms.map((room) => this._rejoin(room)));
       if (socket !== this._socket) return; // the next handshake re-joins what is still lost
       const failed = [];
       rooms.forEach((room, index) => {
+        this._recovered(room, joins[index]);
         if (!this._lostRooms.includes(room)) return; // left meanwhile
         if (this._rejoined(room, joins[index])) {
           this._lostRooms = this._lostRooms.filter((lost) => lost !== room);
@@ -277,6 +289,58 @@
         }
       });
       this._rejoinsFailed(socket, failed);
+    }
+
+    /**
+     * Re-join a room after a reconnect. Where a message was seen before, ask for what came
+     * after it (`since`, PROTOCOL.md section 9) and hold that room's messages until the reply
+     * has been handled (`_recovered`), so that none comes before the ones it recovers.
+     */
+    _rejoin(room) {
+      const frame = { event: "roomAdd", room: room };
+      const position = this._positions.get(room);
+      if (position) {
+        frame.since = { offset: position.offset, epoch: position.epoch };
+        this._held.set(room, []);
+      }
+      return this._ask(frame);
+    }
+
+    /**
+     * Handle a re-join's reply: emit the messages it recovered as `say` events, oldest first,
+     * then `recover` ({room, recovered, count}), then the messages held meanwhile; an offset
+     * already emitted is never emitted again.
+     */
+    _recovered(room, reply) {
+      if (!this._held.has(room)) return;
+      const held = this._held.get(room);
+      this._held.delete(room);
+      const data = reply.data;
+      if (!reply.error && data && Array.isArray(data.messages)) {
+        const missed = data.messages.slice().sort((a, b) => a.offset - b.offset);
+        const count = missed.filter((message) => this._deliverSay(message)).length;
+        this._emit("recover", { room: room, recovered: data.recovered === true, count: count });
+      }
+      held.forEach((message) => this._deliverSay(message));
+      if (!reply.error && data && typeof data.epoch === "string") this._saw(room, data);
+    }
+
+    /** Emit a `say`, unless its offset was emitted already; true when it was emitted. */
+    _deliverSay(message) {
+      if (typeof message.offset === "number" && typeof message.epoch === "string") {
+        const last = this._positions.get(message.room);
+        if (last && last.epoch === message.epoch && message.offset <= last.offset) return false;
+        this._saw(message.room, message);
+      }
+      this._emit("say", message);
+      return true;
+    }
+
+    /** Remember `{offset, epoch}` as the room's position, unless it is behind it. */
+    _saw(room, { offset, epoch }) {
+      const last = this._positions.get(room);
+      if (last && last.epoch === epoch && last.offset >= offset) return;
+      this._positions.set(room, { offset: offset, epoch: epoch });
     }
 
     /**
@@ -311,6 +375,8 @@
       }
       this._socket = null;
       this._stopTimers();
+      // Held messages were never emitted nor remembered: the next re-join recovers them.
+      this._held.clear();
       // Whatever was in flight may or may not have run; its reply is gone with the socket.
       const pending = this._pending;
       this._pending = new Map();
@@ -339,6 +405,7 @@
       const socket = this._socket;
       this._socket = null;
       this._stopTimers();
+      this._held.clear();
       this.state = "disconnected";
       if (socket) socket.close(1000);
 
@@ -379,7 +446,11 @@
         this._pending.delete(message.messageId);
         if (settle) settle.resolve(message);
       } else if (context === "user") {
-        this._emit("say", message);
+        const held = this._held.get(message.room);
+        if (held) held.push(message);
+        else this._deliverSay(message);
+      } else if (context === "presence" && PRESENCE_EVENTS.includes(message.event)) {
+        this._emit(message.event, message);
       } else if (context === "alert") {
         this._emit("alert", message);
       } else if (context === "error") {
@@ -517,7 +588,28 @@
     roomLeave(room, callback) {
       this._lostRooms = this._lostRooms.filter((lost) => lost !== room);
       return this._request({ event: "roomLeave", room: room }, callback, (reply) => {
-        if (!reply.error) this.rooms = this.rooms.filter((joined) => joined !== room);
+        if (reply.error) return;
+        this.rooms = this.rooms.filter((joined) => joined !== room);
+        this._positions.delete(room); // joined again later, it starts afresh
+      });
+    }
+
+    /**
+     * The room's last `limit` kept messages (default and at most its history size), oldest
+     * first: `reply.data` is {room, epoch, offset, messages}. In a room where no message has
+     * been seen yet, the reply's offset is where a recovery after a reconnect starts from.
+     */
+    roomHistory(room, limit, callback) {
+      if (typeof limit === "function") {
+        callback = limit;
+        limit = undefined;
+      }
+      const frame = { event: "roomHistory", room: room };
+      if (limit != null) frame.limit = limit;
+      return this._request(frame, callback, (reply) => {
+        const data = reply.data;
+        if (reply.error || !data || typeof data.epoch !== "string") return;
+        if (!this._positions.has(room) && this.rooms.includes(room)) this._saw(room, data);
       });
     }
 

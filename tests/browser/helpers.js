@@ -3,7 +3,7 @@
 "use strict";
 
 const EVENTS = ["connected", "disconnected", "error", "reconnect", "reconnecting",
-  "message", "alert", "api", "welcome", "say"];
+  "message", "alert", "api", "welcome", "say", "join", "leave", "recover"];
 
 window.events = [];
 
