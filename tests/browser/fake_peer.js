@@ -10,17 +10,17 @@ const ActionheroClient = require(clientPath);
 
 const TIMEOUT_MS = 5000;
 const sockets = []; // every FakeSocket the client opened, in order
-let socketOpened = null; // resolves the wait for the next socket
+let handedOut = 0; // how many of them the scenario has taken
+let socketOpened = null; // wakes a scenario waiting for the next socket
 
 /** A WebSocket the scenario plays the server side of. */
 class FakeSocket {
-  constructor(url) {
-    this.url = url;
+  constructor() {
     this.sent = [];
     this._read = 0;
     this._waiting = null;
     sockets.push(this);
-    if (socketOpened) socketOpened(this);
+    if (socketOpened) socketOpened();
   }
 
   send(data) {
@@ -62,18 +62,15 @@ class FakeSocket {
   }
 }
 
+/** The next socket the client opens (or has opened and the scenario has not taken yet). */
 function nextSocket() {
-  if (sockets.length && !sockets[sockets.length - 1].taken) {
-    const socket = sockets[sockets.length - 1];
-    socket.taken = true;
-    return Promise.resolve(socket);
-  }
   return new Promise((resolve) => {
-    socketOpened = (socket) => {
+    const take = () => {
       socketOpened = null;
-      socket.taken = true;
-      resolve(socket);
+      if (sockets.length > handedOut) resolve(sockets[handedOut++]);
+      else socketOpened = take;
     };
+    take();
   });
 }
 
@@ -122,61 +119,73 @@ function eventOf(client, name) {
   return new Promise((resolve) => client.on(name, resolve));
 }
 
+/**
+ * Join, see the `seen` messages, lose the link; on the new one push `live` ahead of the re-join's
+ * reply, then answer it with `recovery`. Returns the new socket and the re-join frame.
+ */
+async function dropAndRecover(client, seen, live, recovery) {
+  const first = await connectAndJoin(client, "c1");
+  seen.forEach((frame) => first.push(frame));
+  const second = await reconnect(first, "c2");
+  const rejoin = await second.next();
+  live.forEach((frame) => second.push(frame));
+  const recovered = eventOf(client, "recover");
+  second.reply(rejoin, recovery);
+  await recovered;
+  return { second, rejoin };
+}
+
+/** Lose the link once more: the next socket's re-join frame, left unanswered. */
+async function nextRejoin(socket) {
+  const third = await reconnect(socket, "c3");
+  return third.next();
+}
+
 const SCENARIOS = {
   /** Missed 3 and 4; live 4 (again) and 5 overtake the reply; 5 comes again after it. */
-  async recovery(client, events) {
-    const first = await connectAndJoin(client, "c1");
-    first.push(say(1, "e1", "one"));
-    first.push(say(2, "e1", "two"));
-    const second = await reconnect(first, "c2");
-    const rejoin = await second.next();
-    second.push(say(4, "e1", "four"));
-    second.push(say(5, "e1", "five"));
-    const recovered = eventOf(client, "recover");
-    second.reply(rejoin, {
-      recovered: true,
-      messages: [say(4, "e1", "four"), say(3, "e1", "three")],
-      offset: 4,
-      epoch: "e1",
-    });
-    await recovered;
+  async recovery(client) {
+    const { second, rejoin } = await dropAndRecover(
+      client,
+      [say(1, "e1", "one"), say(2, "e1", "two")],
+      [say(4, "e1", "four"), say(5, "e1", "five")],
+      {
+        recovered: true,
+        messages: [say(4, "e1", "four"), say(3, "e1", "three")],
+        offset: 4,
+        epoch: "e1",
+      },
+    );
     second.push(say(5, "e1", "five"));
     second.push(say(6, "e1", "six"));
-    const third = await reconnect(second, "c3");
-    return { rejoin, nextRejoin: await third.next(), rooms: client.rooms };
+    return { rejoin, nextRejoin: await nextRejoin(second), rooms: client.rooms };
   },
 
   /** The room's history was lost: a new epoch, recovered false, and from there on its offsets. */
-  async newEpoch(client, events) {
-    const first = await connectAndJoin(client, "c1");
-    first.push(say(7, "e1", "old"));
-    const second = await reconnect(first, "c2");
-    const rejoin = await second.next();
-    const recovered = eventOf(client, "recover");
-    second.reply(rejoin, { recovered: false, messages: [say(1, "e2", "new")], offset: 1,
-      epoch: "e2" });
-    await recovered;
+  async newEpoch(client) {
+    const { second, rejoin } = await dropAndRecover(client, [say(7, "e1", "old")], [], {
+      recovered: false,
+      messages: [say(1, "e2", "new")],
+      offset: 1,
+      epoch: "e2",
+    });
     second.push(say(1, "e2", "new")); // a second copy of a recovered offset: never emitted
     second.push(say(2, "e2", "newer"));
-    const third = await reconnect(second, "c3");
-    return { rejoin, nextRejoin: await third.next() };
+    return { rejoin, nextRejoin: await nextRejoin(second) };
   },
 
   /** Nothing said since: an empty recovery, and the position stays. */
-  async nothingMissed(client, events) {
-    const first = await connectAndJoin(client, "c1");
-    first.push(say(3, "e1", "three"));
-    const second = await reconnect(first, "c2");
-    const rejoin = await second.next();
-    const recovered = eventOf(client, "recover");
-    second.reply(rejoin, { recovered: true, messages: [], offset: 3, epoch: "e1" });
-    await recovered;
-    const third = await reconnect(second, "c3");
-    return { rejoin, nextRejoin: await third.next() };
+  async nothingMissed(client) {
+    const { second, rejoin } = await dropAndRecover(client, [say(3, "e1", "three")], [], {
+      recovered: true,
+      messages: [],
+      offset: 3,
+      epoch: "e1",
+    });
+    return { rejoin, nextRejoin: await nextRejoin(second) };
   },
 
   /** A room where no message was seen re-joins as before, without `since`, and no recover. */
-  async noPosition(client, events) {
+  async noPosition(client) {
     const first = await connectAndJoin(client, "c1");
     const second = await reconnect(first, "c2");
     const rejoin = await second.next();
@@ -188,7 +197,7 @@ const SCENARIOS = {
   },
 
   /** A re-join refused: `error` naming the room, the held messages let go, retried with since. */
-  async failedRejoin(client, events) {
+  async failedRejoin(client) {
     const first = await connectAndJoin(client, "c1");
     first.push(say(2, "e1", "two"));
     const second = await reconnect(first, "c2");
@@ -206,7 +215,7 @@ const SCENARIOS = {
   },
 
   /** roomLeave forgets the room's position: joined again, it starts afresh. */
-  async leaveForgets(client, events) {
+  async leaveForgets(client) {
     const first = await connectAndJoin(client, "c1");
     first.push(say(2, "e1", "two"));
     const left = client.roomLeave("lobby");
@@ -220,7 +229,7 @@ const SCENARIOS = {
   },
 
   /** roomHistory's frames; its reply is where a room with no message seen yet recovers from. */
-  async history(client, events) {
+  async history(client) {
     const first = await connectAndJoin(client, "c1");
     const kept = { room: "lobby", epoch: "e1", offset: 9, messages: [say(9, "e1", "nine")] };
     const withLimit = client.roomHistory("lobby", 5);
@@ -235,7 +244,7 @@ const SCENARIOS = {
   },
 
   /** Presence frames fire `join` and `leave` with the frame; another `event` is `api`. */
-  async presence(client, events) {
+  async presence(client) {
     const first = await connectAndJoin(client, "c1");
     const frames = [
       { context: "presence", event: "join", room: "lobby", id: "c1", joinedAt: 5,
@@ -251,7 +260,7 @@ const SCENARIOS = {
 async function main() {
   const events = [];
   const client = trackedClient(events);
-  const out = await SCENARIOS[scenarioName](client, events);
+  const out = await SCENARIOS[scenarioName](client);
   client.disconnect();
   out.events = events;
   console.log(JSON.stringify(out));
