@@ -491,8 +491,10 @@ class SocketPump(asyncio.Protocol):
 class SocketRegistry:
     """The open sockets of this server, and what they share.
 
-    - One heartbeat timer for all sockets: each ``pingInterval`` every socket is pinged and
-      those silent for longer than ``timeout`` are dropped (O(1) timers, not one per socket).
+    - Two timers for all sockets, not one per socket: every ``pingInterval`` each socket is
+      pinged; every :attr:`sweep_interval` (a tenth of ``timeout``, at most a second) those
+      silent for longer than ``timeout`` (no frame, no pong) are dropped, so a dead peer is
+      gone ``timeout`` after its last word, not at the ping after that (PROTOCOL.md §6).
     - The frame cache: a broadcast hands the same payload object to every member; its frame is
       built once (:meth:`frame_of`).
     """
@@ -509,13 +511,15 @@ class SocketRegistry:
         self.app = app
         self.ping_interval = ping_interval_ms / 1000
         self.timeout = timeout_ms / 1000
+        self.sweep_interval = min(self.timeout / 10, 1.0)
         self.max_message_size = max_message_size
         self.max_buffered_bytes = max_buffered_bytes
         self.welcome = welcome
         self._pumps: set[SocketPump] = set()
         self.pending = 0  # upgrades admitted but not yet adopted
         self.accepting = True  # False from the stop signal on: no new socket is welcomed
-        self._timer: asyncio.TimerHandle | None = None
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._sweep_timer: asyncio.TimerHandle | None = None
         self._empty = asyncio.Event()
         self._empty.set()
         self._cached_payload: bytes | None = None
@@ -561,7 +565,8 @@ class SocketRegistry:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self.ping_interval, self._beat)
+        self._ping_timer = loop.call_later(self.ping_interval, self._ping_all)
+        self._sweep_timer = loop.call_later(self.sweep_interval, self._sweep)
 
     def stop_accepting(self) -> None:
         """Refuse every upgrade from now on (503), also on HTTP connections already open."""
@@ -569,17 +574,21 @@ class SocketRegistry:
 
     def stop(self) -> None:
         self.stop_accepting()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._ping_timer, self._sweep_timer):
+            if timer is not None:
+                timer.cancel()
+        self._ping_timer = self._sweep_timer = None
 
-    def _beat(self) -> None:
+    def _ping_all(self) -> None:
+        for pump in list(self._pumps):
+            pump.ping()
+        self._ping_timer = asyncio.get_running_loop().call_later(self.ping_interval, self._ping_all)
+
+    def _sweep(self) -> None:
         now = time.monotonic()
         for pump in list(self._pumps):
             silent = now - pump.last_seen
             if silent > self.timeout:
-                log.info("dropping %s: silent for %.0f s", pump.connection.id, silent)
+                log.info("dropping %s: silent for %.1f s", pump.connection.id, silent)
                 pump.abort()
-            else:
-                pump.ping()
-        self.start()
+        self._sweep_timer = asyncio.get_running_loop().call_later(self.sweep_interval, self._sweep)

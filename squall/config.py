@@ -9,8 +9,9 @@ not run on development defaults.
 
 Every layer is checked against the schema (``squall/schema.py``), where each option is declared
 once: a key it does not know is a typo and stops the boot, as does a value of another type, out
-of range or not among the allowed ones. Every error is one line naming the file, the key and
-what was expected.
+of range or not among the allowed ones; then the merged whole against the rules between options
+(:func:`squall.schema.check_together`). Every error is one line naming the file (or ``config``
+for a rule between options), the key and what was expected.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
-from .schema import ENTRIES, Option, children, defaults, kind_of
+from .schema import ENTRIES, Option, check_together, children, defaults, kind_of
 
 __all__ = ["Config", "deep_merge", "load_config"]
 
@@ -104,23 +105,8 @@ def load_config(
         _validate(layer, "command line / environment")
         data = deep_merge(data, layer)
 
-    _check_something_is_served(data)
+    check_together(data)
     return Config(data, env, root)
-
-
-def _check_something_is_served(data: Mapping[str, Any]) -> None:
-    """``servers.web.enabled: false`` turns off HTTP actions and files; the port then serves the
-    WebSocket, metrics and admin endpoints. With none of those either, it would serve nothing
-    but its health probes."""
-    web, websocket = data["servers"]["web"], data["servers"]["websocket"]
-    if not (
-        web["enabled"] or websocket["enabled"] or web["metrics"]["enabled"] or web["admin"]["token"]
-    ):
-        why = (
-            "false, with servers.websocket.enabled false and neither metrics nor the admin page "
-            "on, leaves the server nothing to serve"
-        )
-        raise ConfigError("config", "servers.web.enabled", why)
 
 
 def _merged(data: dict[str, Any], path: Path, root: Path) -> dict[str, Any]:

@@ -32,6 +32,7 @@ __all__ = [
     "Check",
     "Option",
     "Section",
+    "check_together",
     "children",
     "defaults",
     "kind_of",
@@ -531,7 +532,7 @@ SCHEMA: tuple[Section | Option, ...] = (
         "servers.websocket.server.timeout",
         int,
         35000,
-        "close a peer that answers no ping for this long",
+        "close a peer silent (no frame, no pong) this long; more than pingInterval",
         low=1,
     ),
     Option(
@@ -670,6 +671,33 @@ SCHEMA: tuple[Section | Option, ...] = (
     ),
     Option("app", dict, {}, "your application's own options, free-form", open=True),
 )
+
+
+def check_together(config: dict[str, Any]) -> None:
+    """The rules between options, checked once every layer is merged.
+
+    Raises:
+        ConfigError: naming the option to change, with source ``config`` (the merged layers).
+    """
+    web, websocket = config["servers"]["web"], config["servers"]["websocket"]
+    if not (
+        web["enabled"] or websocket["enabled"] or web["metrics"]["enabled"] or web["admin"]["token"]
+    ):
+        # servers.web.enabled: false leaves the port to the socket, metrics and admin pages
+        why = (
+            "false, with servers.websocket.enabled false and neither metrics nor the admin page "
+            "on, leaves the server nothing to serve"
+        )
+        raise ConfigError("config", "servers.web.enabled", why)
+    server = websocket["server"]
+    if server["timeout"] <= server["pingInterval"]:
+        # silence is what closes a peer: one that answers every ping is silent pingInterval long
+        why = (
+            f"expected more than pingInterval ({server['pingInterval']}), got "
+            f"{server['timeout']}: a peer that answers every ping would be closed"
+        )
+        raise ConfigError("config", "servers.websocket.server.timeout", why)
+
 
 #: The entries of :data:`SCHEMA` by dotted key.
 ENTRIES: dict[str, Section | Option] = {entry.key: entry for entry in SCHEMA}

@@ -4,6 +4,7 @@ timeout, outbound buffer bound (1008), trustProxy, actionTimeout (PROTOCOL.md §
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -67,6 +68,24 @@ async def test_heartbeat_closes_a_silent_peer_and_cleans_up(tuned, connect):
     assert view["data"]["membersCount"] == 1
     await eventually(lambda: total_connections(watcher), lambda total: total == 1)
     assert (await watcher.request("ping"))["status"] == "OK"  # answering peers stay
+
+
+async def test_a_silent_peer_is_closed_timeout_after_its_last_frame_not_at_a_later_ping(
+    tmp_path_factory,
+):
+    """PROTOCOL.md §6: closed ``timeout`` ms after it fell silent. Silence used to be looked at
+    only when pinging, so here it would have gone at the second ping, 4 s in."""
+    heartbeat = {"pingInterval": 2000, "timeout": 2400}
+    options = {"servers": {"websocket": {"server": heartbeat}}}
+    with running_server(tmp_path_factory, "heartbeat", options) as server:
+        silent = RawPeer(server)
+        silent.send({"event": "ping", "messageId": 1})
+        said = time.monotonic()
+        await asyncio.to_thread(silent.frames)  # returns once the server hangs up
+        closed_after = time.monotonic() - said
+        silent.close()
+
+    assert 2.3 < closed_after < 3.4
 
 
 async def test_heartbeat_keeps_an_answering_peer(tuned, connect):

@@ -152,3 +152,17 @@ def test_an_option_missing_from_a_projects_default_yaml_takes_the_schemas_defaul
 
     assert config.get("general.serverName") == "old"
     assert config.get("servers.web.port") == 8080
+
+
+def test_a_ping_timeout_not_longer_than_the_ping_interval_stops_the_boot(root):
+    """A peer is closed once silent ``timeout`` ms; one that answers every ping is silent for
+    ``pingInterval`` between them."""
+    overrides = {"servers.websocket.server.pingInterval": 35000}
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(root, "test", overrides=overrides, environ={})
+
+    assert str(caught.value) == (
+        "config: servers.websocket.server.timeout: expected more than pingInterval (35000), "
+        "got 35000: a peer that answers every ping would be closed"
+    )
