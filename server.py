@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from handlers.admin import AdminSocketAuthorizer, admin_routes  # noqa: E402
 from handlers.api import build_router  # noqa: E402
-from handlers.base import HandlerOptions  # noqa: E402
+from handlers.base import HandlerOptions, ResponseHeaders  # noqa: E402
 from handlers.health import health_routes  # noqa: E402
 from handlers.http11 import HTTPServer, ServerParams  # noqa: E402
 from handlers.metrics import MetricsHandler  # noqa: E402
@@ -166,7 +166,11 @@ def build_application(
         routes.append((rf"/{files}/(.*)", StaticHandler, {"options": options}))
         if web["rootEndpointType"] == "file":
             routes.append((r"/(.*)", StaticHandler, {"options": options}))
-    return tornado.web.Application(routes, log_function=request_logger(app))
+    return tornado.web.Application(
+        routes,
+        transforms=[ResponseHeaders.for_options(options)],
+        log_function=request_logger(app),
+    )
 
 
 def handler_options(app: Squall) -> HandlerOptions:

@@ -27,7 +27,7 @@ from squall import codec
 from squall.connections import Connection
 from squall.errors import UnencodableReply, http_status_of
 
-from .base import BareRequest, HandlerOptions, request_fingerprint
+from .base import BareRequest, HandlerOptions
 
 log = logging.getLogger("squall.http")
 
@@ -68,16 +68,16 @@ class ApiRequest(BareRequest):
 
     def finish(self) -> None:
         if self.method == "OPTIONS":  # CORS preflight: the configured headers say it all
-            self._respond(204, b"", None)
+            self.respond(204, b"")
             return
         task = asyncio.ensure_future(self._run())
         task.add_done_callback(_log_crash)
 
     async def _run(self) -> None:
-        fingerprint, new_cookie = request_fingerprint(self.options, self.headers)
+        fingerprint = self.fingerprint
         params, problem = self._params()
         if problem is not None:
-            self._respond(400, codec.dumps({"error": problem}), new_cookie)
+            self.respond(400, codec.dumps({"error": problem}))
             return
         name = self.path[self.server.prefix_length :]
         if name:
@@ -110,7 +110,7 @@ class ApiRequest(BareRequest):
             log.error("the reply of %s could not be encoded as JSON: %s", params.get("action"), exc)
             text = UnencodableReply(type(exc).__name__).render(self.app.messages)
             status, body = 500, codec.dumps({"error": text})
-        self._respond(status, body, new_cookie)
+        self.respond(status, body)
 
     def _params(self) -> tuple[dict[str, Any], str | None]:
         """Query, form and JSON params merged, or the reason a JSON body was refused."""
@@ -136,9 +136,6 @@ class ApiRequest(BareRequest):
         for key, values in arguments.items():
             params[key] = values[-1].decode("utf-8", "replace")
         return params, None
-
-    def _respond(self, status: int, body: bytes, new_cookie: str | None) -> None:
-        self.respond(status, body, extra={"Set-Cookie": new_cookie} if new_cookie else None)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -1,10 +1,12 @@
 """What every Squall handler shares: one options object, the fingerprint, configured headers,
 and the bare request delegate of the two hot paths.
 
-:class:`HandlerOptions` is built once, in ``server.py``, from the config; every handler gets
-it (``initialize(options=...)``) and reads nothing else of the config. The fingerprint cookie
-(PROTOCOL.md §4) links a browser's page requests and its socket: every response to a request
-without a valid cookie sets one, so the socket the page opens next carries the same value.
+:class:`HandlerOptions` is built once, in ``server.py``, from the config; the handlers get it
+(or, for the metrics and admin pages, the few values they need) from ``server.py`` and read
+nothing else of the config. The fingerprint cookie (PROTOCOL.md §4) links a browser's page
+requests and its socket: every response to a request without a valid cookie sets one, so the
+socket the page opens next carries the same value (:class:`BareRequest` for actions and
+upgrades, :class:`ResponseHeaders` for everything the Tornado application answers).
 
 :class:`BareRequest` is what an action call (``handlers/api.py``) and a socket upgrade
 (``handlers/websocket.py``) are: a :class:`tornado.httputil.HTTPMessageDelegate`, not a
@@ -15,12 +17,14 @@ policy, ETag hashing, the cookie jar), and skipping it is most of the cost of a 
 from __future__ import annotations
 
 import email.utils
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import tornado.httputil
+import tornado.web
 
 from squall import Squall
 from squall.config import Config
@@ -32,7 +36,7 @@ __all__ = [
     "BareRequest",
     "CookieOptions",
     "HandlerOptions",
-    "SquallMixin",
+    "ResponseHeaders",
     "request_fingerprint",
 ]
 
@@ -124,46 +128,42 @@ def request_fingerprint(
     return fingerprint, options.cookie.header(fingerprint) if needs_cookie else None
 
 
-class SquallMixin:
-    """What Squall's ``RequestHandler`` subclasses (the static files) share: the options, the
-    configured headers, the fingerprint cookie."""
+class ResponseHeaders(tornado.web.OutputTransform):
+    """``servers.web.httpHeaders`` and the fingerprint cookie on every response of the Tornado
+    application (files, probes, the metrics and admin pages, its 404s and error pages).
 
-    squall: HandlerOptions | None = None  # not ``options``: that is the HTTP method's handler
-    request: Any
-    _fingerprint: str | None = None
-    _cookie_header: str | None = None
+    A transform, not a handler base class, because it must reach every response, Tornado's own
+    error pages and default 404 included; it runs when the headers go out, after any
+    ``clear()``. A header the handler set itself is kept (``Cache-Control`` of a file, the
+    admin page's policies); so is a fingerprint cookie the handler already set.
+    """
 
-    def initialize(self, options: HandlerOptions) -> None:
-        self.squall = options
-        self.set_default_headers()  # Tornado's first clear() ran before initialize()
+    def __init__(self, options: HandlerOptions, request: tornado.httputil.HTTPServerRequest):
+        self.options = options
+        self.request = request
 
-    @property
-    def app(self) -> Squall:
-        assert self.squall is not None
-        return self.squall.app
+    def transform_first_chunk(
+        self,
+        status_code: int,
+        headers: tornado.httputil.HTTPHeaders,
+        chunk: bytes,
+        finishing: bool,
+    ) -> tuple[int, tornado.httputil.HTTPHeaders, bytes]:
+        for name, value in self.options.headers.items():
+            if name not in headers:
+                headers[name] = value
+        _, new_cookie = request_fingerprint(self.options, self.request.headers)
+        ours = f"{self.options.cookie.key}="
+        if new_cookie is not None and not any(
+            cookie.startswith(ours) for cookie in headers.get_list("Set-Cookie")
+        ):
+            headers.add("Set-Cookie", new_cookie)
+        return status_code, headers, chunk
 
-    def set_default_headers(self) -> None:
-        if self.squall is not None:
-            for name, value in self.squall.headers.items():
-                self.set_header(name, value)  # type: ignore[attr-defined]
-
-    @property
-    def fingerprint(self) -> str:
-        """The request's fingerprint; a new one (and its Set-Cookie) without a valid cookie."""
-        if self._fingerprint is None:
-            assert self.squall is not None
-            self._fingerprint, self._cookie_header = request_fingerprint(
-                self.squall, self.request.headers
-            )
-            if self._cookie_header is not None:
-                self.add_header("Set-Cookie", self._cookie_header)  # type: ignore[attr-defined]
-        return self._fingerprint
-
-    def clear(self) -> None:
-        """Keep the fingerprint cookie when an error page replaces the response."""
-        super().clear()  # type: ignore[misc]
-        if self._cookie_header is not None:
-            self.add_header("Set-Cookie", self._cookie_header)  # type: ignore[attr-defined]
+    @classmethod
+    def for_options(cls, options: HandlerOptions) -> Callable[..., ResponseHeaders]:
+        """What ``tornado.web.Application(transforms=[...])`` calls with each request."""
+        return functools.partial(cls, options)
 
 
 class BareRequest(tornado.httputil.HTTPMessageDelegate):
@@ -172,6 +172,9 @@ class BareRequest(tornado.httputil.HTTPMessageDelegate):
     Subclasses implement ``finish`` (the whole request has arrived). A client that leaves
     before the answer sets ``request_conn`` to None; the answer is then dropped.
     """
+
+    _fingerprint: str | None = None
+    _new_cookie: str | None = None
 
     def __init__(self, options: HandlerOptions, request_conn: Any) -> None:
         self.options = options
@@ -205,6 +208,26 @@ class BareRequest(tornado.httputil.HTTPMessageDelegate):
     def on_connection_close(self) -> None:
         self.request_conn = None
 
+    def session_query(self) -> str | None:
+        """A ``?sessionID=`` the fingerprint may come from (only an upgrade's: PROTOCOL.md §4)."""
+        return None
+
+    @property
+    def fingerprint(self) -> str:
+        """The request's fingerprint (PROTOCOL.md §4): its cookie's, else a new one, which
+        :meth:`respond` then sets as the cookie."""
+        if self._fingerprint is None:
+            self._fingerprint, self._new_cookie = request_fingerprint(
+                self.options, self.headers, self.session_query()
+            )
+        return self._fingerprint
+
+    @property
+    def new_cookie(self) -> str | None:
+        """The ``Set-Cookie`` value a response to this request carries, if any."""
+        _ = self.fingerprint
+        return self._new_cookie
+
     def respond(
         self,
         status: int,
@@ -213,7 +236,8 @@ class BareRequest(tornado.httputil.HTTPMessageDelegate):
         extra: dict[str, str] | None = None,
     ) -> None:
         """Write the whole response: ``servers.web.httpHeaders``, ``Date``, the body's type
-        and length, ``extra``; no body for HEAD. Counted and access-logged."""
+        and length, the fingerprint cookie to a request without one, ``extra``; no body for
+        HEAD. Counted and access-logged."""
         if self.request_conn is None:
             return  # the client went away; the answer is dropped
         headers = tornado.httputil.HTTPHeaders(self.options.headers)
@@ -221,6 +245,8 @@ class BareRequest(tornado.httputil.HTTPMessageDelegate):
         if status != 204:
             headers["Content-Type"] = content_type
             headers["Content-Length"] = str(len(body))
+        if self.new_cookie is not None:
+            headers["Set-Cookie"] = self.new_cookie
         if extra:
             headers.update(extra)
         reason = tornado.httputil.responses.get(status, "Unknown")

@@ -23,8 +23,6 @@ __all__ = ["HealthHandler", "ReadyHandler", "health_routes"]
 class _ProbeHandler(tornado.web.RequestHandler):
     def initialize(self, options: HandlerOptions) -> None:
         self.app = options.app
-        for name, value in options.headers.items():
-            self.set_header(name, value)
         self.set_header("Cache-Control", "no-store")
 
     def answer(self, status: int, body: dict[str, Any]) -> None:

@@ -13,21 +13,25 @@ from typing import Any
 
 import tornado.web
 
+from squall import Squall
 from squall.errors import FileNotFound
 
-from .base import HandlerOptions, SquallMixin
+from .base import HandlerOptions
 
 
-class StaticHandler(SquallMixin, tornado.web.StaticFileHandler):
-    """Serves ``public/`` at ``/public/<path>`` and, with ``rootEndpointType: file``, at ``/``."""
+class StaticHandler(tornado.web.StaticFileHandler):
+    """Serves ``public/`` at ``/public/<path>`` and, with ``rootEndpointType: file``, at ``/``.
+    (The configured headers and the fingerprint cookie: :class:`~handlers.base.ResponseHeaders`.)
+    """
 
     def initialize(self, options: HandlerOptions) -> None:  # type: ignore[override]
-        SquallMixin.initialize(self, options)
-        tornado.web.StaticFileHandler.initialize(self, path=str(options.app.files.root))
+        super().initialize(path=str(options.app.files.root))
+        self.squall = options  # not ``options``: that is the HTTP method's handler
         self._requested = ""
 
-    def prepare(self) -> None:
-        _ = self.fingerprint
+    @property
+    def app(self) -> Squall:
+        return self.squall.app
 
     def parse_url_path(self, url_path: str) -> str:
         self._requested = url_path

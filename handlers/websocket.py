@@ -39,7 +39,7 @@ from squall.errors import ServerShuttingDown, Unauthorized
 from squall.logs import log_socket_close, log_socket_open
 from squall.origins import origin_allowed
 
-from .base import BareRequest, HandlerOptions, request_fingerprint
+from .base import BareRequest, HandlerOptions
 
 log = logging.getLogger("squall.websocket")
 
@@ -197,20 +197,21 @@ class SocketUpgrade(BareRequest):
         if response.status_code != 101:  # a bad key or extension offer: websockets says why
             self._refuse_text(response.status_code, response.body.decode("utf-8", "replace"))
             return
-        # the raw bytes: a value that is not UTF-8 is ignored like any other invalid one
-        query = tornado.httputil.parse_qs_bytes(self.query).get("sessionID")
-        fingerprint, new_cookie = request_fingerprint(
-            self.options, headers, query[-1].decode("latin-1") if query else None
-        )
-        if new_cookie is not None:
+        if self.new_cookie is not None:
             # the page's later requests then share the socket's fingerprint (PROTOCOL.md §4)
-            response.headers["Set-Cookie"] = new_cookie
-        connection = Connection("webSocket", self.remote_ip, self.remote_port, fingerprint)
+            response.headers["Set-Cookie"] = self.new_cookie
+        connection = Connection("webSocket", self.remote_ip, self.remote_port, self.fingerprint)
         pump = SocketPump(self.app, self.sockets, connection, protocol)
         http = self.request_conn.detach()
         self.request_conn = None
         http.switch_protocols(pump, response.serialize())
         self._release_place()  # counted among the open sockets from now on
+
+    def session_query(self) -> str | None:
+        """The upgrade's ``?sessionID=``, as raw bytes decoded one to one: a value that is not
+        UTF-8 is then ignored like any other invalid one (PROTOCOL.md §4)."""
+        query = tornado.httputil.parse_qs_bytes(self.query).get("sessionID")
+        return query[-1].decode("latin-1") if query else None
 
     def _refuse(self, status: int, text: str) -> None:
         self._release_place()
@@ -589,6 +590,6 @@ class SocketRegistry:
         for pump in list(self._pumps):
             silent = now - pump.last_seen
             if silent > self.timeout:
-                log.info("dropping %s: silent for %.1f s", pump.connection.id, silent)
+                log.info("dropping %s: silent for %.0f s", pump.connection.id, silent)
                 pump.abort()
         self._sweep_timer = asyncio.get_running_loop().call_later(self.sweep_interval, self._sweep)

@@ -110,7 +110,9 @@ async def test_web_disabled_serves_no_actions_or_files_but_the_socket_and_metric
     options = {"servers": {"web": {"enabled": False, "metrics": {"enabled": True}}}}
     with running_server(tmp_path_factory, "noweb", options) as server:
         for path in ("/api/status", "/api?action=status", "/public/index.html", "/", "/chat.html"):
-            assert http_request(server, "GET", path).status == 404, path
+            refused = http_request(server, "GET", path)
+            assert refused.status == 404, path
+            assert refused.headers["Set-Cookie"].startswith("sessionID="), path  # PROTOCOL §4
         assert http_request(server, "POST", "/api/status", body="{}").status == 404
         for path in ("/metrics", "/health", "/ready"):
             assert http_request(server, "GET", path).status == 200, path

@@ -226,11 +226,26 @@ def test_http_new_fingerprints_differ(server):
 
 
 @pytest.mark.parametrize(
-    "path", ["/api/noSuchAction", "/api/failTest", "/public/index.html", "/public/nope", "/"]
+    ("method", "path"),
+    [
+        ("GET", "/api/noSuchAction"),
+        ("GET", "/api/failTest"),
+        ("OPTIONS", "/api/echo"),  # a CORS preflight
+        ("GET", "/public/index.html"),
+        ("HEAD", "/public/index.html"),
+        ("GET", "/public/nope"),
+        ("GET", "/"),
+        ("GET", "/primus"),  # a plain GET of the socket's endpoint: 400
+        ("POST", "/primus"),  # 405
+        ("GET", "/health"),
+        ("GET", "/ready"),
+    ],
 )
 @pytest.mark.server_errors("this action fails on purpose")
-def test_http_every_response_without_cookie_sets_it(server, path):
-    assert len(set_cookies(http_request(server, "GET", path))) == 1
+def test_http_every_response_without_cookie_sets_it(server, method, path):
+    """PROTOCOL.md §4: every HTTP response to a request without the cookie sets it."""
+    [header] = set_cookies(http_request(server, method, path))
+    assert header.startswith("sessionID=")
 
 
 def test_http_error_400_without_cookie_sets_it(server):

@@ -320,7 +320,7 @@ async def test_broadcast_is_framed_once_and_the_same_bytes_written_to_every_memb
 
 async def test_heartbeat_pings_every_socket_and_drops_the_silent_ones(app, caplog):
     caplog.set_level(logging.INFO, "squall.websocket")
-    registry = make_registry(app, ping_interval_ms=20, timeout_ms=60000)
+    registry = make_registry(app, ping_interval_ms=20, timeout_ms=1000)
     talking, silent = await open_peer(app, registry), await open_peer(app, registry)
     silent.pump.last_seen -= 120  # nothing heard from it for two minutes
     registry.start()
