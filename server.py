@@ -228,6 +228,7 @@ async def serve(
             idle_timeout=web["idleConnectionTimeout"] / 1000,
             body_timeout=web["idleConnectionTimeout"] / 1000,
             trust_proxy=web["trustProxy"],
+            headers=tuple(options.headers.items()),
         ),
         _ssl_context(config),
     )

@@ -64,13 +64,16 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerParams:
-    """The limits and timeouts every connection of one server shares."""
+    """The limits, timeouts and headers every connection of one server shares."""
 
     max_header_size: int
     max_body_size: int
     idle_timeout: float
     body_timeout: float
     trust_proxy: bool = False
+    #: ``servers.web.httpHeaders``, on the refusals the protocol answers itself too (a page
+    #: reading a 413 across origins needs the CORS headers as much as any other answer)
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class ConnectionContext:
@@ -648,10 +651,11 @@ class HTTP11Protocol(asyncio.Protocol):
         self._cancel_timer()
         body = codec.dumps({"error": refusal.message})
         reason = _REASONS.get(refusal.status, "Error")
+        configured = "".join(f"{name}: {value}\r\n" for name, value in self.params.headers)
         transport.write(
-            b"HTTP/1.1 %d %s\r\nContent-Type: application/json; charset=utf-8\r\n"
+            b"HTTP/1.1 %d %s\r\n%bContent-Type: application/json; charset=utf-8\r\n"
             b"Content-Length: %d\r\nConnection: close\r\n\r\n%b"
-            % (refusal.status, reason.encode(), len(body), body)
+            % (refusal.status, reason.encode(), configured.encode("latin-1"), len(body), body)
         )
         if transport.can_write_eof():
             # half-close and drop what still comes: a reset could destroy the answer

@@ -10,6 +10,7 @@ when a connection closes, a client that leaves mid-response, and the upgrade han
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -652,6 +653,19 @@ async def test_declared_body_over_maxBodySize_gets_413_before_it_is_sent(connect
     assert (response.status, error_of(response)) == (
         413,
         "the request body is larger than servers.web.maxBodySize (4096 bytes)",
+    )
+
+
+async def test_a_refusal_carries_the_configured_headers(connect):
+    """servers.web.httpHeaders are on every response: a page reading a 413 across origins needs
+    Access-Control-Allow-Origin on it like on any other."""
+    headers = (("Access-Control-Allow-Origin", "*"), ("X-Powered-By", "squall"))
+    client = connect(dataclasses.replace(PARAMS, headers=headers))
+    response = await refused(client, raw("POST", "/echo", {"Content-Length": "4097"}))
+    assert response.status == 413
+    assert (response.headers["Access-Control-Allow-Origin"], response.headers["X-Powered-By"]) == (
+        "*",
+        "squall",
     )
 
 
