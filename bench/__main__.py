@@ -1,5 +1,6 @@
-"""``python -m bench {run,load,profile,floor,logcost}``: the suite, one scenario by hand, a
-py-spy profile of Squall under one load, the floor server, or the cost of info logging."""
+"""``python -m bench {run,load,profile,inproc,floor,logcost}``: the suite, one scenario by hand,
+a py-spy profile of Squall under one load, Squall's CPU per operation in one process, the floor
+server, or the cost of info logging."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import argparse
 import json
 import sys
 
-from bench import floor, logcost, profile, runner, scenarios
+from bench import floor, inproc, logcost, profile, runner, scenarios
 from bench.limits import require_loopback
 from bench.workers import Target
 
@@ -68,6 +69,7 @@ def main(argv: list[str]) -> None:
         "load": load,
         "floor": floor.main,
         "profile": profile.main,
+        "inproc": inproc.main,
         "logcost": logcost.main,
     }
     if not argv or argv[0] not in commands:

@@ -92,7 +92,10 @@ class Runner:
         self.results = report.Results(repeat=args.repeat)
         self.run_dir = Path(tempfile.mkdtemp(prefix="squall-bench-"))
         self.raw_path = self.run_dir / "measurements.jsonl"
-        self.squall_cfg = servers.squall_config(self.run_dir, args.ping_ms)
+        self.configs = {
+            "squall": servers.squall_config(self.run_dir, args.ping_ms),
+            "pre": servers.squall_config(self.run_dir, args.ping_ms, pre=True),
+        }
         self.pre_root: Path | None = None
 
     # -- bookkeeping
@@ -258,7 +261,12 @@ class Runner:
             prefix = f"cluster{processes}"
             try:
                 result = cluster.fanout(
-                    self.run_dir, self.squall_cfg, processes, members, messages, self.args.procs
+                    self.run_dir,
+                    self.configs["squall"],
+                    processes,
+                    members,
+                    messages,
+                    self.args.procs,
                 )
             except cluster.ClusterUnavailable as exc:
                 self.results.missing(prefix, "squall", str(exc)[:200])
@@ -283,9 +291,7 @@ class Runner:
         try:
             for name in order:
                 try:
-                    running[name] = servers.start(
-                        name, self.run_dir, self.squall_cfg, self.pre_root
-                    )
+                    running[name] = servers.start(name, self.run_dir, self.configs, self.pre_root)
                 except Exception as exc:  # a server that cannot start leaves its column n/a
                     self.results.problems.append(
                         f"rep {rep + 1}, {name} did not start: {exc}"[:300]

@@ -137,17 +137,19 @@ def _spawn(
     return server
 
 
-def squall_config(run_dir: Path, ping_ms: int) -> Path:
-    """The bench's override for Squall (merged last): no per-request logging, a known heartbeat.
+def squall_config(run_dir: Path, ping_ms: int, pre: bool = False) -> Path:
+    """The bench's override for Squall (merged last): no per-request logging, a known heartbeat,
+    room for the frame scenario's 1 MiB frame, and (for today's Squall) no bound on sockets per
+    address: every benchmark client comes from 127.0.0.1, and the connect scenario holds 10 000.
+    ``pre``: for the pre-change commit, which refuses options it does not know.
 
     JSON is YAML, so no YAML writer is needed.
     """
-    config = {
-        "general": {"logLevel": "warning"},
-        # room for the 1 MiB frame of the frame scenario, whatever the default says
-        "servers": {"websocket": {"server": {"pingInterval": ping_ms, "maxMessageSize": 2 << 20}}},
-    }
-    path = run_dir / "squall-bench.yaml"
+    socket: dict[str, object] = {"pingInterval": ping_ms, "maxMessageSize": 2 << 20}
+    if not pre:
+        socket["maxConnectionsPerAddress"] = None
+    config = {"general": {"logLevel": "warning"}, "servers": {"websocket": {"server": socket}}}
+    path = run_dir / ("pre-bench.yaml" if pre else "squall-bench.yaml")
     path.write_text(json.dumps(config, indent=2))
     return path
 
@@ -222,15 +224,18 @@ def start_actionhero(port: int) -> Server:
     return server
 
 
-def start(name: str, run_dir: Path, squall_cfg: Path, pre_root: Path | None = None) -> Server:
-    """Start server ``name`` (one of NAMES) on a fresh port; "pre" runs from ``pre_root``."""
+def start(
+    name: str, run_dir: Path, configs: dict[str, Path], pre_root: Path | None = None
+) -> Server:
+    """Start server ``name`` (one of NAMES) on a fresh port; ``configs``: the bench override of
+    "squall" and "pre" (:func:`squall_config`); "pre" runs from ``pre_root``."""
     port = free_port()
     if name == "squall":
-        return start_squall(port, run_dir, squall_cfg)
+        return start_squall(port, run_dir, configs["squall"])
     if name == "pre":
         if pre_root is None:
             raise ServerError("pre: no checkout of the pre-change commit")
-        return start_squall(port, run_dir, squall_cfg, root=pre_root, name="pre")
+        return start_squall(port, run_dir, configs["pre"], root=pre_root, name="pre")
     if name == "floor":
         return start_floor(port, run_dir)
     return start_actionhero(port)
