@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.httpload import BROWSER_HEADERS
-from bench.servers import REPO
+from bench.servers import OUT_OF_REACH, REPO
 from bench.wsclient import BROWSER_UPGRADE_HEADERS, client_frame
 
 sys.path.insert(0, str(REPO))  # server.py and handlers/ are the repository's, not a package's
@@ -102,10 +102,10 @@ class Bench:
     """One Squall of this repository's config (production, logLevel warning)."""
 
     def __init__(self) -> None:
-        overrides = {
-            "general.logLevel": "warning",
-            "servers.websocket.server.maxConnectionsPerAddress": None,  # every upgrade is local
-        }
+        # production's bounds raised out of reach, as in the load benchmarks (servers.py)
+        bounds = ("maxConnections", "maxConnectionsPerAddress", "rateLimit")
+        overrides: dict[str, Any] = {"general.logLevel": "warning"}
+        overrides.update({f"servers.websocket.server.{key}": OUT_OF_REACH for key in bounds})
         config = load_config(REPO, "production", [], overrides)
         self.app = Squall(config)
         self.sockets = server.new_socket_registry(self.app)
@@ -169,6 +169,8 @@ async def round_trips(bench: Bench, count: int) -> None:
     for n, frame in enumerate(frames):
         transport.protocol.data_received(frame)
         await _until(lambda n=n: len(transport.writes) >= n + 3)
+    if b'"randomNumber"' not in transport.writes[-1]:
+        raise RuntimeError(f"not a randomNumber reply: {transport.writes[-1][:200]!r}")
 
 
 async def http_requests(bench: Bench, count: int) -> None:
@@ -180,6 +182,8 @@ async def http_requests(bench: Bench, count: int) -> None:
     for n in range(count):
         transport.protocol.data_received(request)
         await _until(lambda n=n: len(transport.writes) >= n + 1)
+    if not transport.writes[-1].startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"not a 200: {transport.writes[-1][:200]!r}")
 
 
 OPERATIONS = {"upgrade": upgrades, "rpc": round_trips, "http": http_requests}
