@@ -31,11 +31,12 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from handlers.admin import AdminSocketAuthorizer, admin_routes  # noqa: E402
-from handlers.api import build_router  # noqa: E402
+from handlers.api import ApiServer  # noqa: E402
 from handlers.base import HandlerOptions, ResponseHeaders  # noqa: E402
 from handlers.health import health_routes  # noqa: E402
 from handlers.http11 import HTTPServer, ServerParams  # noqa: E402
 from handlers.metrics import MetricsHandler  # noqa: E402
+from handlers.routing import ServerRouter  # noqa: E402
 from handlers.static import StaticHandler  # noqa: E402
 from handlers.websocket import CLOSE_GOING_AWAY, SocketEndpoint, SocketRegistry  # noqa: E402
 from squall import Squall, SquallError, generate, load_config  # noqa: E402
@@ -137,31 +138,44 @@ def new_socket_registry(app: Squall) -> SocketRegistry:
     )
 
 
-def build_application(
+def build_router(
     options: HandlerOptions, sockets: SocketRegistry, admin_sockets: SocketRegistry | None = None
-) -> tornado.web.Application:
-    """Mount the WebSocket, the metrics and admin pages, and the static files (unless
-    ``servers.web.enabled`` is false), in that order of precedence. ``admin_sockets`` holds the
-    admin page's sockets (with an admin token)."""
-    app = options.app
-    config = app.config
-    web = config["servers"]["web"]
-    websocket = config["servers"]["websocket"]
-    files = web["urlPathForFiles"].strip("/")
-    routes: list[Any] = health_routes(options, web["healthPath"], web["readyPath"])
-    if websocket["enabled"]:
-        routes.append((websocket["server"]["pathname"], SocketEndpoint(options, sockets)))
-    metrics = web["metrics"]
-    if metrics["enabled"]:
-        routes.append((metrics["path"], MetricsHandler, {"app": app, "token": metrics["token"]}))
-    admin = web["admin"]
+) -> ServerRouter:
+    """The server's delegate: the actions (unless ``servers.web.enabled`` is false), the socket
+    paths, then the Tornado application. ``admin_sockets`` holds the admin page's sockets (with
+    an admin token)."""
+    config = options.app.config
+    endpoints = {}
+    if config.get("servers.websocket.enabled"):
+        endpoints[config.get("servers.websocket.server.pathname")] = SocketEndpoint(
+            options, sockets
+        )
+    admin = config["servers"]["web"]["admin"]
     if admin["token"] is not None and admin_sockets is not None:
-        routes.extend(admin_routes(app, admin["path"], admin["token"]))
         # an ordinary Squall socket, with its own registry, admitted with the token only
         admitted = dataclasses.replace(
             options, authorize=AdminSocketAuthorizer(AdminAuth(admin["token"]))
         )
-        routes.append((admin["path"] + "/live", SocketEndpoint(admitted, admin_sockets)))
+        endpoints[admin["path"] + "/live"] = SocketEndpoint(admitted, admin_sockets)
+    api = ApiServer(options) if options.serve_actions else None
+    return ServerRouter(options.api_path, api, endpoints, build_application(options))
+
+
+def build_application(options: HandlerOptions) -> tornado.web.Application:
+    """Mount the health, metrics and admin pages and the static files (unless
+    ``servers.web.enabled`` is false), in that order of precedence; the actions and the sockets
+    are routed before it (:func:`build_router`)."""
+    app = options.app
+    config = app.config
+    web = config["servers"]["web"]
+    files = web["urlPathForFiles"].strip("/")
+    routes: list[Any] = health_routes(options, web["healthPath"], web["readyPath"])
+    metrics = web["metrics"]
+    if metrics["enabled"]:
+        routes.append((metrics["path"], MetricsHandler, {"app": app, "token": metrics["token"]}))
+    admin = web["admin"]
+    if admin["token"] is not None:
+        routes.extend(admin_routes(app, admin["path"], admin["token"]))
     if web["enabled"]:
         routes.append((rf"/{files}/(.*)", StaticHandler, {"options": options}))
         if web["rootEndpointType"] == "file":
@@ -218,7 +232,7 @@ async def serve(
         admin_sockets = new_socket_registry(app)
         app.monitor.watchers = lambda: [pump.connection for pump in admin_sockets]
     options = handler_options(app)
-    router = build_router(options, build_application(options, sockets, admin_sockets))
+    router = build_router(options, sockets, admin_sockets)
     await app.start()
     http_server = HTTPServer(
         router,

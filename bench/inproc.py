@@ -30,7 +30,6 @@ from bench.wsclient import BROWSER_UPGRADE_HEADERS, client_frame
 sys.path.insert(0, str(REPO))  # server.py and handlers/ are the repository's, not a package's
 
 import server
-from handlers.api import build_router
 from handlers.http11 import HTTP11Protocol, ServerParams
 from squall import Squall, load_config
 
@@ -110,7 +109,7 @@ class Bench:
         self.app = Squall(config)
         self.sockets = server.new_socket_registry(self.app)
         options = server.handler_options(self.app)
-        self.router = build_router(options, server.build_application(options, self.sockets))
+        self.router = server.build_router(options, self.sockets)
         web = config["servers"]["web"]
         self.params = ServerParams(
             max_header_size=web["maxHeaderSize"],

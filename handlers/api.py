@@ -5,15 +5,13 @@ win). The reply is the action's fields plus ``serverInformation`` and ``requeste
 a failed action adds ``error`` and gets the status of PROTOCOL.md §3.
 
 An action call is a :class:`~handlers.base.BareRequest`, not a ``RequestHandler`` (why: that
-class's docstring). :func:`build_router` sends ``/api`` requests here and everything else to
-the Tornado application (one ``tornado.routing.RuleRouter``).
+class's docstring); :class:`~handlers.routing.ServerRouter` sends the action path here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from typing import Any
 from urllib.parse import parse_qsl
@@ -43,20 +41,6 @@ class ApiServer(tornado.httputil.HTTPServerConnectionDelegate):
         self, server_conn: object, request_conn: tornado.httputil.HTTPConnection
     ) -> tornado.httputil.HTTPMessageDelegate:
         return ApiRequest(self, request_conn)
-
-
-def build_router(
-    options: HandlerOptions, application: tornado.web.Application
-) -> tornado.routing.RuleRouter:
-    """The server's delegate: ``/<urlPathForActions>`` (with ``/...`` or ``?...`` after it) to
-    the lean :class:`ApiServer`, everything else (upgrades, static files) to ``application``.
-    With ``servers.web.enabled`` false there are no HTTP actions: everything goes there."""
-    rules = [tornado.routing.Rule(tornado.routing.AnyMatches(), application)]
-    if options.serve_actions:
-        api = re.escape(options.api_path)
-        path = tornado.routing.PathMatches(rf"{api}(?:/.*)?")
-        rules.insert(0, tornado.routing.Rule(path, ApiServer(options)))
-    return tornado.routing.RuleRouter(rules)
 
 
 class ApiRequest(BareRequest):

@@ -378,8 +378,15 @@ class HTTP11Protocol(asyncio.Protocol):
         if version not in ("1.1", "1.0"):
             self._fail(_Refusal(505, f"HTTP/{version} is not supported: send HTTP/1.1"))
         headers = tornado.httputil.HTTPHeaders()
-        for name, value in self._headers:
-            headers.add(name.decode("latin-1"), value.decode("latin-1"))
+        for raw_name, raw_value in self._headers:
+            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+            if name in headers:
+                headers.add(name, value)  # a repeated field: Tornado keeps every line
+            else:
+                # llhttp checked the name (a token) and the value (no control character)
+                # already: ``add`` would check both again with regular expressions, the
+                # largest cost of a small request's head
+                headers[name] = value
         self._headers = []
         coding = headers.get("Transfer-Encoding")
         if coding is not None and coding.strip().lower() != "chunked":
