@@ -39,6 +39,7 @@ from .middleware import by_priority
 from .monitor import Monitor, SharedSnapshots
 from .processor import ActionProcessor
 from .protocol import SocketProtocol
+from .room_options import parse_room_options
 from .rooms import Rooms, valid_room_name
 from .sessions import MemorySessionStore, RedisSessionStore, Sessions, SessionStore, with_sessions
 from .threads import ActionThreads
@@ -133,6 +134,7 @@ class Squall:
             max_rooms=general["maxRooms"],
             empty_room_ttl_ms=general["emptyRoomTtl"],
             stats=self.stats,
+            defaults=parse_room_options(general["roomDefaults"]),
         )
         self._rooms = rooms
         #: The server API (rooms, send_to, send_all) starts its work on the loop from anywhere.
@@ -208,7 +210,7 @@ class Squall:
         if self.monitor is not None:
             self.recent_errors.install()
             self.monitor.start()
-        starting = [str(room) for room in self.config.get("general.startingChatRooms") or {}]
+        starting = self.config.get("general.startingChatRooms") or {}
         for room in starting:
             if not valid_room_name(room, self.rooms.max_name_length):
                 why = (

@@ -19,12 +19,14 @@ The tree::
         ├── MissingParam           422  <param> is a required parameter for this action
         ├── InvalidParam           422  the validator's message, or the configured text
         ├── InvalidRoomName        422  invalid room name
+        ├── InvalidRoomOptions     422  invalid room options: <key>: <why>
         ├── TooManyPendingActions  429  (also: too many verbs of any kind in flight)
         ├── ServerShuttingDown     503
         ├── TooManyRooms           503  too many rooms
         ├── BrokerUnavailable      503  Redis is away and the request cannot wait for it
         ├── ActionTimeout, FileNotFound, VerbNotFound, InvalidMessageId
         ├── SayRequiresRoomAndMessage, RoomNotExist, AlreadyInRoom, NotInRoom, RoomDeleted
+        ├── InvalidSince, InvalidLimit      roomAdd's since, roomHistory's limit (§9)
         └── InvalidJson, FrameNotObject, BinaryFrame, RateLimited, UnencodableReply
 
 The number is the HTTP status of an action that fails with it; a ``PermissionError`` is a 403
@@ -47,6 +49,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 __all__ = [
+    "TYPE_NAMES",
     "ActionError",
     "ActionLoadError",
     "ActionTimeout",
@@ -63,10 +66,13 @@ __all__ = [
     "Forbidden",
     "FrameNotObject",
     "InvalidJson",
+    "InvalidLimit",
     "InvalidMessageId",
     "InvalidParam",
     "InvalidParams",
     "InvalidRoomName",
+    "InvalidRoomOptions",
+    "InvalidSince",
     "MissingParam",
     "NotFound",
     "NotInRoom",
@@ -86,6 +92,7 @@ __all__ = [
     "http_status_of",
     "is_expected",
     "is_own_cancellation",
+    "kind_of",
 ]
 
 
@@ -285,6 +292,29 @@ class InvalidRoomName(ClientError):
     key, http_status = "invalidRoomName", 422
 
 
+class InvalidRoomOptions(ClientError):
+    """Room options that cannot be used (PROTOCOL.md §5): ``key`` names the option
+    (``history.size``; empty for the whole map) and ``why`` what it expects."""
+
+    key, http_status = "invalidRoomOptions", 422
+
+    def __init__(self, option: str, why: str) -> None:
+        self.option, self.why = option, why
+        super().__init__(detail=f"{option}: {why}" if option else why)
+
+
+class InvalidSince(ClientError):
+    """``roomAdd``'s ``since`` is not ``{"offset": integer >= 0, "epoch": string}`` (§9)."""
+
+    key = "invalidSince"
+
+
+class InvalidLimit(ClientError):
+    """``roomHistory``'s ``limit`` is not a positive integer (§9)."""
+
+    key = "invalidLimit"
+
+
 class TooManyRooms(ClientError):
     """``general.maxRooms`` rooms exist already: the server cannot make more for now."""
 
@@ -343,6 +373,26 @@ class UnencodableReply(ClientError):
 
 
 # -- what a failure looks like from outside ----------------------------------------------------
+
+
+#: How an error message names a type it expected.
+TYPE_NAMES: dict[type, str] = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "a map",
+}
+
+
+def kind_of(value: Any) -> str:
+    """A value as an error message shows it: ``null``, ``a list``, ``str 'x'``."""
+    if value is None:
+        return "null"
+    if isinstance(value, (dict, list)):
+        return TYPE_NAMES[type(value)]
+    return f"{type(value).__name__} {value!r}"
 
 
 def is_expected(error: BaseException) -> bool:
@@ -439,6 +489,9 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "invalidMessageId": "messageId must be a string or a number",
     "sayRequiresRoomAndMessage": "both room and message are required",
     "invalidRoomName": "invalid room name",
+    "invalidRoomOptions": "invalid room options: {detail}",
+    "invalidSince": "since must hold an offset (an integer, 0 or more) and an epoch (a string)",
+    "invalidLimit": "limit must be a positive integer",
     "tooManyRooms": "too many rooms",
     "roomNotExist": "room does not exist",
     "connectionAlreadyInRoom": "connection already in this room ({room})",

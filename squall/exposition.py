@@ -40,6 +40,16 @@ _COUNTERS = (
     ("frames_out", "squall_socket_frames_sent", "WebSocket messages sent to clients."),
     ("says", "squall_says", "Room messages said (by clients and by server code)."),
     ("deliveries", "squall_deliveries", "Room messages written to members' sockets."),
+    (
+        "presence_frames",
+        "squall_presence_frames",
+        "Presence frames (a member joined or left) written to members' sockets.",
+    ),
+    (
+        "history_stores",
+        "squall_history_stores",
+        "Room messages numbered and kept in a room's history.",
+    ),
     ("rate_limited", "squall_rate_limited_frames", "Inbound frames over the rate limit."),
     (
         "slow_readers",
@@ -93,6 +103,15 @@ class SquallCollector:
                 "squall_http_requests", "HTTP requests answered, by status.", labels=["code"]
             ),
             snap["http"],
+        )
+        yield _labelled(
+            CounterMetricFamily(
+                "squall_recoveries",
+                "roomAdd with since, by outcome (recovered: every missed message was kept; "
+                "missed: some were not).",
+                labels=["outcome"],
+            ),
+            {"recovered": 0, "missed": 0, **snap["recoveries"]},
         )
         yield from _actions(snap["actions"])
 

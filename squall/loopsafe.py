@@ -18,7 +18,7 @@ to the loop the same way (see :mod:`squall.connections`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -70,9 +70,14 @@ class ServerRooms:
         self._rooms = rooms
         self._calls = calls
 
-    def add(self, room: str, **options: Any) -> asyncio.Task[bool] | Future[bool]:
-        """Create ``room``; the future says False when it already existed."""
-        return self._calls.start(self._rooms.add(room, **options))
+    def add(
+        self, room: str, options: Mapping[str, Any] | None = None, *, temporary: bool = False
+    ) -> asyncio.Task[bool] | Future[bool]:
+        """Create ``room`` with ``options`` (``{"presence": bool, "history": {"size": n, "ttl":
+        ms}}``; each one left out from ``general.roomDefaults``); the future says False when it
+        already existed, and fails with :class:`~squall.errors.InvalidRoomOptions` naming an
+        option that cannot be used."""
+        return self._calls.start(self._rooms.add(room, options, temporary=temporary))
 
     def destroy(self, room: str) -> asyncio.Task[bool] | Future[bool]:
         """Remove ``room`` (its members are told, then leave); False when there was none."""
@@ -86,7 +91,8 @@ class ServerRooms:
         return self._calls.start(self._rooms.list())
 
     def members(self, room: str) -> asyncio.Task[dict[str, Any]] | Future[dict[str, Any]]:
-        """``{id: {"id": id, "joinedAt": ms}}`` for every member, on every server."""
+        """``{id: {"id": id, "joinedAt": ms, "info"?: {...}}}`` for every member, on every
+        server."""
         return self._calls.start(self._rooms.members(room))
 
     def broadcast(

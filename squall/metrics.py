@@ -11,8 +11,8 @@ Action durations go into a fixed set of buckets per action (:data:`BUCKETS`), fo
 ``bisect``: the quantiles the admin page shows (:func:`quantile`) and the Prometheus histogram
 are computed from the buckets, so no single duration is kept.
 
-Presence and history (PROTOCOL.md §8-9) add their counters here, next to ``says`` and
-``deliveries``, as those features land.
+Presence and history (PROTOCOL.md §8-9) count next to ``says`` and ``deliveries``: presence
+frames written to members, messages numbered and kept, and recoveries by outcome.
 """
 
 from __future__ import annotations
@@ -121,6 +121,9 @@ class Stats:
         self.http_requests: dict[int, int] = {}  # status -> requests answered with it
         self.says = 0
         self.deliveries = 0
+        self.presence_frames = 0
+        self.history_stores = 0
+        self.recoveries: dict[str, int] = {}  # "recovered" / "missed" -> roomAdd with since
         self.rate_limited = 0
         self.slow_readers = 0
         self.errors_logged = 0
@@ -145,6 +148,12 @@ class Stats:
             entry.buckets[bisect_left(BUCKETS, seconds)] += 1
             entry.seconds += seconds
 
+    def recovered(self, whole: bool) -> None:
+        """Count one ``roomAdd`` with ``since``: ``recovered`` when it got every message it
+        missed, else ``missed``."""
+        key = "recovered" if whole else "missed"
+        self.recoveries[key] = self.recoveries.get(key, 0) + 1
+
     def socket_closed(self, code: int) -> None:
         key = str(code) if code in CLOSE_CODES else "other"
         self.socket_disconnects[key] = self.socket_disconnects.get(key, 0) + 1
@@ -167,12 +176,15 @@ class Stats:
                 "frames_out": self.frames_out,
                 "says": self.says,
                 "deliveries": self.deliveries,
+                "presence_frames": self.presence_frames,
+                "history_stores": self.history_stores,
                 "rate_limited": self.rate_limited,
                 "slow_readers": self.slow_readers,
                 "errors_logged": self.errors_logged,
                 "cpu_seconds": usage.ru_utime + usage.ru_stime,
             },
             "disconnects": dict(self.socket_disconnects),
+            "recoveries": dict(self.recoveries),
             "http": {str(status): n for status, n in self.http_requests.items()},
             "actions": {name: entry.as_dict() for name, entry in self.actions.items()},
             **self.live(),
@@ -207,6 +219,7 @@ def merge(live: Iterable[Mapping[str, Any]], retired: Iterable[Mapping[str, Any]
         "started": min((s["started"] for s in live), default=time.time()),
         "counters": {},
         "disconnects": {},
+        "recoveries": {},
         "http": {},
         "actions": {},
         "gauges": {},
@@ -218,6 +231,8 @@ def merge(live: Iterable[Mapping[str, Any]], retired: Iterable[Mapping[str, Any]
     for snap in (*live, *retired):
         _add(merged["counters"], snap["counters"])
         _add(merged["disconnects"], snap["disconnects"])
+        # (a worker of a release without recoveries may still share its last snapshot)
+        _add(merged["recoveries"], snap.get("recoveries", {}))
         _add(merged["http"], snap["http"])
         for name, entry in snap["actions"].items():
             into = merged["actions"].setdefault(

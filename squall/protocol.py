@@ -36,7 +36,9 @@ from .errors import (
     FileNotFound,
     FrameNotObject,
     InvalidJson,
+    InvalidLimit,
     InvalidMessageId,
+    InvalidSince,
     RateLimited,
     TooManyPendingActions,
     UnencodableReply,
@@ -66,20 +68,20 @@ class SocketProtocol:
 
     Args:
         processor: runs the ``action`` verb.
-        rooms: serves ``say``, ``roomAdd``, ``roomLeave`` and ``roomView``.
+        rooms: serves ``say``, ``roomAdd``, ``roomLeave``, ``roomView`` and ``roomHistory``.
         files: serves the ``file`` verb (the static handler's own lookup).
         registry: documents the actions for ``documentation``.
         messages: the configured error texts.
         rate_limit: inbound frames per second allowed per connection (None: no limit).
         rate_burst: how many frames a connection may send at once within that rate.
-        max_pending: verbs that wait (``action``, ``say``, ``roomAdd``, ``roomLeave``,
-            ``roomView``) allowed in flight per connection, all together
+        max_pending: verbs that wait (``action``, ``say`` and the room verbs) allowed in
+            flight per connection, all together
             (``general.simultaneousRequests``).
         stats: where frames refused by the rate limit are counted.
     """
 
     #: The verbs answered later, by an awaitable: what ``max_pending`` bounds.
-    WAITING = frozenset({"action", "say", "roomAdd", "roomLeave", "roomView"})
+    WAITING = frozenset({"action", "say", "roomAdd", "roomLeave", "roomView", "roomHistory"})
 
     def __init__(
         self,
@@ -109,6 +111,7 @@ class SocketProtocol:
             "roomAdd": self._room_add,
             "roomLeave": self._room_leave,
             "roomView": self._room_view,
+            "roomHistory": self._room_history,
             "detailsView": self._details_view,
             "file": self._file,
             "documentation": self._documentation,
@@ -257,9 +260,15 @@ class SocketProtocol:
     def _room_add(
         self, connection: Connection, frame: dict[str, Any], message_id: Any, count: int
     ) -> Awaitable[dict[str, Any]]:
-        room = frame.get("room")
-        joined = lambda: self.rooms.join(connection, room)  # noqa: E731
-        return self._answer("roomAdd", joined, connection, message_id, count, data=True)
+        room, since = frame.get("room"), frame.get("since")
+
+        async def joined() -> Any:
+            wanted = None if since is None else _since(since)
+            recovery = await self.rooms.join(connection, room, wanted)
+            # (None also when the connection closed meanwhile: nobody reads this reply)
+            return True if recovery is None else recovery.reply()
+
+        return self._answer("roomAdd", joined, connection, message_id, count)
 
     def _room_leave(
         self, connection: Connection, frame: dict[str, Any], message_id: Any, count: int
@@ -274,6 +283,26 @@ class SocketProtocol:
         room = frame.get("room")
         view = lambda: self.rooms.view(connection, room)  # noqa: E731
         return self._answer("roomView", view, connection, message_id, count)
+
+    def _room_history(
+        self, connection: Connection, frame: dict[str, Any], message_id: Any, count: int
+    ) -> Awaitable[dict[str, Any]]:
+        room, limit = frame.get("room"), frame.get("limit")
+
+        async def history() -> dict[str, Any]:
+            if limit is not None and (
+                isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+            ):
+                raise InvalidLimit()
+            kept = await self.rooms.history(connection, room, limit)
+            return {
+                "room": room,
+                "epoch": kept.epoch,
+                "offset": kept.offset,
+                "messages": kept.messages(),
+            }
+
+        return self._answer("roomHistory", history, connection, message_id, count)
 
     async def _answer(
         self,
@@ -339,3 +368,18 @@ class SocketProtocol:
     ) -> None:
         connection.destroy()
         return None
+
+
+def _since(since: Any) -> tuple[int, str]:
+    """``roomAdd``'s ``since`` as ``(offset, epoch)`` (§9).
+
+    Raises:
+        InvalidSince: it is not ``{"offset": integer >= 0, "epoch": string}``.
+    """
+    offset = since.get("offset") if isinstance(since, dict) else None
+    epoch = since.get("epoch") if isinstance(since, dict) else None
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise InvalidSince()
+    if not isinstance(epoch, str):
+        raise InvalidSince()
+    return offset, epoch

@@ -63,9 +63,10 @@ from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from . import codec
 from .backlog import Outbox
 from .backoff import Backoff
-from .broker import ConnectionsDelegate, RoomsDelegate
-from .errors import BrokerUnavailable, SquallError
-from .redis_members import MemberStore
+from .broker import ConnectionsDelegate, Member, RoomsDelegate
+from .errors import BrokerUnavailable, InvalidRoomOptions, SquallError
+from .redis_members import MemberStore, parse_member
+from .room_options import DEFAULT_OPTIONS, RoomOptions
 from .urls import redact_url
 
 __all__ = ["RedisBroker"]
@@ -144,7 +145,8 @@ class RedisBroker:
         self._channels: set[str] = set()
         self._pubsub: Any = None
         self._confirmations: dict[bytes, asyncio.Future[None]] = {}
-        self._known_rooms: set[str] = set()  # answers room_exists while Redis is away
+        # answers room_exists and room_options while Redis is away
+        self._known_rooms: dict[str, RoomOptions] = {}
         self._peers: set[str] = set()  # the other servers, as of the last lease renewal
         self._run_id: str | None = None  # of the Redis process last joined: changes on restart
         self._members = MemberStore(cluster, server_id, lease_ms)
@@ -266,35 +268,52 @@ class RedisBroker:
 
     # -- rooms -------------------------------------------------------------------------------
 
-    async def create_room(self, room: str) -> bool:
+    async def create_room(self, room: str, options: RoomOptions) -> bool:
+        if options.history:
+            raise InvalidRoomOptions(
+                "history", "rooms with history are not kept in Redis by this version"
+            )
         if self.state == "ok":
             try:
-                created = bool(await self._redis.sadd(self._key("rooms"), room))
+                pipe = self._redis.pipeline(transaction=True)
+                pipe.sadd(self._key("rooms"), room)
+                pipe.hsetnx(self._key("roomOptions"), room, codec.dumps(options.as_dict()))
+                added, _ = await pipe.execute()
             except TROUBLE as exc:
                 log.warning("could not create room %s in Redis (%s): retrying", room, exc)
             else:
-                self._known_rooms.add(room)
-                return created
+                if added:
+                    self._known_rooms[room] = options
+                return bool(added)
         if room in self._known_rooms:
             return False
         # Created here now, in Redis when it takes it (another server may create it too: the
-        # set holds it once).
-        self._known_rooms.add(room)
-        await self._flush(self._record(("room", room), True))
+        # set holds it once, with the options of whoever wrote first).
+        self._known_rooms[room] = options
+        await self._flush(self._record(("room", room), options.as_dict()))
         return True
 
     async def destroy_room(self, room: str) -> bool:
         self._require_up("a room cannot be destroyed")
         try:
-            removed = await self._redis.srem(self._key("rooms"), room)
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.srem(self._key("rooms"), room)
+            pipe.hget(self._key("roomOptions"), room)
+            pipe.hdel(self._key("roomOptions"), room)
+            pipe.hgetall(self._key("room", room))
+            removed, stored, _, members = await pipe.execute()
         except TROUBLE as exc:
             raise BrokerUnavailable("a room cannot be destroyed until it is back") from exc
-        self._known_rooms.discard(room)
+        self._known_rooms.pop(room, None)
         if not removed:
             return False
-        notice = codec.dumps({"destroyed": room, "by": self.server_id})
+        everyone: list[str] = []
+        if _options(stored).presence:  # every member is told every member's leave
+            joined = {cid.decode(): parse_member(value).joined_at for cid, value in members.items()}
+            everyone = sorted(joined, key=joined.__getitem__)
+        notice = codec.dumps({"destroyed": room, "by": self.server_id, "members": everyone})
         await self._send(self._key("all"), notice, None)
-        await self._room_gone(room)
+        await self._room_gone(room, everyone)
         try:
             await self._redis.delete(self._key("room", room))
         except TROUBLE as exc:
@@ -303,19 +322,25 @@ class RedisBroker:
         return True
 
     async def room_exists(self, room: str) -> bool:
+        return await self.room_options(room) is not None
+
+    async def room_options(self, room: str) -> RoomOptions | None:
         if self.state == "ok":
             try:
-                found = bool(await self._redis.sismember(self._key("rooms"), room))
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.sismember(self._key("rooms"), room)
+                pipe.hget(self._key("roomOptions"), room)
+                found, stored = await pipe.execute()
             except TROUBLE as exc:
                 log.warning("could not look room %s up in Redis: %s", room, exc)
             else:
-                if found:
-                    self._known_rooms.add(room)
-                else:
-                    self._known_rooms.discard(room)
-                return found
+                if not found:
+                    self._known_rooms.pop(room, None)
+                    return None
+                options = self._known_rooms[room] = _options(stored)
+                return options
         if room in self._known_rooms:
-            return True
+            return self._known_rooms[room]
         raise BrokerUnavailable(f"cannot tell whether room {room} exists until it is back")
 
     async def list_rooms(self) -> list[str]:
@@ -337,8 +362,10 @@ class RedisBroker:
 
     # -- membership --------------------------------------------------------------------------
 
-    async def add_member(self, room: str, connection_id: str, joined_at: int) -> None:
-        await self._flush(self._record(("member", room, connection_id), joined_at))
+    async def add_member(
+        self, room: str, connection_id: str, joined_at: int, info: dict[str, Any] | None
+    ) -> None:
+        await self._flush(self._record(("member", room, connection_id), (joined_at, info)))
         local = self._local.setdefault(room, set())
         local.add(connection_id)
         channel = self._say_channel(room)
@@ -358,17 +385,18 @@ class RedisBroker:
                 await self._unsubscribe(self._say_channel(room))
         await self._flush(change)
 
-    async def _room_gone(self, room: str) -> None:
+    async def _room_gone(self, room: str, members: list[str]) -> None:
         """``room`` was destroyed: stop listening to it, forget this server's memberships of it
-        (in Redis too), then let the rooms tell their members."""
-        members = self._local.pop(room, set())
-        changes = [self._record(("member", room, cid), None) for cid in members]
-        if members:
+        (in Redis too), then let the rooms tell their members (``members``: all it had, for
+        their presence leaves)."""
+        here = self._local.pop(room, set())
+        changes = [self._record(("member", room, cid), None) for cid in here]
+        if here:
             await self._unsubscribe(self._say_channel(room))
             await self._flush(changes[-1])
-        await self._rooms.room_destroyed(room)
+        await self._rooms.room_destroyed(room, members)
 
-    async def members(self, room: str) -> dict[str, int]:
+    async def members(self, room: str) -> dict[str, Member]:
         self._require_up("the members on other servers are unknown")
         try:
             found = await self._redis.hgetall(self._key("room", room))
@@ -376,11 +404,7 @@ class RedisBroker:
             raise BrokerUnavailable(
                 "the members on other servers are unknown until it is back"
             ) from exc
-        members = {}
-        for cid, value in found.items():
-            _, _, joined = value.decode().rpartition("|")
-            members[cid.decode()] = int(joined) if joined.isdigit() else 0
-        return members
+        return {cid.decode(): parse_member(value) for cid, value in found.items()}
 
     def _require_up(self, what: str) -> None:
         if self.state != "ok":
@@ -388,7 +412,9 @@ class RedisBroker:
 
     # -- delivery ---------------------------------------------------------------------------
 
-    async def publish(self, room: str, payload: dict[str, Any]) -> None:
+    async def publish(
+        self, room: str, payload: dict[str, Any], options: RoomOptions | None = None
+    ) -> None:
         frame = codec.dumps(payload)
         await self._send(
             self._say_channel(room), frame, lambda: self._rooms.deliver_room(room, frame)
@@ -602,8 +628,11 @@ class RedisBroker:
         if self._outbox:
             await self._await_peers()
         sent = await self._drain_outbox()
-        known = await self._redis.smembers(self._key("rooms"))
-        self._known_rooms = {room.decode() for room in known}
+        reading = self._redis.pipeline(transaction=False)
+        reading.smembers(self._key("rooms"))
+        reading.hgetall(self._key("roomOptions"))
+        known, options = await reading.execute()
+        self._known_rooms = {room.decode(): _options(options.get(room)) for room in known}
         was_down = self._down_since
         self.state, self.problem = "ok", None
         self._down_since = None
@@ -708,8 +737,8 @@ class RedisBroker:
                 if "push" in envelope:
                     self._connections.deliver_all(envelope["push"])
                 elif "destroyed" in envelope and envelope.get("by") != self.server_id:
-                    self._known_rooms.discard(envelope["destroyed"])
-                    await self._room_gone(envelope["destroyed"])
+                    self._known_rooms.pop(envelope["destroyed"], None)
+                    await self._room_gone(envelope["destroyed"], envelope["members"])
                 elif "hello" in envelope and envelope["hello"] != self.server_id:
                     self._peers.add(envelope["hello"])
                 elif "bye" in envelope:
@@ -749,13 +778,14 @@ class RedisBroker:
         too, so rooms nobody is in survive; otherwise only those it needs (its starting rooms,
         its members' rooms), so a room destroyed while it was cut off stays destroyed.
         """
-        rooms, memberships = self._rooms.local_state()
-        if every_known_room:
-            rooms = [*rooms, *self._known_rooms]
+        needed, memberships = self._rooms.local_state()
+        rooms = {**self._known_rooms, **needed} if every_known_room else needed
         written, members = await self._members.write_back(
-            rooms, memberships, self._connections.local_connections()
+            {room: options.as_dict() for room, options in rooms.items()},
+            memberships,
+            self._connections.local_connections(),
         )
-        self._known_rooms |= written
+        self._known_rooms.update((room, rooms[room]) for room in written)
         return len(written), members
 
     async def _canary(self) -> None:
@@ -788,3 +818,8 @@ class RedisBroker:
                 raise
             except Exception as exc:
                 log.warning("%s failed: %s", job.__name__.strip("_"), exc)
+
+
+def _options(stored: bytes | None) -> RoomOptions:
+    """A room's options as Redis keeps them (none kept: the room has no presence, no history)."""
+    return DEFAULT_OPTIONS if stored is None else RoomOptions.from_dict(codec.loads(stored))

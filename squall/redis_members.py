@@ -1,8 +1,9 @@
 """This server's share of the cluster state in Redis, kept true through outages (issue 11).
 
-A server owns its memberships (``<c>:room:<room>`` entries, listed in
-``<c>:server:<id>:members``), its connections (``<c>:connections`` entries, listed in
-``<c>:server:<id>:connections``) and its lease (``<c>:server:<id>``, in ``<c>:servers``).
+A server owns its memberships (``<c>:room:<room>`` entries, connection id -> ``{"server",
+"joinedAt", "info"?}`` as JSON, listed in ``<c>:server:<id>:members``), its connections
+(``<c>:connections`` entries, listed in ``<c>:server:<id>:connections``) and its lease
+(``<c>:server:<id>``, in ``<c>:servers``).
 :class:`MemberStore` writes them, and nothing else does but the reaper of a dead server:
 
 - every change goes through a :class:`~squall.backlog.Journal`, written in order by one writer
@@ -19,12 +20,21 @@ A server owns its memberships (``<c>:room:<room>`` entries, listed in
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
+from . import codec
 from .backlog import Journal
+from .broker import Member, Membership
 
-__all__ = ["MemberStore"]
+__all__ = ["MemberStore", "parse_member"]
+
+
+def parse_member(value: bytes) -> Member:
+    """A membership as :meth:`MemberStore.member_value` wrote it."""
+    stored = codec.loads(value)
+    return Member(stored["joinedAt"], stored.get("info"))
+
 
 # Remove every membership and connection server ARGV[2] owned in cluster ARGV[1]; return how
 # many memberships. Keys are built inside: one Redis, not Redis Cluster.
@@ -112,9 +122,17 @@ class MemberStore:
 
     # -- changes ------------------------------------------------------------------------------
 
+    def member_value(self, joined_at: int, info: dict[str, Any] | None) -> bytes:
+        """How a membership of this server is kept in its room's hash."""
+        value: dict[str, Any] = {"server": self.server_id, "joinedAt": joined_at}
+        if info is not None:
+            value["info"] = info
+        return codec.dumps(value)
+
     def record(self, key: Hashable, value: Any, redis_up: bool) -> int:
-        """Journal a change: ``("member", room, id)`` to a joinedAt or None, ``("connection",
-        id)`` to True or False, ``("room", name)`` to True. Its sequence number.
+        """Journal a change: ``("member", room, id)`` to ``(joinedAt, info)`` or None,
+        ``("connection", id)`` to True or False, ``("room", name)`` to its options (a map).
+        Its sequence number.
 
         While Redis is away (``redis_up`` false), a removal is not kept but cancels what was
         pending for its key: the write-back that must come before anything else is written
@@ -156,7 +174,7 @@ class MemberStore:
                 pipe.hdel(self.key("room", room), cid)
                 pipe.srem(owned, f"{room}\0{cid}")
             else:
-                pipe.hset(self.key("room", room), cid, f"{self.server_id}|{value}")
+                pipe.hset(self.key("room", room), cid, self.member_value(*value))
                 pipe.sadd(owned, f"{room}\0{cid}")
         elif kind == "connection":
             (cid,) = names
@@ -169,16 +187,17 @@ class MemberStore:
                 pipe.srem(held, cid)
         else:  # "room": created while Redis was away
             pipe.sadd(self.key("rooms"), names[0])
+            pipe.hsetnx(self.key("roomOptions"), names[0], codec.dumps(value))
 
     # -- the whole share ---------------------------------------------------------------------
 
     async def write_back(
         self,
-        rooms: Iterable[str],
-        memberships: Iterable[tuple[str, str, int]],
+        rooms: Mapping[str, dict[str, Any]],
+        memberships: Iterable[Membership],
         connections: Iterable[str],
     ) -> tuple[set[str], int]:
-        """Make Redis hold exactly these rooms, memberships ``(room, id, joinedAt)`` and
+        """Make Redis hold exactly these rooms (name -> options), memberships and
         connections, plus the journal's newer changes: ``(rooms written, memberships)``.
 
         The lease is renewed first, so nobody reaps this server while it writes; the rest is
@@ -186,8 +205,8 @@ class MemberStore:
         """
         async with self._lock:
             upto, changes = self.journal.snapshot()
-            rooms = set(rooms)
-            members = {(room, cid): joined for room, cid, joined in memberships}
+            rooms = dict(rooms)
+            members = {(m.room, m.connection_id): (m.joined_at, m.info) for m in memberships}
             held_now = set(connections)
             for (kind, *names), value in changes.items():
                 if kind == "member":
@@ -198,7 +217,7 @@ class MemberStore:
                 elif kind == "connection":
                     (held_now.add if value else held_now.discard)(names[0])
                 else:
-                    rooms.add(names[0])
+                    rooms.setdefault(names[0], value)
             await self.announce()
             owned_key = self.key("server", self.server_id, "members")
             held_key = self.key("server", self.server_id, "connections")
@@ -216,9 +235,9 @@ class MemberStore:
             if gone:
                 pipe.hdel(self.key("connections"), *gone)
             pipe.delete(owned_key, held_key)
-            by_room: dict[str, dict[str, str]] = {}
-            for (room, cid), joined in members.items():
-                by_room.setdefault(room, {})[cid] = f"{self.server_id}|{joined}"
+            by_room: dict[str, dict[str, bytes]] = {}
+            for (room, cid), (joined, info) in members.items():
+                by_room.setdefault(room, {})[cid] = self.member_value(joined, info)
             for room, mapping in by_room.items():
                 pipe.hset(self.key("room", room), mapping=mapping)
             if entries:
@@ -228,9 +247,11 @@ class MemberStore:
                 pipe.sadd(held_key, *held_now)
             if rooms:
                 pipe.sadd(self.key("rooms"), *rooms)
+                for room, options in rooms.items():  # a room keeps the options it was made with
+                    pipe.hsetnx(self.key("roomOptions"), room, codec.dumps(options))
             await pipe.execute()
             self.journal.confirm(upto)
-            return rooms, len(members)
+            return set(rooms), len(members)
 
     # -- lease --------------------------------------------------------------------------------
 

@@ -23,8 +23,9 @@ from typing import Any
 
 import yaml
 
-from .errors import DEFAULT_TEMPLATES, ConfigError
+from .errors import DEFAULT_TEMPLATES, TYPE_NAMES, ConfigError, InvalidRoomOptions, kind_of
 from .logs import LOG_FORMATS
+from .room_options import HISTORY_MAX_SIZE, HISTORY_MIN_TTL, parse_room_options
 
 __all__ = [
     "ENTRIES",
@@ -38,15 +39,6 @@ __all__ = [
     "kind_of",
     "render_default_yaml",
 ]
-
-_TYPE_NAMES = {
-    bool: "true or false",
-    int: "an integer",
-    float: "a number",
-    str: "a string",
-    list: "a list",
-    dict: "a map",
-}
 
 
 @dataclass(frozen=True)
@@ -82,6 +74,8 @@ class Option:
         check: a rule a string value must pass (a path, a non-empty token...).
         items: the type every item of a list must have.
         open: a map whose keys are the user's own; ``keys`` checks them.
+        values: a rule every value of an open map must pass: it returns None, or the key
+            inside that value that is wrong (``""`` for the value itself) and why.
     """
 
     key: str
@@ -97,6 +91,7 @@ class Option:
     items: type | None = None
     open: bool = False
     keys: Check | None = None
+    values: Callable[[Any], tuple[str, str] | None] | None = None
 
     @property
     def types(self) -> tuple[type, ...]:
@@ -116,14 +111,14 @@ class Option:
         if value is None and self.takes_null:
             return
         if value is None or not any(_same_type(value, t) for t in self.types):
-            want = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in self.types)
+            want = " or ".join(TYPE_NAMES.get(t, t.__name__) for t in self.types)
             if self.takes_null:
                 want += " or null"
             raise ConfigError(source, self.key, f"expected {want}, got {kind_of(value)}")
         if isinstance(value, list) and self.items is not None:
             for index, item in enumerate(value):
                 if not _same_type(item, self.items):
-                    want = _TYPE_NAMES.get(self.items, self.items.__name__)
+                    want = TYPE_NAMES.get(self.items, self.items.__name__)
                     key = f"{self.key}[{index}]"
                     raise ConfigError(source, key, f"expected {want}, got {kind_of(item)}")
         if isinstance(value, dict) and self.keys is not None:
@@ -132,6 +127,13 @@ class Option:
                     raise ConfigError(
                         source, self.key, f"{self.keys.expected}, got {kind_of(name)}"
                     )
+        if isinstance(value, dict) and self.values is not None:
+            for name, item in value.items():
+                problem = self.values(item)
+                if problem is not None:
+                    inner, why = problem
+                    key = ".".join(part for part in (self.key, str(name), inner) if part)
+                    raise ConfigError(source, key, why)
         if self.low is not None and isinstance(value, (int, float)) and not self._in_range(value):
             want = f"from {self.low} to {self.high}" if self.high is not None else ""
             want = want or f"at least {self.low}"
@@ -168,15 +170,6 @@ def _one_of(choices: tuple[str, ...]) -> str:
     return "one of " + ", ".join(choices)
 
 
-def kind_of(value: Any) -> str:
-    """A value as an error message shows it: ``null``, ``a list``, ``str 'x'``."""
-    if value is None:
-        return "null"
-    if isinstance(value, (dict, list)):
-        return _TYPE_NAMES[type(value)]
-    return f"{type(value).__name__} {value!r}"
-
-
 def _path(example: str, trailing_slash: bool = True) -> Check:
     """A URL path of the server's own, such as ``/metrics``."""
     if trailing_slash:
@@ -195,6 +188,16 @@ _COOKIE_NAME = Check(
     lambda v: re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", v) is not None,
     "a cookie name (letters, digits and !#$%&'*+-.^_`|~)",
 )
+
+
+def _room_options_problem(options: Any) -> tuple[str, str] | None:
+    """What is wrong with a room's options in ``startingChatRooms``: (key, why), or None."""
+    try:
+        parse_room_options(options)
+    except InvalidRoomOptions as exc:
+        return exc.option, exc.why
+    return None
+
 
 _ERROR_DOCS = {"internalError": "an unexpected exception, when exposeErrors is false"}
 
@@ -318,12 +321,41 @@ SCHEMA: tuple[Section | Option, ...] = (
         "general.startingChatRooms",
         dict,
         {"defaultRoom": {}},
-        "rooms created at boot (name: options); never destroyed for being empty",
+        "rooms created at boot, name: options ({presence, history}, as roomDefaults); never "
+        "destroyed for being empty",
         open=True,
         keys=Check(
             lambda name: isinstance(name, str) and bool(name),
             "room names must be non-empty strings",
         ),
+        values=_room_options_problem,
+    ),
+    Section(
+        "general.roomDefaults",
+        "the options of a room whose creator leaves them out (startingChatRooms, rooms.add, "
+        "createChatRoom)",
+    ),
+    Option(
+        "general.roomDefaults.presence",
+        bool,
+        False,
+        "members are pushed every join and leave (context: presence)",
+    ),
+    Section("general.roomDefaults.history"),
+    Option(
+        "general.roomDefaults.history.size",
+        int,
+        0,
+        "the last messages kept per room, numbered (offset, epoch) for recovery; 0: no history",
+        low=0,
+        high=HISTORY_MAX_SIZE,
+    ),
+    Option(
+        "general.roomDefaults.history.ttl",
+        int,
+        600000,
+        "how long a kept message stays",
+        low=HISTORY_MIN_TTL,
     ),
     Section("general.paths"),
     Option(

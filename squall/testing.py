@@ -291,7 +291,10 @@ class Socket:
             data = frame
         reply = self.app.protocol.receive(self.connection, data)
         if inspect.isawaitable(reply):
-            reply = await asyncio.wait_for(_awaited(reply), TIMEOUT)
+            # awaited in this task, as the pump does: frames that must follow the reply (a
+            # joiner's own presence join, its live messages) come after it here too
+            async with asyncio.timeout(TIMEOUT):
+                reply = await reply
         if reply is None:
             return None
         return codec.loads(self.app.protocol.encode(reply))
@@ -310,7 +313,10 @@ class Socket:
         return await self.request("say", room=room, message=message)
 
     async def room_add(self, room: str, since: Mapping[str, Any] | None = None) -> Frame:
-        return await self.request("roomAdd", room=room, **({"since": since} if since else {}))
+        """Join ``room``; with ``since`` (``{"offset", "epoch"}`` of the last message seen),
+        the reply's ``data`` holds what was missed (PROTOCOL.md §9)."""
+        extra = {} if since is None else {"since": since}
+        return await self.request("roomAdd", room=room, **extra)
 
     async def room_leave(self, room: str) -> Frame:
         return await self.request("roomLeave", room=room)
@@ -319,7 +325,9 @@ class Socket:
         return await self.request("roomView", room=room)
 
     async def room_history(self, room: str, limit: int | None = None) -> Frame:
-        return await self.request("roomHistory", room=room, **({"limit": limit} if limit else {}))
+        """The last ``limit`` kept messages of ``room`` (PROTOCOL.md §9)."""
+        extra = {} if limit is None else {"limit": limit}
+        return await self.request("roomHistory", room=room, **extra)
 
     async def details_view(self) -> Frame:
         return await self.request("detailsView")
@@ -339,6 +347,11 @@ class Socket:
         await self._cleaned_up()
 
     # -- pushed frames ---------------------------------------------------------------------------
+
+    @property
+    def presence(self) -> list[Frame]:
+        """The presence frames pushed so far (joins and leaves, PROTOCOL.md §8), oldest first."""
+        return [frame for frame in self.pushed if frame.get("context") == "presence"]
 
     async def next(
         self, match: Callable[[Frame], bool] | None = None, timeout: float = TIMEOUT
@@ -424,7 +437,3 @@ def _add_action(app: Squall, declared: Action) -> None:
 def _through_json(value: Any) -> Any:
     """``value`` as the server would decode it from the wire."""
     return codec.loads(codec.dumps(value))
-
-
-async def _awaited(awaitable: Any) -> Any:
-    return await awaitable

@@ -35,12 +35,13 @@ from .support import (
 METRICS_TOKEN = "metrics-token-for-tests"
 ADMIN_TOKEN = "admin-token-for-tests"
 OBSERVED = {
+    "general": {"startingChatRooms": {"watched": {"presence": True, "history": {"size": 10}}}},
     "servers": {
         "web": {
             "metrics": {"enabled": True, "token": METRICS_TOKEN},
             "admin": {"token": ADMIN_TOKEN},
         }
-    }
+    },
 }
 SCRAPE = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
@@ -140,6 +141,29 @@ async def test_rooms_says_and_deliveries(observed, connect):
     assert after[("squall_deliveries_total", ())] - before[("squall_deliveries_total", ())] == 2
     assert after[("squall_room_members", (("room", "defaultRoom"),))] >= 2
     assert after[("squall_rooms", ())] >= 1
+
+
+async def test_presence_frames_history_stores_and_recoveries(observed, connect):
+    first, second = await connect(observed), await connect(observed)
+    before = scrape(observed)
+    for member in (first, second):
+        assert (await member.request("roomAdd", room="watched"))["status"] == "OK"
+    await second.next(lambda f: f.get("context") == "presence")  # its own join
+    assert (await first.request("say", room="watched", message="hi"))["status"] == "OK"
+    said = await second.next(lambda f: f.get("context") == "user")
+    since = {"offset": said["offset"], "epoch": said["epoch"]}
+    late = await connect(observed)
+    assert (await late.request("roomAdd", room="watched", since=since))["data"]["recovered"]
+    await late.next(lambda f: f.get("context") == "presence")  # its own join: the last one
+    after = scrape(observed)
+
+    def grew(sample: str, labels: tuple = ()) -> float:
+        return after[(sample, labels)] - before[(sample, labels)]
+
+    assert grew("squall_presence_frames_total") == 1 + 2 + 3  # the joins of 1, 2, 3 members
+    assert grew("squall_history_stores_total") == 1
+    assert grew("squall_recoveries_total", (("outcome", "recovered"),)) == 1
+    assert grew("squall_recoveries_total", (("outcome", "missed"),)) == 0
 
 
 async def test_sockets_count_by_close_code_and_frames_both_ways(observed, connect):

@@ -19,7 +19,7 @@ import json
 import logging
 import shutil
 import textwrap
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,9 +64,19 @@ class RecordingTransport:
     def __init__(self) -> None:
         self.frames: list[bytes] = []
         self.closes: list[tuple[int, str]] = []
+        self.changed = asyncio.Event()  # set at every frame written
 
     def write_frame(self, payload: bytes) -> None:
         self.frames.append(payload)
+        self.changed.set()
+
+    async def until_frames(self, count: int) -> list[Any]:
+        """Wait (at most :data:`WAIT` seconds) until ``count`` frames were written; them all."""
+        async with asyncio.timeout(WAIT):
+            while len(self.frames) < count:
+                self.changed.clear()
+                await self.changed.wait()
+        return self.pushed()
 
     def close(self, code: int, reason: str) -> None:
         self.closes.append((code, reason))
@@ -153,13 +163,14 @@ async def build_core(
     actions: Iterable[Action] = (),
     action_middleware: Iterable[ActionMiddleware] = (),
     chat_middleware: Iterable[ChatMiddleware] = (),
-    rooms: Iterable[str] = ("defaultRoom",),
+    rooms: Iterable[str] | Mapping[str, Any] = ("defaultRoom",),
     simultaneous_actions: int = 5,
     timeout_ms: int | None = None,
     messages: ErrorMessages = MESSAGES,
     rate_limit: float | None = None,
     rate_burst: int = 100,
     max_pending: int = 200,
+    broker: MemoryBroker | None = None,
 ) -> Core:
     registry = ActionRegistry(actions)
     threads = ActionThreads(4, "unit-action")
@@ -171,11 +182,11 @@ async def build_core(
         timeout_ms=timeout_ms,
         threads=threads,
     )
-    broker = MemoryBroker()
+    broker = broker or MemoryBroker()
     room_service = Rooms(broker, chat_middleware, messages)
     await broker.start(room_service, ConnectionRegistry())
     for room in rooms:
-        await room_service.add(room)
+        await room_service.add(room, rooms.get(room) if isinstance(rooms, Mapping) else None)
     files = PublicFiles(public)
     protocol = SocketProtocol(
         processor,

@@ -239,16 +239,48 @@ def test_config_path_resolves_against_root(root):
 # -- open maps, nullable options ----------------------------------------------------------
 
 
-def test_load_config_starting_chat_rooms_accepts_anything_inside(root):
+def test_load_config_starting_chat_rooms_take_room_options(root):
     write(
         root,
         "config/test.yaml",
-        "general:\n  startingChatRooms:\n    lobby: {topic: hi, limits: [1, 2]}\n    other: 5\n",
+        "general:\n  startingChatRooms:\n    lobby: {presence: true, history: {size: 50}}\n"
+        "    plain:\n",
     )
 
     rooms = load(root).get("general.startingChatRooms")
 
-    assert rooms == {"defaultRoom": {}, "lobby": {"topic": "hi", "limits": [1, 2]}, "other": 5}
+    assert rooms == {
+        "defaultRoom": {},
+        "lobby": {"presence": True, "history": {"size": 50}},
+        "plain": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ("{topic: hi}", "lobby.topic: unknown room option (known: presence, history)"),
+        ("5", "lobby: expected a map of presence and history, got int 5"),
+        ("{presence: 'yes'}", "lobby.presence: expected true or false, got str 'yes'"),
+        ("{history: 50}", "lobby.history: expected a map of size and ttl, got int 50"),
+        (
+            "{history: {size: -1}}",
+            "lobby.history.size: expected an integer from 0 to 10000, got int -1",
+        ),
+        (
+            "{history: {size: 10, ttl: 10}}",
+            "lobby.history.ttl: expected an integer of at least 1000, got int 10",
+        ),
+        (
+            "{history: {size: 10, keep: 5}}",
+            "lobby.history.keep: unknown history option (known: size, ttl)",
+        ),
+    ],
+)
+def test_load_config_refuses_room_options_naming_the_key(root, options, expected):
+    text = f"general:\n  startingChatRooms:\n    lobby: {options}\n"
+
+    assert env_error(root, text) == f"config/test.yaml: general.startingChatRooms.{expected}"
 
 
 def test_load_config_app_section_accepts_anything(root):

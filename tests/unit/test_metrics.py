@@ -344,6 +344,29 @@ def test_exposition_parses_with_prometheus_client():
     assert found[("squall_processes", ())] == 1
 
 
+def test_presence_and_history_counters_add_up_and_are_exported():
+    first = process(
+        counters={"presence_frames": 4, "history_stores": 2}, recoveries={"recovered": 1}
+    )
+    second = process(counters={"presence_frames": 1}, recoveries={"recovered": 2, "missed": 1})
+
+    machine = merge([first, second])
+    found = metrics_of(machine)
+
+    assert machine["recoveries"] == {"recovered": 3, "missed": 1}
+    assert found[("squall_presence_frames_total", ())] == 5
+    assert found[("squall_history_stores_total", ())] == 2
+    assert found[("squall_recoveries_total", (("outcome", "recovered"),))] == 3
+    assert found[("squall_recoveries_total", (("outcome", "missed"),))] == 1
+
+
+def test_recoveries_are_exported_before_the_first_one():
+    found = metrics_of(merge([process()]))
+
+    assert found[("squall_recoveries_total", (("outcome", "recovered"),))] == 0
+    assert found[("squall_recoveries_total", (("outcome", "missed"),))] == 0
+
+
 def test_without_redis_no_redis_metrics():
     found = metrics_of(merge([process()]))
     assert not [name for name, _ in found if "redis" in name]

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from squall import codec
+from squall.broker import Membership
 from squall.errors import BrokerUnavailable
 from squall.redis_broker import RedisBroker
+from squall.room_options import DEFAULT_OPTIONS, RoomOptions
 
 
 class Recorder:
@@ -32,14 +34,14 @@ class Recorder:
     def deliver_all(self, message: Any) -> None:
         self.pushed.append(message)
 
-    async def room_destroyed(self, room: str) -> None:
+    async def room_destroyed(self, room: str, members: list[str]) -> None:
         raise AssertionError("no room is destroyed while Redis is away")
 
     def local_connections(self) -> list[str]:
         return []
 
-    def local_state(self) -> tuple[list[str], list[tuple[str, str, int]]]:
-        return ["defaultRoom"], []
+    def local_state(self) -> tuple[dict[str, RoomOptions], list[Membership]]:
+        return {"defaultRoom": DEFAULT_OPTIONS}, []
 
 
 @pytest.fixture
@@ -117,8 +119,8 @@ async def test_pushes_to_everyone_reach_this_server_at_once(away):
 
 
 async def test_rooms_this_server_knows_or_creates_work(away):
-    assert await away.create_room("made here") is True
-    assert await away.create_room("made here") is False
+    assert await away.create_room("made here", DEFAULT_OPTIONS) is True
+    assert await away.create_room("made here", DEFAULT_OPTIONS) is False
     assert await away.room_exists("made here") is True
     with pytest.raises(BrokerUnavailable) as unknown:
         await away.room_exists("elsewhere")
@@ -148,8 +150,8 @@ async def test_what_needs_the_other_servers_raises_a_clear_error(away, call, det
 
 async def test_changes_wait_in_the_journal_and_a_removal_cancels_its_join(away):
     await away.connection_opened("c1")
-    await away.add_member("r", "c1", 1)
-    await away.add_member("r", "c2", 2)
+    await away.add_member("r", "c1", 1, None)
+    await away.add_member("r", "c2", 2, None)
     assert away.status()["pendingWrites"] == 3
 
     # the write-back when Redis returns removes whatever this server no longer holds: a

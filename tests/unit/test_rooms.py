@@ -9,7 +9,7 @@ import time
 import pytest
 
 from squall import ChatMiddleware, codec
-from squall.broker import MemoryBroker
+from squall.broker import Member, MemoryBroker
 from squall.connections import ConnectionRegistry
 from squall.errors import (
     AlreadyInRoom,
@@ -19,6 +19,7 @@ from squall.errors import (
     RoomNotExist,
     TooManyRooms,
 )
+from squall.room_options import DEFAULT_OPTIONS
 from squall.rooms import Rooms, valid_room_name
 
 from .conftest import MESSAGES, bounded, socket_connection, transport_of
@@ -267,7 +268,7 @@ async def test_join_records_membership_everywhere(make_core):
     assert member.rooms == ["defaultRoom", "other"]
     assert core.rooms.local_members("defaultRoom") == 1
     assert sorted(core.rooms.local_rooms()) == ["defaultRoom", "other"]
-    assert await core.broker.members("other") == {"c0": NOW}
+    assert await core.broker.members("other") == {"c0": Member(NOW)}
 
 
 async def test_join_missing_room(make_core):
@@ -517,7 +518,7 @@ async def test_concurrent_joins_of_one_room_admit_once(make_core):
     assert outcomes[0] is None
     assert isinstance(outcomes[1], AlreadyInRoom)
     assert member.rooms == ["defaultRoom"]
-    assert await core.broker.members("defaultRoom") == {"c0": NOW}
+    assert await core.broker.members("defaultRoom") == {"c0": Member(NOW)}
     assert core.rooms.local_members("defaultRoom") == 1
 
 
@@ -781,14 +782,14 @@ async def test_destroy_empty_room_tells_nobody(make_core):
 
 async def test_memory_broker_status():
     broker = MemoryBroker()
-    await broker.create_room("a")
+    await broker.create_room("a", DEFAULT_OPTIONS)
 
     assert broker.status() == {"kind": "memory", "state": "ok", "rooms": 1}
 
 
 async def test_memory_broker_without_delegate_delivers_nothing():
     broker = MemoryBroker()
-    await broker.create_room("a")
+    await broker.create_room("a", DEFAULT_OPTIONS)
 
     await broker.publish("a", {"message": "x"})
     await broker.send_all({"x": 1})
@@ -799,7 +800,7 @@ async def test_memory_broker_without_delegate_delivers_nothing():
 async def test_memory_broker_membership_of_missing_room_is_ignored():
     broker = MemoryBroker()
 
-    await broker.add_member("nowhere", "c0", 1)
+    await broker.add_member("nowhere", "c0", 1, None)
     await broker.remove_member("nowhere", "c0")
 
     assert await broker.members("nowhere") == {}
@@ -808,9 +809,9 @@ async def test_memory_broker_membership_of_missing_room_is_ignored():
 
 async def test_memory_broker_members_is_a_copy():
     broker = MemoryBroker()
-    await broker.create_room("a")
-    await broker.add_member("a", "c0", 5)
+    await broker.create_room("a", DEFAULT_OPTIONS)
+    await broker.add_member("a", "c0", 5, None)
 
-    (await broker.members("a"))["c9"] = 1
+    (await broker.members("a"))["c9"] = Member(1)
 
-    assert await broker.members("a") == {"c0": 5}
+    assert await broker.members("a") == {"c0": Member(5)}

@@ -92,6 +92,8 @@ APP = """
     def _join(connection, room):
         if room == "vip":
             raise PermissionError("vip members only")
+        if room == "team":
+            return {"badge": "blue"}  # the member's public info (PROTOCOL.md §8)
 
 
     def _leave(connection, room):
@@ -120,6 +122,7 @@ OPTIONS = """
       startingChatRooms:
         defaultRoom: {}
         vip: {}
+        team: {presence: true, history: {size: 5}}
     servers:
       websocket:
         enabled: true
@@ -271,6 +274,32 @@ async def test_say_reaches_every_member_with_the_sender_as_from(harness):
     said = await bob.next(lambda frame: frame.get("context") == "user")
     assert (said["from"], said["message"], said["room"]) == (alice.id, "hi bob", "defaultRoom")
     assert (await alice.next(lambda frame: frame.get("context") == "user"))["message"] == "hi bob"
+
+
+async def test_presence_frames_are_collected_and_missed_messages_recovered(harness):
+    ada, bo = await harness.connect(), await harness.connect()
+    await ada.room_add("team")
+    await bo.room_add("team")
+    await ada.say("team", "seen")
+    seen = await bo.next(lambda frame: frame.get("message") == "seen")
+    await bo.room_leave("team")
+    await ada.say("team", "missed")
+
+    since = {"offset": seen["offset"], "epoch": seen["epoch"]}
+    back = await bo.room_add("team", since=since)
+    history = await bo.room_history("team", limit=1)
+
+    assert back["data"]["recovered"] is True
+    assert [m["message"] for m in back["data"]["messages"]] == ["missed"]
+    assert history["data"]["messages"] == back["data"]["messages"]
+    await bo.next(lambda frame: frame.get("event") == "join" and frame["id"] == bo.id)
+    blue = {"badge": "blue"}
+    assert [(f["event"], f["id"], f.get("info"), f.get("reason")) for f in ada.presence] == [
+        ("join", ada.id, blue, None),
+        ("join", bo.id, blue, None),
+        ("leave", bo.id, None, "left"),
+        ("join", bo.id, blue, None),
+    ]
 
 
 async def test_frames_an_action_pushes_are_collected_in_order(harness):

@@ -15,6 +15,9 @@ def _record(line):
 def _join(connection, room):
     if room == "mw-blocked":
         raise PermissionError("this room is closed to you")
+    if room.startswith("presence-"):  # the member's public info (PROTOCOL.md §8)
+        return {"name": connection.session.get("name", "guest")}
+    return None
 
 
 def _leave(connection, room):

@@ -125,3 +125,13 @@ async def destroy_room_test(data):
 async def rooms_test(data):
     rooms = data.app.rooms
     return {"exists": await rooms.exists(data.params["name"]), "list": await rooms.list()}
+
+
+@action(
+    name="nameTest",
+    description="Keep a display name in the session (join middleware shows it in presence)",
+    inputs={"name": Input(required=True)},
+)
+async def name_test(data):
+    data.connection.session["name"] = data.params["name"]
+    return {"name": data.params["name"]}
