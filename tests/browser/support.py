@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from playwright.sync_api import Page
+from playwright.sync_api import Page, WebSocketRoute
 from testkit import deep_merge, free_port
 
 HERE = Path(__file__).resolve().parent
@@ -60,6 +61,37 @@ def client_page(page: Page, server: Server, script: str = "actionheroClient.js")
     page.evaluate("(timeout) => { window.TIMEOUT = timeout; }", TIMEOUT_MS)
     page.add_script_tag(path=HERE / "helpers.js")
     return page
+
+
+class Link:
+    """A page's sockets, routed through Playwright so that a test can cut them as a network
+    would: ``cut()`` closes them on the server's side (the server sees its peer go, the page sees
+    its socket close and reconnects) and refuses every new one until ``restore()``."""
+
+    #: The close the page sees: one after which the client reconnects (PROTOCOL.md §7). Pages
+    #: may only close with 1000 or 3000-4999, and Playwright closes through the page.
+    CODE = 3001
+    REASON = "the link is down"
+
+    def __init__(self, page: Page) -> None:
+        self.up = True
+        self._servers: list[WebSocketRoute] = []
+        page.route_web_socket(re.compile(r"/primus(\?|$)"), self._route)
+
+    def _route(self, socket: WebSocketRoute) -> None:
+        if self.up:
+            self._servers.append(socket.connect_to_server())
+        else:
+            socket.close(code=self.CODE, reason=self.REASON)
+
+    def cut(self) -> None:
+        self.up = False
+        for server in self._servers:
+            server.close(code=self.CODE, reason=self.REASON)
+        self._servers.clear()
+
+    def restore(self) -> None:
+        self.up = True
 
 
 class Server:
