@@ -2,13 +2,15 @@
 
 A user picks a name once; it is kept in their session (one per browser, across reloads and
 reconnects) and shown to the other members of every room they join from then on, as the public
-``info`` of their membership (PROTOCOL.md §8: in join frames and ``roomView``), and with every
-message they say (``info`` in the say frame, as Centrifugo's publications carry their
-publisher's), so that a message kept in a room's history still names its author once they have
-left. Nothing else of the session is shown. A member who has not picked a name has no ``info``.
+``info`` of their membership (PROTOCOL.md §8: in join frames and ``roomView``). Nothing else of
+the session is shown. A member who has not picked a name has no ``info``.
+
+Only joins read the session: a say hook would cost every message a session read (a Redis round
+trip with Redis), so a message names its sender by connection id alone.
 """
 
 from squall import ChatMiddleware, Input, action
+from squall.sessions import UnavailableSession
 
 #: The longest display name, in characters.
 MAX_NAME_LENGTH = 32
@@ -41,17 +43,12 @@ async def set_display_name(data):
 
 
 def public_name(connection, room):
-    """The member's public info: its display name, when it has picked one."""
+    """The member's public info: its display name, when it has picked one. A session that
+    cannot be read now (Redis away) shows none, rather than refuse the join or the say."""
+    if isinstance(connection.session, UnavailableSession):
+        return None
     name = connection.session.get("displayName")
     return {"name": name} if name else None
 
 
-def signed(connection, room, payload):
-    """The say frame, with its sender's public info when it has any."""
-    info = public_name(connection, room)
-    if info is not None:
-        payload["info"] = info
-    return payload
-
-
-display_name = ChatMiddleware(name="displayName", join=public_name, on_say_receive=signed)
+display_name = ChatMiddleware(name="displayName", join=public_name)

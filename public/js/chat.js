@@ -90,7 +90,6 @@
   }
 
   function messageItem(frame) {
-    remember({ id: frame.from, info: frame.info }); // its author, named even once gone
     const mine = myIds.has(frame.from);
     const item = element("li", "message" + (mine ? " mine" : ""));
     item.style.setProperty("--hue", hue(nameOf(frame.from)));

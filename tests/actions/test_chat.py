@@ -40,25 +40,3 @@ async def test_members_with_a_name_show_it_and_only_it(squall):
     }
     assert members[guest.id] == {"id": guest.id, "joinedAt": members[guest.id]["joinedAt"]}
 
-
-async def test_says_carry_the_senders_name_and_only_it(squall):
-    named = await squall.run("setDisplayName", {"name": "Ada"})
-    ada = await squall.connect(named.fingerprint)
-    guest = await squall.connect()
-    for socket in (ada, guest):
-        await socket.room_add("defaultRoom")
-
-    await ada.say("defaultRoom", "hello")
-    await guest.say("defaultRoom", "hi")
-
-    from_ada = await guest.next(lambda frame: frame.get("message") == "hello")
-    from_guest = await ada.next(lambda frame: frame.get("message") == "hi")
-    assert from_ada == {
-        "context": "user",
-        "message": "hello",
-        "room": "defaultRoom",
-        "from": ada.id,
-        "sentAt": from_ada["sentAt"],
-        "info": {"name": "Ada"},
-    }
-    assert "info" not in from_guest

@@ -156,7 +156,6 @@ def test_the_page_opens_with_the_rooms_recent_history(chat_server, new_page, tag
     for text in earlier:
         send(alice, text)
     expect(alice.locator(".message", has_text=earlier[-1])).to_be_visible()
-    alice.context.close()  # gone, but named by her messages
 
     dave = open_chat(new_page(), chat_server)
 
