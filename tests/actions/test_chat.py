@@ -39,4 +39,3 @@ async def test_members_with_a_name_show_it_and_only_it(squall):
         "info": {"name": "Ada"},
     }
     assert members[guest.id] == {"id": guest.id, "joinedAt": members[guest.id]["joinedAt"]}
-
