@@ -52,8 +52,16 @@
     return hash;
   }
 
+  /** Learn a member's name from its `info`; its messages on the page take it too. */
   function remember(member) {
-    if (member.info && typeof member.info.name === "string") names.set(member.id, member.info.name);
+    const name = member.info && member.info.name;
+    if (typeof name !== "string" || names.get(member.id) === name) return;
+    names.set(member.id, name);
+    const selector = '.message:not(.mine)[data-from="' + CSS.escape(member.id) + '"]';
+    for (const item of messages.querySelectorAll(selector)) {
+      item.querySelector(".author").textContent = name;
+      item.style.setProperty("--hue", hue(name));
+    }
   }
 
   // ----- the message list -------------------------------------------------------------------
@@ -92,6 +100,7 @@
   function messageItem(frame) {
     const mine = myIds.has(frame.from);
     const item = element("li", "message" + (mine ? " mine" : ""));
+    item.dataset.from = frame.from;
     item.style.setProperty("--hue", hue(nameOf(frame.from)));
     if (typeof frame.offset === "number") item.dataset.offset = frame.offset;
     const meta = element("div", "meta");
@@ -257,7 +266,8 @@
     }
     joined = true;
     const anchor = notice("You joined " + ROOM);
-    await Promise.all([syncMembers(), showHistory(anchor)]);
+    await syncMembers(); // first, so that the history names the authors who are here
+    await showHistory(anchor);
   }
 
   /**

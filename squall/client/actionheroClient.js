@@ -322,7 +322,9 @@
         this._emit("recover", { room: room, recovered: data.recovered === true, count: count });
       }
       held.forEach((message) => this._deliverSay(message));
-      if (!reply.error && data && typeof data.epoch === "string") this._saw(room, data);
+      if (reply.error || !data) return;
+      if (typeof data.epoch === "string") this._saw(room, data);
+      else if (data.epoch === null) this._positions.delete(room); // the room keeps no history now
     }
 
     /** Emit a `say`, unless its offset was emitted already; true when it was emitted. */

@@ -184,6 +184,17 @@ const SCENARIOS = {
     return { rejoin, nextRejoin: await nextRejoin(second) };
   },
 
+  /** The room keeps no history any more (made again without): the client stops asking. */
+  async historyGone(client) {
+    const { second, rejoin } = await dropAndRecover(client, [say(3, "e1", "three")], [], {
+      recovered: false,
+      messages: [],
+      offset: 0,
+      epoch: null,
+    });
+    return { rejoin, nextRejoin: await nextRejoin(second) };
+  },
+
   /** A room where no message was seen re-joins as before, without `since`, and no recover. */
   async noPosition(client) {
     const first = await connectAndJoin(client, "c1");

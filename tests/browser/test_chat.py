@@ -118,17 +118,21 @@ def test_two_pages_chat(chat_server, new_page, tag):
     expect(alice.locator("#members")).to_have_text("1")
 
 
-def test_member_lists_follow_joins_renames_and_leaves(chat_server, new_page):
+def test_member_lists_follow_joins_renames_and_leaves(chat_server, new_page, tag):
     alice = open_chat(new_page(), chat_server, "Alice")
     bob = open_chat(new_page(375, 700), chat_server)
     guest = guest_name(bob)
     expect(alice.locator("#member-list .member")).to_have_count(2)
     assert member_names(alice) == ["Alice", guest]  # the page's own first, then by name
     expect(alice.locator(".member.me .badge")).to_have_text("you")
+    send(bob, f"{tag} said as a guest")
+    line = alice.locator(".message", has_text=f"{tag} said as a guest")
+    expect(line.locator(".author")).to_have_text(guest)
 
     bob.fill("#name", "Bob")
     bob.press("#name", "Enter")
     expect(alice.locator(".notice", has_text=f"{guest} is now Bob")).to_be_visible()
+    expect(line.locator(".author")).to_have_text("Bob")  # what Bob said before, too
     expect(alice.locator("#member-list .member-name")).to_have_text(["Alice", "Bob"])
     expect(bob.locator("#member-list .member-name")).to_have_text(["Bob", "Alice"])
 

@@ -119,6 +119,18 @@ def test_nothing_missed_recovers_nothing_and_keeps_the_position(server, script):
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
+def test_a_room_that_keeps_no_history_any_more_is_rejoined_without_since(server, script):
+    out = run_scenario(script, "historyGone")
+
+    assert out["rejoin"] == rejoin(4, 3, "e1")
+    assert after_reconnect(out["events"])[0] == [
+        "recover",
+        {"room": "lobby", "recovered": False, "count": 0},
+    ]
+    assert out["nextRejoin"] == rejoin(6)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_a_room_without_a_message_seen_rejoins_without_since(server, script):
     out = run_scenario(script, "noPosition")
 

@@ -1,7 +1,7 @@
 """The client's presence and history side (PROTOCOL.md §7, §8, §9) in Chromium against a real
 server, once with ``actionheroClient.js`` and once with ``.min.js``: the ``join``, ``leave`` and
 ``recover`` events and ``roomHistory``, each with the exact frames. A room of its own per test
-(the ``createRoomWith`` probe); a page's link is cut and restored through Playwright (Link)."""
+(``createChatRoom`` with options); a page's link is cut and restored through Playwright (Link)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def new_room(page: Page, options: dict[str, Any]) -> str:
     name = f"live-{next(_rooms)}"
     reply = page.evaluate(
         """async ([name, options]) => within(
-            new ActionheroClient().action("createRoomWith", {name, options}), "room")""",
+            new ActionheroClient().action("createChatRoom", {name, ...options}), "room")""",
         [name, options],
     )
     assert reply["didCreate"] is True, reply

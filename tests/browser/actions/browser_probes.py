@@ -24,15 +24,3 @@ async def destroy_me(data):
 @action(name="failOnPurpose", description="Raise an unexpected error (a bug, logged as one)")
 async def fail_on_purpose(data):
     raise RuntimeError("this action fails on purpose")
-
-
-@action(
-    name="createRoomWith",
-    description="Create room `name` with room `options` (presence, history): a room per test",
-    inputs={"name": Input(required=True), "options": Input(required=True)},
-)
-async def create_room_with(data):
-    rooms = data.app.rooms
-    return {
-        "didCreate": await rooms.add(data.params["name"], data.params["options"], temporary=True)
-    }
