@@ -107,27 +107,22 @@ def test_a_new_epoch_is_recovered_false_and_numbers_from_there(server, script):
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_nothing_missed_recovers_nothing_and_keeps_the_position(server, script):
-    out = run_scenario(script, "nothingMissed")
+@pytest.mark.parametrize(
+    ("scenario", "recovered", "next_rejoin"),
+    [
+        ("nothingMissed", True, rejoin(6, 3, "e1")),  # the position stays
+        ("historyGone", False, rejoin(6)),  # the room keeps no history any more: no since
+    ],
+)
+def test_an_empty_recovery(server, script, scenario, recovered, next_rejoin):
+    out = run_scenario(script, scenario)
 
     assert out["rejoin"] == rejoin(4, 3, "e1")
     assert after_reconnect(out["events"])[0] == [
         "recover",
-        {"room": "lobby", "recovered": True, "count": 0},
+        {"room": "lobby", "recovered": recovered, "count": 0},
     ]
-    assert out["nextRejoin"] == rejoin(6, 3, "e1")
-
-
-@pytest.mark.parametrize("script", SCRIPTS)
-def test_a_room_that_keeps_no_history_any_more_is_rejoined_without_since(server, script):
-    out = run_scenario(script, "historyGone")
-
-    assert out["rejoin"] == rejoin(4, 3, "e1")
-    assert after_reconnect(out["events"])[0] == [
-        "recover",
-        {"room": "lobby", "recovered": False, "count": 0},
-    ]
-    assert out["nextRejoin"] == rejoin(6)
+    assert out["nextRejoin"] == next_rejoin
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
