@@ -60,6 +60,8 @@ CLOSE_GRACE = 5.0
 #: frames never holds more than a few thousand frame objects at once.
 FEED_SIZE = 65536
 
+_OPEN = State.OPEN
+
 
 class SocketEndpoint(tornado.httputil.HTTPServerConnectionDelegate):
     """The socket's path in the router: one :class:`SocketUpgrade` per upgrade request."""
@@ -294,7 +296,7 @@ class SocketPump(asyncio.Protocol):
 
     @property
     def open(self) -> bool:
-        return self.protocol.state is State.OPEN
+        return self.protocol.state is _OPEN
 
     # -- asyncio protocol ----------------------------------------------------------------------
 
@@ -427,7 +429,7 @@ class SocketPump(asyncio.Protocol):
 
     def write_frame(self, payload: bytes) -> None:
         """Queue one text frame; without compression, a broadcast's frame is built once."""
-        if not self.open:
+        if self.protocol.state is not _OPEN:  # not the property: this runs once per delivery
             return
         self.app.stats.frames_out += 1
         if self.deflate:
@@ -470,7 +472,7 @@ class SocketPump(asyncio.Protocol):
         if transport.is_closing():
             return
         transport.write(data)
-        if self.open and transport.get_write_buffer_size() > self.registry.max_buffered_bytes:
+        if transport.get_write_buffer_size() > self.registry.max_buffered_bytes and self.open:
             self._drop_slow_reader()
 
     def _arm_close_timer(self) -> None:
