@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from squall.connections import CLOSE_DESTROYED, Connection, ConnectionRegistry
+from squall.connections import CLOSE_DESTROYED, Connection, ConnectionRegistry, new_id
 from squall.fingerprints import valid_fingerprint
 
 from .conftest import socket_connection, transport_of
@@ -24,6 +24,16 @@ def test_connection_defaults():
     )
     assert connection.closed is False
     assert repr(connection) == f"<Connection webSocket {connection.id} from 10.0.0.1:4242>"
+
+
+def test_connection_ids_are_random_uuid4_text():
+    ids = [new_id() for _ in range(1000)]
+
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert str(parsed) == text  # lower-case hex, dashes where str(uuid4()) puts them
+    assert len(set(ids)) == len(ids)
 
 
 def test_connection_fingerprint_given():
