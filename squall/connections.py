@@ -54,7 +54,8 @@ class Transport(Protocol):
 class Connection:
     """One client: its identity, its rooms, its counters and a way to push to it.
 
-    ``session`` is the browser's session (:mod:`squall.sessions`).
+    ``session`` is the browser's session (:mod:`squall.sessions`); reading it sets
+    ``session_used``, so a session no action or hook looked at costs nothing to save.
     ``send(obj)`` pushes a frame; it is silently dropped once the connection is closed, and for
     an HTTP connection (nothing to push to), where it is logged at debug level. ``send`` and
     ``destroy`` may be called from any thread (a plain-def action): the work is handed to the
@@ -62,6 +63,7 @@ class Connection:
     """
 
     __slots__ = (
+        "_session",
         "closed",
         "connected_at",
         "fingerprint",
@@ -75,7 +77,7 @@ class Connection:
         "remote_ip",
         "remote_port",
         "rooms",
-        "session",
+        "session_used",
         "total_actions",
         "transport",
         "type",
@@ -99,7 +101,9 @@ class Connection:
         self.connected_at = now_ms()
         self.rooms: list[str] = []
         self.params: dict[str, Any] = {}
-        self.session: dict[str, Any] = {}
+        self._session: dict[str, Any] = {}
+        #: ``session`` was read since the session was last saved: only then may it have changed
+        self.session_used = False
         self.total_actions = 0
         self.pending_actions = 0
         self.message_count = 0
@@ -111,6 +115,16 @@ class Connection:
             self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             self.loop = None
+
+    @property
+    def session(self) -> dict[str, Any]:
+        """The browser's session (PROTOCOL.md §4), shared by its HTTP requests and sockets."""
+        self.session_used = True
+        return self._session
+
+    @session.setter
+    def session(self, value: dict[str, Any]) -> None:
+        self._session = value
 
     def _off_loop(self) -> bool:
         """True in another thread than the loop's: the work must be handed over."""

@@ -10,9 +10,12 @@ When it is saved (PROTOCOL.md §4; Django saves the same way): after every actio
 fail with a server error (an exception that is not an ``ActionError``/``PermissionError``), after
 ``create`` and ``destroy`` connection middleware, and after chat ``join``, ``leave`` and
 ``on_say_receive`` hooks. With Redis, the dict is read again before each of those, so a change
-another server saved is seen; concurrent writers of one session: the last save wins. A value
-JSON cannot hold, or a session over ``general.sessionMaxBytes`` once encoded, fails the save
-with :class:`SessionError` naming the cause, and the session is put back as it was last saved.
+another server saved is seen; concurrent writers of one session: the last save wins. A save
+costs nothing unless ``connection.session`` was read since the last one (the connection notes
+it in ``session_used``): only then is the dict encoded, and only an encoding that differs from
+the stored one is written. A value JSON cannot hold, or a session over
+``general.sessionMaxBytes`` once encoded, fails the save with :class:`SessionError` naming the
+cause, and the session is put back as it was last saved.
 """
 
 from __future__ import annotations
@@ -43,6 +46,10 @@ log = logging.getLogger("squall.sessions")
 
 #: An empty session, encoded: stored only to say that a session was emptied.
 EMPTY = b"{}"
+
+#: Compact, and refusing NaN and infinities, which are not JSON (made once: ``json.dumps``
+#: with options builds an encoder per call).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 class SessionError(SquallError):
@@ -167,6 +174,8 @@ class _Live:
     data: dict[str, Any]
     stored: bytes | None
     users: int = 0
+    #: a save failed (the store was unreachable): the next save of any holder writes it
+    unsaved: bool = False
 
     @property
     def unavailable(self) -> bool:
@@ -304,26 +313,30 @@ class Sessions:
                 connection.session = data
 
     async def save(self, connection: Connection) -> None:
-        """Store the session if it changed since it was last read or saved.
+        """Store the session if it may have changed since it was last read or saved (it was
+        read through ``connection.session`` since, or an earlier save failed) and its encoding
+        differs from what is stored.
 
         Raises:
             SessionError: a value JSON cannot hold, or over ``max_bytes``; the session is put
                 back as it was last saved.
         """
         live = self._held.get(connection)
-        if live is None or live.unavailable:
+        if live is None or live.unavailable or not (connection.session_used or live.unsaved):
             return
         try:
             encoded = self._encoded(live.data)
         except SessionError:
             self.revert(connection)
             raise
-        await self._persist(connection.fingerprint, live, encoded)
+        await self._store(connection, live, encoded)
 
     def revert(self, connection: Connection) -> None:
-        """Put the session back as it was last read or saved (its changes are not kept)."""
+        """Put the session back as it was last read or saved (the changes made through
+        ``connection`` since are not kept; a connection that did not read it changed nothing)."""
         live = self._held.get(connection)
-        if live is not None and not live.unavailable:
+        if live is not None and not live.unavailable and connection.session_used:
+            connection.session_used = live.unsaved = False
             live.data.clear()
             live.data.update(_decoded(live.stored))
 
@@ -339,14 +352,25 @@ class Sessions:
     async def close(self, connection: Connection) -> None:
         """``connection`` ended: save what is left unsaved, and let go of the session."""
         live = self.release(connection)
-        if live is None or live.unavailable:
+        if live is None or live.unavailable or not (connection.session_used or live.unsaved):
             return
         try:
-            await self._persist(connection.fingerprint, live, self._encoded(live.data))
+            await self._store(connection, live, self._encoded(live.data))
         except SessionError as exc:
             log.warning("session of %s not saved at close: %s", connection.id, exc)
         except Exception as exc:
             self._lost(exc)
+
+    async def _store(self, connection: Connection, live: _Live, encoded: bytes) -> None:
+        """Persist ``encoded`` for ``connection``; what is read from now on is saved next time.
+        When the store fails, the session stays unsaved for the next save of any connection
+        holding it (this one may be an HTTP request about to end)."""
+        connection.session_used = live.unsaved = False
+        try:
+            await self._persist(connection.fingerprint, live, encoded)
+        except BaseException:
+            live.unsaved = True
+            raise
 
     async def _persist(self, fingerprint: str, live: _Live, encoded: bytes) -> None:
         """Write a changed session. One that never held anything is not stored (a request
@@ -381,7 +405,7 @@ class Sessions:
 
     def _encoded(self, data: dict[str, Any]) -> bytes:
         try:
-            encoded = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+            encoded = _ENCODER.encode(data).encode()
         except (TypeError, ValueError) as exc:
             why = _culprit(data, exc)
             raise SessionError(f"connection.session cannot be saved: {why}") from None

@@ -371,3 +371,39 @@ async def test_a_socket_opened_during_an_outage_gets_its_session_when_the_store_
 
     assert first.session == {"team": "red"}
     assert second.session is first.session
+
+
+async def test_a_change_the_store_refused_is_written_by_the_next_save_of_another_holder():
+    store = FlakyStore()
+    sessions = Sessions(store, ttl_ms=10_000, max_bytes=1000)
+    socket, request = browser("shared"), browser("shared")
+    await sessions.open(socket)
+    await sessions.open(request)
+    store.down = True
+    request.session["cart"] = ["tea"]
+    with pytest.raises(ConnectionError):
+        await sessions.save(request)
+    sessions.release(request)  # the HTTP request ends, its change unsaved
+    store.down = False
+
+    await sessions.save(socket)  # the socket's next action, which never read the session
+
+    assert await store.get("shared", 10_000) == b'{"cart":["tea"]}'
+
+
+async def test_a_save_writes_what_was_read_through_the_connection_since_the_last_one():
+    store = MemorySessionStore()
+    sessions = Sessions(store, ttl_ms=10_000, max_bytes=1000)
+    socket = browser("kept")
+    await sessions.open(socket)
+    kept = socket.session
+    kept["n"] = 1
+    await sessions.save(socket)
+
+    kept["n"] = 2  # through a reference kept from an earlier read
+    await sessions.save(socket)
+    assert await store.get("kept", 10_000) == b'{"n":1}'  # nothing read it since: not encoded
+
+    assert socket.session["n"] == 2
+    await sessions.save(socket)
+    assert await store.get("kept", 10_000) == b'{"n":2}'
