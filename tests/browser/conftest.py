@@ -7,8 +7,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from testkit import Server
 
-from .support import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, Server
+from .support import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, running_server
 
 expect.set_options(timeout=TIMEOUT_MS)
 
@@ -24,21 +25,15 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The server most tests share."""
-    shared = Server(tmp_path_factory.mktemp("shared"))
-    try:
-        yield shared.start()
-    finally:
-        shared.stop()
+    with running_server(tmp_path_factory, "shared", {}) as shared:
+        yield shared
 
 
 @pytest.fixture
 def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server for one test, which it may kill, freeze and restart."""
-    own = Server(tmp_path_factory.mktemp("own"))
-    try:
-        yield own.start()
-    finally:
-        own.stop()
+    with running_server(tmp_path_factory, "own", {}) as own:
+        yield own
 
 
 @pytest.fixture

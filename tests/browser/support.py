@@ -1,35 +1,26 @@
-"""What the browser tests share: a Squall server as a subprocess, and the browser's settings.
-
-The server is driven from the outside, like a user would: ``server.py --port N --env test`` with
-an extra YAML file. It can be killed, frozen and restarted on the same port, which is what the
-client's reconnect logic is about.
+"""What only the browser tier needs: Debian's Chromium and its settings, the options of its
+servers (the probe actions of tests/browser/actions, a second room) and a page with the
+generated client loaded. The server process is tests/testkit.py's: it can be killed, frozen and
+restarted on the same port, which is what the client's reconnect logic is about.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
+import functools
 import re
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-import yaml
+import testkit
 from playwright.sync_api import Page, WebSocketRoute
-from testkit import deep_merge, free_port
+from testkit import TIMEOUT, Server
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 
-#: Scale every timeout on a slow machine (as the integration suite does).
-FACTOR = float(os.environ.get("SQUALL_TESTS_TIMEOUT_FACTOR", "1"))
-TIMEOUT_MS = 10_000 * FACTOR
-BOOT_TIMEOUT = 20.0 * FACTOR
+#: A browser waits twice as long as a Python client (page loads, rendering), in milliseconds.
+TIMEOUT_MS = 2 * TIMEOUT * 1000
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -48,15 +39,19 @@ WELCOME = "Welcome to the browser suite"
 OPTIONS: dict[str, Any] = {
     "general": {
         "welcomeMessage": WELCOME,
-        "paths": {"actions": ["actions", "tests/browser/actions"]},
+        "paths": {"actions": ["actions", "tests/probes", "tests/browser/actions"]},
         "startingChatRooms": {"defaultRoom": {}, "otherRoom": {}},
     },
 }
 
 
+#: ``running_server(tmp_path_factory, name, options)``: OPTIONS under ``options``
+running_server = functools.partial(testkit.running_server, base=OPTIONS)
+
+
 def client_page(page: Page, server: Server, script: str = "actionheroClient.js") -> Page:
     """Open the server's index page in `page`, load the client `script` and helpers.js."""
-    page.goto(f"{server.url}/public/index.html")
+    page.goto(f"{server.base_url}/public/index.html")
     page.add_script_tag(url=f"/public/javascript/{script}")
     page.evaluate("(timeout) => { window.TIMEOUT = timeout; }", TIMEOUT_MS)
     page.add_script_tag(path=HERE / "helpers.js")
@@ -92,71 +87,3 @@ class Link:
 
     def restore(self) -> None:
         self.up = True
-
-
-class Server:
-    """One ``server.py`` process on a port of its own, which a restart keeps."""
-
-    def __init__(self, workdir: Path, options: dict[str, Any] | None = None) -> None:
-        self.port = free_port()
-        self.config_path = workdir / "browser.yaml"
-        self.log_path = workdir / "server.log"
-        self.config_path.write_text(yaml.safe_dump(deep_merge(OPTIONS, options or {})))
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Server:
-        """Start the process and return once it answers HTTP."""
-        env = {k: v for k, v in os.environ.items() if k not in ("PORT", "SQUALL_ENV")}
-        env.pop("SQUALL_REDIS_URL", None)
-        command = [sys.executable, "server.py", "--port", str(self.port), "--env", "test"]
-        command += ["--config", str(self.config_path)]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log, env=env)
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited at boot:\n{self.log_tail()}")
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{self.url}/api/status", timeout=1) as reply,
-            ):
-                if reply.status == 200:
-                    return self
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=0.05)  # poll interval while booting; exits are caught above
-        self.stop()
-        raise RuntimeError(f"the server was not ready in {BOOT_TIMEOUT}s:\n{self.log_tail()}")
-
-    def kill(self) -> None:
-        """Crash it: SIGKILL, no shutdown, sockets just drop."""
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(timeout=BOOT_TIMEOUT)
-
-    def freeze(self) -> None:
-        """SIGSTOP: sockets stay open but nothing answers, like a dead link."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
-
-    def stop(self) -> None:
-        """Stop the process whatever state it is in (even frozen); never leaves it running."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.thaw()
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=BOOT_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=BOOT_TIMEOUT)
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

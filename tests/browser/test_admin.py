@@ -8,9 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Page, expect
+from testkit import Server
 from websockets.sync.client import connect
 
-from .support import ARTIFACTS, Server
+from .support import ARTIFACTS, running_server
 
 TOKEN = "browser-admin-token"
 
@@ -18,15 +19,12 @@ TOKEN = "browser-admin-token"
 @pytest.fixture(scope="module")
 def admin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     options = {"servers": {"web": {"admin": {"token": TOKEN}, "metrics": {"enabled": True}}}}
-    server = Server(tmp_path_factory.mktemp("admin"), options)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+    with running_server(tmp_path_factory, "admin", options) as server:
+        yield server
 
 
 def log_in(page: Page, server: Server) -> Page:
-    page.goto(f"{server.url}/admin")
+    page.goto(f"{server.base_url}/admin")
     page.fill("#token", TOKEN)
     page.click("button[type=submit]")
     expect(page.locator("#link")).to_have_attribute("data-state", "live")
@@ -35,7 +33,7 @@ def log_in(page: Page, server: Server) -> Page:
 
 def test_the_page_refuses_a_wrong_token(admin_server, new_page):
     page = new_page()
-    response = page.goto(f"{admin_server.url}/admin")
+    response = page.goto(f"{admin_server.base_url}/admin")
     assert response is not None and response.status == 401
     expect(page.locator("h1")).to_have_text("Sign in to squall")
     page.fill("#token", "not the token")
@@ -45,6 +43,7 @@ def test_the_page_refuses_a_wrong_token(admin_server, new_page):
     assert [c for c in page.context.cookies() if c["name"] == "squallAdmin"] == []
 
 
+@pytest.mark.server_errors("this action fails on purpose")
 def test_numbers_move_as_a_client_acts(admin_server, new_page, page_errors):
     page = log_in(new_page(1280, 900), admin_server)
     expect(page.locator("#server-name")).to_have_text("squall")
@@ -65,7 +64,7 @@ def test_numbers_move_as_a_client_acts(admin_server, new_page, page_errors):
             )
         client.send(json.dumps({"event": "roomAdd", "messageId": 99, "room": "otherRoom"}))
         client.send(
-            json.dumps({"event": "action", "messageId": 100, "params": {"action": "failOnPurpose"}})
+            json.dumps({"event": "action", "messageId": 100, "params": {"action": "failTest"}})
         )
         replies = 0
         while replies < 42:
@@ -77,7 +76,7 @@ def test_numbers_move_as_a_client_acts(admin_server, new_page, page_errors):
         expect(row.locator(".rate")).not_to_have_text("0")
         expect(page.locator("#tile-sockets .value")).to_have_text("2")  # the page's and ours
         expect(page.locator('#rooms li[data-room="otherRoom"] .count')).to_have_text("1 member")
-        error = page.locator("#errors li", has_text="action failOnPurpose failed")
+        error = page.locator("#errors li", has_text="action failTest failed")
         expect(error).to_be_visible()
         expect(error.locator(".detail")).to_contain_text(
             "RuntimeError: this action fails on purpose"

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Page, expect
+from testkit import Server
 
-from .support import ARTIFACTS, WELCOME, Link, Server
+from .support import ARTIFACTS, WELCOME, Link, running_server
 
 #: The demo room as config/development.yaml sets it, and reconnects quick enough for a test.
 CHAT_OPTIONS = {
@@ -32,11 +33,8 @@ _tags = itertools.count()
 def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server whose defaultRoom has presence and history, shared by this module's tests: each
     one tells its own messages apart by a tag of its own."""
-    server = Server(tmp_path_factory.mktemp("chat"), CHAT_OPTIONS)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+    with running_server(tmp_path_factory, "chat", CHAT_OPTIONS) as server:
+        yield server
 
 
 @pytest.fixture
@@ -46,7 +44,7 @@ def tag() -> str:
 
 def open_chat(page: Page, server: Server, name: str | None = None) -> Page:
     """Open chat.html, wait until it has joined defaultRoom, and pick `name` if given."""
-    page.goto(f"{server.url}/public/chat.html")
+    page.goto(f"{server.base_url}/public/chat.html")
     expect(page.locator("#state")).to_have_attribute("data-state", "connected")
     expect(page.locator(".notice", has_text="You joined defaultRoom")).to_be_visible()
     if name is not None:
@@ -77,7 +75,7 @@ def said(page: Page, tag: str) -> list[str]:
 
 def test_index_says_what_squall_is_and_links_on(server, new_page):
     page = new_page()
-    page.goto(f"{server.url}/")
+    page.goto(f"{server.base_url}/")
 
     expect(page.locator("h1")).to_contain_text("Squall")
     expect(page.locator("a[href='/public/chat.html']")).to_be_visible()
@@ -227,14 +225,13 @@ def test_a_page_that_lost_its_link_shows_what_it_missed_once_in_order(chat_serve
     bob.screenshot(path=ARTIFACTS / "chat-recovered-phone.png")
 
 
-def test_chat_survives_a_server_restart(tmp_path, new_page):
-    own = Server(tmp_path, CHAT_OPTIONS).start()
-    try:
+def test_chat_survives_a_server_restart(tmp_path_factory, new_page):
+    with running_server(tmp_path_factory, "restarted", CHAT_OPTIONS) as own:
         alice = open_chat(new_page(), own, "Alice")
         send(alice, "said before the crash")
         expect(alice.locator(".message", has_text="said before the crash")).to_be_visible()
 
-        own.kill()
+        own.kill9()
         expect(alice.locator("#state")).to_have_attribute("data-state", "reconnecting")
         expect(alice.locator("#state")).to_have_text("reconnecting")
         expect(alice.locator(".notice", has_text="Connection lost, reconnecting")).to_be_visible()
@@ -250,5 +247,3 @@ def test_chat_survives_a_server_restart(tmp_path, new_page):
         expect(bob.locator(".message", has_text="Still here.")).to_be_visible()
         expect(alice.locator("#members")).to_have_text("2")
         expect(alice.locator("#member-list .member-name")).to_have_text(["Alice", "Bob"])
-    finally:
-        own.stop()

@@ -143,7 +143,7 @@ def test_verbs_reply_with_the_server_frame(page, style):
     assert details["data"]["id"] == me
     documentation = without_count(result["documentation"])
     assert documentation["messageId"] == 7
-    assert {"echo", "createChatRoom", "pushFrames"} <= set(documentation["data"])
+    assert {"echo", "createChatRoom", "pushTest"} <= set(documentation["data"])
     file = without_count(result["file"])
     assert file["messageId"] == 8
     assert "Squall" in file["content"]
@@ -235,7 +235,7 @@ def test_server_pushes_fire_events_by_context(page):
         const client = new ActionheroClient();
         await within(client.connect(), "connect");
         track(client);
-        const reply = await within(client.action("pushFrames", {frames}), "pushFrames");
+        const reply = await within(client.action("pushTest", {frames}), "pushTest");
         client.disconnect();
         return {reply, events};
     }""",

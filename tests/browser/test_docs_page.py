@@ -9,17 +9,18 @@ import shutil
 import urllib.request
 
 from playwright.sync_api import Page, expect
+from testkit import ROOT, Server
 
-from .support import ARTIFACTS, HERE, ROOT, Server
+from .support import ARTIFACTS, HERE, running_server
 
 
 def documentation(server: Server) -> dict:
-    with urllib.request.urlopen(f"{server.url}/api/showDocumentation", timeout=5) as reply:
+    with urllib.request.urlopen(f"{server.base_url}/api/showDocumentation", timeout=5) as reply:
         return json.loads(reply.read())["documentation"]
 
 
 def open_docs(page: Page, server: Server, anchor: str = "") -> Page:
-    page.goto(f"{server.url}/public/docs.html{anchor}")
+    page.goto(f"{server.base_url}/public/docs.html{anchor}")
     expect(page.locator("body")).to_have_attribute("data-loaded", "true")
     return page
 
@@ -30,7 +31,7 @@ def card(page: Page, name: str):
 
 def test_index_links_to_the_docs_page(server, new_page):
     page = new_page()
-    page.goto(f"{server.url}/")
+    page.goto(f"{server.base_url}/")
     page.click("a[href='/public/docs.html']")
     expect(page.locator("h1")).to_have_text("API reference")
     expect(page.locator("body")).to_have_attribute("data-loaded", "true")
@@ -83,7 +84,7 @@ def test_a_card_shows_description_inputs_example_and_middleware(server, new_page
     expect(greet.locator(".middleware-block")).to_be_hidden()
 
     # An action without inputs or example says so instead of showing empty boxes.
-    destroy = card(page, "destroyMe")
+    destroy = card(page, "destroyTest")
     expect(destroy.locator(".inputs .none")).to_have_text("No inputs.")
     expect(destroy.locator(".example-block")).to_be_hidden()
 
@@ -124,7 +125,7 @@ def test_try_it_sends_json_objects_and_shows_missing_inputs(server, new_page):
     expect(create.locator(".http-status")).to_have_text("422 Unprocessable Entity")
     expect(create.locator(".reply")).to_contain_text("name is a required parameter for this action")
 
-    push = card(page, "pushFrames")
+    push = card(page, "pushTest")
     push.locator("input[name='frames']").fill('[{"context": "alert", "n": 1}]')
     push.locator(".run").click()
     expect(push.locator(".http-status")).to_have_text("200 OK")
@@ -148,7 +149,7 @@ def test_desktop_and_phone_layouts(server, new_page):
     ARTIFACTS.mkdir(exist_ok=True)
     desktop = open_docs(new_page(1280, 900), server)
     desktop.screenshot(path=ARTIFACTS / "docs.png")
-    desktop.goto(f"{server.url}/public/docs.html#greet")
+    desktop.goto(f"{server.base_url}/public/docs.html#greet")
     greet = card(desktop, "greet")
     greet.locator("input[name='name']").fill("Ada")
     greet.locator(".run").click()
@@ -174,12 +175,9 @@ def test_without_show_documentation_the_page_asks_the_socket(tmp_path_factory, n
     for source in (ROOT / "actions" / "status.py", HERE / "actions" / "docs_probes.py"):
         shutil.copy(source, actions / source.name)
     options = {"general": {"paths": {"actions": [str(actions)]}}}
-    server = Server(tmp_path_factory.mktemp("no-docs-action"), options).start()
-    try:
+    with running_server(tmp_path_factory, "no-docs-action", options) as server:
         page = open_docs(new_page(), server)
 
         expect(page.locator("section.endpoint")).to_have_count(2)
         expect(card(page, "greet").locator(".version")).to_have_text(["v1", "v2"])
         expect(page.locator("#status")).to_have_text("2 actions")
-    finally:
-        server.stop()

@@ -7,15 +7,21 @@ import json
 import subprocess
 
 import pytest
-from testkit import node_command
+from testkit import BOOT_TIMEOUT, ROOT, node_command
 
-from .support import BOOT_TIMEOUT, HERE, ROOT, WELCOME
+from .support import HERE, WELCOME
 
 
 @pytest.mark.parametrize("script", ["actionheroClient.js", "actionheroClient.min.js"])
 def test_client_under_node(server, script):
     client = ROOT / "public" / "javascript" / script
-    command = [*node_command(), str(HERE / "node_client.js"), str(client), server.url, "otherRoom"]
+    command = [
+        *node_command(),
+        str(HERE / "node_client.js"),
+        str(client),
+        server.base_url,
+        "otherRoom",
+    ]
 
     run = subprocess.run(command, capture_output=True, text=True, timeout=BOOT_TIMEOUT)
 

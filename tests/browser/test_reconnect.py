@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 from playwright.sync_api import Page
+from testkit import free_port
 
-from .support import client_page, free_port
+from .support import client_page
 
 SCRIPTS = ["actionheroClient.js", "actionheroClient.min.js"]
 
@@ -34,7 +35,7 @@ def test_reconnects_after_a_crash_rejoins_and_sends_the_queue(own_server, new_pa
     page = client_page(new_page(), own_server, script)
     start_client(page, reconnect={"min": 50, "max": 400}, queueSize=1)
 
-    own_server.kill()
+    own_server.kill9()
     wait_for_state(page, "reconnecting")
     page.evaluate("""() => {
         window.said = next(client, "say");
@@ -71,7 +72,7 @@ def test_backoff_doubles_with_full_jitter_up_to_max(own_server, new_page):
     page = client_page(new_page(), own_server)
     start_client(page, reconnect={"min": 20, "max": 80})
 
-    own_server.kill()
+    own_server.kill9()
     page.wait_for_function("() => names().filter((n) => n === 'reconnecting').length >= 6")
     delays = page.evaluate("""() => events.filter(([name]) => name === "reconnecting")
                                           .map(([, info]) => info)""")
@@ -134,10 +135,10 @@ def test_destroy_by_the_server_closes_for_good(server, new_page):
     start_client(page, reconnect={"min": 1, "max": 1})
 
     result = page.evaluate("""async () => {
-        const reply = client.action("destroyMe").then(
+        const reply = client.action("destroyTest").then(
             (r) => r, (error) => ({message: error.message, code: error.code}));
         await next(client, "disconnected");
-        const r = {reply: await within(reply, "destroyMe"), state: client.state};
+        const r = {reply: await within(reply, "destroyTest"), state: client.state};
         r.http = await within(client.action("echo", {n: 2}), "http action");
         r.names = names().slice(names().lastIndexOf("connected") + 1)
                          .filter((name) => name !== "message");

@@ -1,41 +1,20 @@
 """Fixtures: one ``redis-server`` and one three-server cluster shared by the tests that leave
-both intact, fresh ones for the tests that kill, restart or fork, and clients always closed.
+both intact, fresh ones for the tests that kill, restart or fork, and clients that know their
+connection id.
 
 Shared-cluster tests never disturb each other: each works in rooms of its own (``unique``).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from testkit import SERVER_ERRORS_MARKER, fail_on_stray_errors
+from testkit import Client, Server, start_all, stop_all, unique
 
-from .support import (
-    Client,
-    RedisServer,
-    SquallServer,
-    cluster_options,
-    open_client,
-    start_all,
-    stop_all,
-    unique,
-)
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", SERVER_ERRORS_MARKER)
-
-
-@pytest.fixture(autouse=True)
-def no_stray_server_errors(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail a test after which a server logged an ERROR or a traceback it did not expect
-    (expected ones: Redis stopped on purpose, a worker killed)."""
-    with fail_on_stray_errors(request, lambda: SquallServer.started):
-        yield
+from .support import RedisServer, broker_ok, cluster_options
 
 
 @pytest.fixture(scope="session")
@@ -50,12 +29,12 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture(scope="session")
 def cluster(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[list[SquallServer]]:
+) -> Iterator[list[Server]]:
     """Servers a, b and c of the cluster ``shared`` on the session's Redis."""
     workdir = tmp_path_factory.mktemp("shared")
     options = cluster_options(redis_server.url, "shared")
-    servers = [SquallServer(name, workdir, options) for name in ("a", "b", "c")]
-    start_all(servers)
+    servers = [Server(name, workdir, options) for name in ("a", "b", "c")]
+    start_all(servers, broker_ok)
     try:
         yield servers
     finally:
@@ -84,10 +63,11 @@ def own_redis(make_redis: Callable[..., RedisServer]) -> RedisServer:
 
 
 @pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Callable[..., list[SquallServer]]]:
-    """``launch(redis_url, names, workers=1, start=True)``: servers of a cluster of their own
-    (a fresh cluster name), started at once, stopped after the test whatever happened."""
-    launched: list[SquallServer] = []
+def launch(tmp_path: Path) -> Iterator[Callable[..., list[Server]]]:
+    """``launch(redis_url, names, workers=1, start=True, extra=None, cluster=None)``: servers
+    of a cluster of their own (a fresh name unless ``cluster`` names one), started at once
+    (each in its cluster), stopped after the test whatever happened."""
+    launched: list[Server] = []
 
     def _launch(
         redis_url: str | None,
@@ -95,27 +75,24 @@ def launch(tmp_path: Path) -> Iterator[Callable[..., list[SquallServer]]]:
         workers: int = 1,
         start: bool = True,
         extra: dict[str, Any] | None = None,
-    ) -> list[SquallServer]:
-        options = cluster_options(redis_url, unique("own"), extra)
-        servers = [SquallServer(name, tmp_path, options, workers) for name in names]
+        cluster: str | None = None,
+    ) -> list[Server]:
+        options = cluster_options(redis_url, cluster or unique("own"), extra)
+        servers = [Server(name, tmp_path, options, workers=workers) for name in names]
         launched.extend(servers)
-        return start_all(servers) if start else servers
+        return start_all(servers, broker_ok if redis_url else None) if start else servers
 
     yield _launch
     stop_all(launched)
 
 
 @pytest.fixture
-async def connect() -> AsyncIterator[Callable[[SquallServer], Any]]:
-    """``await connect(server)``: a client (welcome taken, id known), closed after the test."""
-    opened: list[Client] = []
+def connect(connect: Callable[..., Any]) -> Callable[[Server], Any]:
+    """``await connect(server)``: a client (welcome taken) that knows its connection id."""
 
-    async def _connect(server: SquallServer) -> Client:
-        client = await open_client(server)
-        opened.append(client)
+    async def _connect(server: Server, **options: Any) -> Client:
+        client = await connect(server, **options)
+        client.id = (await client.details())["id"]
         return client
 
-    yield _connect
-    for client in opened:
-        with contextlib.suppress(Exception):
-            await client.close()
+    return _connect

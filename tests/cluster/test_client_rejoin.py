@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from testkit import node_command
+from testkit import BOOT_TIMEOUT, ROOT, TIMEOUT, Server, node_command, unique
 
-from .support import BOOT_TIMEOUT, ROOT, TIMEOUT, RedisServer, SquallServer, unique
+from .support import RedisServer
 
 HERE = Path(__file__).resolve().parent
 CLIENT = ROOT / "public" / "javascript" / "actionheroClient.js"
@@ -53,7 +53,7 @@ class NodeClient:
 async def node_client() -> AsyncIterator:
     started: list[asyncio.subprocess.Process] = []
 
-    async def _start(server: SquallServer, room: str) -> NodeClient:
+    async def _start(server: Server, room: str) -> NodeClient:
         proc = await asyncio.create_subprocess_exec(
             *node_command(),
             str(HERE / "rejoin_client.js"),
@@ -89,7 +89,7 @@ async def test_a_failed_rejoin_is_told_to_the_page_and_retried(
 
     kept_redis.stop()
     a.kill9()  # its successor starts without Redis and has never seen the room
-    a.spawn().wait_ready(broker_ok=False)
+    a.start()  # Redis is away: not in its cluster yet
     reconnected = await client.next("reconnect")
     assert reconnected["rooms"] == []
     error = await client.next("error")

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from testkit import TIMEOUT
 
-from .support import TIMEOUT, RedisServer
+from .support import RedisServer
 
 PASSWORD = "s3cret-Pa55word"
 

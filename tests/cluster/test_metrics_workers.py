@@ -8,22 +8,16 @@ import http.client
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from testkit import BOOT_TIMEOUT, TIMEOUT, Server, eventually
 
-from .support import (
-    BOOT_TIMEOUT,
-    TIMEOUT,
-    SquallServer,
-    eventually,
-    kill_worker_of,
-    one_client_per_worker,
-)
+from .support import kill_worker_of, one_client_per_worker
 
 OK = ("squall_actions_total", (("action", "randomNumber"), ("outcome", "ok")))
 PROCESSES = ("squall_processes", ())
 SOCKETS = ("squall_connections", (("type", "webSocket"),))
 
 
-def scrape_sync(server: SquallServer) -> dict[tuple[str, tuple], float]:
+def scrape_sync(server: Server) -> dict[tuple[str, tuple], float]:
     """One scrape on a fresh connection (so on either worker), parsed by prometheus-client."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
     try:
@@ -40,7 +34,7 @@ def scrape_sync(server: SquallServer) -> dict[tuple[str, tuple], float]:
     }
 
 
-async def scrape(server: SquallServer) -> dict[tuple[str, tuple], float]:
+async def scrape(server: Server) -> dict[tuple[str, tuple], float]:
     return await asyncio.to_thread(scrape_sync, server)
 
 

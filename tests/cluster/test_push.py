@@ -3,9 +3,8 @@ broadcast, and a push to every connection."""
 
 from __future__ import annotations
 
+from testkit import TIMEOUT, eventually, now_ms, unique
 from websockets.asyncio.client import connect as websockets_connect
-
-from .support import TIMEOUT, eventually, now_ms, unique
 
 
 def alert(message: object, by: str) -> dict:

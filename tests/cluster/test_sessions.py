@@ -5,51 +5,31 @@ server, and expire sessionTtl after their last use."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import http.client
 import json
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import connect as ws_connect
+from testkit import Client, Server, http_request, start_all, stop_all, unique
 
-from .support import TIMEOUT, Client, SquallServer, start_all, stop_all, unique
+from .support import broker_ok
 
 
-def browser_request(server: SquallServer, fingerprint: str, action: str, **params: Any) -> dict:
+async def on(server: Server, fingerprint: str, action: str, **params: Any) -> dict:
     """POST /api/<action> as a browser holding the ``sessionID`` cookie ``fingerprint``."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
-    try:
-        headers = {"Content-Type": "application/json", "Cookie": f"sessionID={fingerprint}"}
-        conn.request("POST", f"/api/{action}", body=json.dumps(params), headers=headers)
-        return json.loads(conn.getresponse().read())
-    finally:
-        conn.close()
-
-
-async def on(server: SquallServer, fingerprint: str, action: str, **params: Any) -> dict:
-    return await asyncio.to_thread(browser_request, server, fingerprint, action, **params)
+    headers = {"Content-Type": "application/json", "Cookie": f"sessionID={fingerprint}"}
+    path, body = f"/api/{action}", json.dumps(params)
+    return (await asyncio.to_thread(http_request, server, "POST", path, body, headers)).json()
 
 
 @pytest.fixture
-async def page_socket() -> AsyncIterator:
+def page_socket(connect: Callable[..., Any]) -> Callable[..., Any]:
     """``await page_socket(server, fingerprint)``: the socket a page of that browser opens."""
-    opened: list[Client] = []
 
-    async def _open(server: SquallServer, fingerprint: str) -> Client:
-        ws = await ws_connect(
-            f"{server.ws_url}?sessionID={fingerprint}", open_timeout=TIMEOUT, ping_interval=None
-        )
-        client = Client(ws, server)
-        opened.append(client)
-        await client.next(lambda f: f.get("context") == "api", what="welcome")
-        return client
+    async def _open(server: Server, fingerprint: str) -> Client:
+        return await connect(server, query=f"?sessionID={fingerprint}")
 
-    yield _open
-    for client in opened:
-        with contextlib.suppress(Exception):
-            await client.close()
+    return _open
 
 
 async def test_a_session_set_on_one_server_is_seen_on_another(cluster, page_socket):
@@ -94,7 +74,7 @@ async def test_sessions_outlive_a_restart_of_every_server(redis_server, launch):
     await on(servers[0], fingerprint, "sessionSet", key="cart", value=["tea", "scones"])
 
     stop_all(servers)
-    start_all(servers)
+    start_all(servers, broker_ok)
 
     reply = await on(servers[1], fingerprint, "sessionGet")
     assert reply["session"] == {"cart": ["tea", "scones"]}

@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from .support import TIMEOUT, eventually
+from testkit import TIMEOUT, eventually
 
 HERE = Path(__file__).resolve().parent
 

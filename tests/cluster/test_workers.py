@@ -13,20 +13,20 @@ import time
 from collections.abc import Callable
 
 import pytest
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-
-from .support import (
+from testkit import (
     BOOT_TIMEOUT,
     SHUTDOWN_TIMEOUT,
     TIMEOUT,
     Client,
-    SquallServer,
+    Server,
     eventually,
     http_request,
-    one_client_per_worker,
     open_client,
     unique,
 )
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from .support import ACTIONS, one_client_per_worker
 
 #: Seconds between two health probes during a rolling restart.
 PROBE_INTERVAL = 0.02
@@ -50,26 +50,30 @@ async def worker_state(client: Client, state: str) -> None:
     )
 
 
-async def workers_in_redis(
-    redis_server,
-    server: SquallServer,
+async def workers_in_cluster(
+    server: Server,
     accept: Callable[[set[str]], bool] = lambda ids: len(ids) == 2,
-    what: str = "two workers in Redis",
+    what: str = "two workers in the cluster",
 ) -> set[str]:
-    """Until the ids of the workers announced in Redis are what ``accept`` takes; those ids."""
-    return await eventually(
-        lambda: redis_server.smembers(f"{server.cluster}:servers"), accept, BOOT_TIMEOUT, what
-    )
+    """Until the ids of the cluster's servers, as the worker that answers ``status`` sees them
+    (itself and its peers), are what ``accept`` takes; those ids."""
+
+    async def members() -> set[str]:
+        try:
+            status = await server.status()
+        except OSError:  # a worker going away: its queued connections are refused or reset
+            return set()
+        return {status["id"], *status["broker"]["peers"]}
+
+    return await eventually(members, accept, BOOT_TIMEOUT, what)
 
 
 @pytest.mark.server_errors("was killed by SIGKILL")
 async def test_two_workers_share_the_port_and_act_as_one(redis_server, launch, connect):
     (server,) = launch(redis_server.url, ("workers",), workers=2)
-    workers = await workers_in_redis(redis_server, server)
-    assert server.proc.pid not in {pid_of(worker) for worker in workers}
-
     by_worker = await one_client_per_worker(server, connect)
-    assert set(by_worker) == workers
+    workers = set(by_worker)
+    assert server.proc.pid not in {pid_of(worker) for worker in workers}
     room = unique("workers")
     assert (await server.action("createChatRoom", name=room))["didCreate"] is True
     first, second = by_worker.values()
@@ -88,8 +92,7 @@ async def test_two_workers_share_the_port_and_act_as_one(redis_server, launch, c
     os.kill(first_pid, signal.SIGKILL)
     await first.wait_closed()
     survivor = next(worker for worker in workers if pid_of(worker) != first_pid)
-    workers = await workers_in_redis(
-        redis_server,
+    workers = await workers_in_cluster(
         server,
         lambda ids: len(ids) == 2 and survivor in ids and first_pid not in map(pid_of, ids),
         "a new worker in place of the killed one, which is reaped",
@@ -114,7 +117,6 @@ async def test_two_workers_share_the_port_and_act_as_one(redis_server, launch, c
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 0)
             raise AssertionError(f"worker {pid} outlived its supervisor")
-    assert redis_server.smembers(f"{server.cluster}:servers") == set()
 
 
 @pytest.mark.server_errors("was killed by SIGKILL", "lost Redis at", "cannot reach Redis at")
@@ -165,10 +167,8 @@ async def test_a_worker_killed_while_redis_is_away_comes_back_and_the_other_keep
     assert (await fresh.request("roomAdd", room="defaultRoom"))["status"] == "OK"
 
     own_redis.start()
-    workers = await workers_in_redis(
-        own_redis, server, lambda ids: len(ids) == 2, "both workers in Redis again"
-    )
-    assert {pid_of(worker) for worker in workers} == {survivor_pid, pid_of(status["id"])}
+    both = {survivor_pid, pid_of(status["id"])}  # the killed worker reaped, its successor in
+    await workers_in_cluster(server, lambda ids: set(map(pid_of, ids)) == both, "both workers")
     for client in (survivor, fresh):
         await worker_state(client, "ok")
     await fresh.join(room)
@@ -182,9 +182,8 @@ async def test_a_workers_clean_exit_is_not_an_error(redis_server, launch, connec
     client = await connect(server)
     pid = pid_of(await worker_of(client))
     os.kill(pid, signal.SIGTERM)  # an operator recycling one worker
-    assert await client.wait_closed() == 1001
-    await workers_in_redis(
-        redis_server,
+    assert (await client.wait_closed())[0] == 1001
+    await workers_in_cluster(
         server,
         lambda ids: len(ids) == 2 and pid not in map(pid_of, ids),
         "a new worker in place of the stopped one",
@@ -197,7 +196,7 @@ class Chatter:
     """A client that keeps chatting through restarts: it says a numbered message, waits for it
     to come back, and reconnects at once (counting failures) whenever its socket is closed."""
 
-    def __init__(self, server: SquallServer, room: str) -> None:
+    def __init__(self, server: Server, room: str) -> None:
         self.server = server
         self.room = room
         self.said = 0
@@ -236,7 +235,7 @@ class Chatter:
 class Prober:
     """GET /health on a fresh connection, again and again: any failure is a dropped port."""
 
-    def __init__(self, server: SquallServer) -> None:
+    def __init__(self, server: Server) -> None:
         self.server = server
         self.answered = 0
         self.failures: list[str] = []
@@ -245,10 +244,8 @@ class Prober:
     async def run(self) -> None:
         while self.running:
             try:
-                status, _ = await asyncio.to_thread(
-                    http_request, self.server.port, "GET", "/health"
-                )
-                assert status == 200
+                response = await asyncio.to_thread(http_request, self.server, "GET", "/health")
+                assert response.status == 200
                 self.answered += 1
             except Exception as exc:
                 self.failures.append(repr(exc))
@@ -271,11 +268,11 @@ async def test_sighup_restarts_the_workers_one_at_a_time_while_a_client_chats(
     deploy = tmp_path / "deploy"  # the application's own actions, deployed anew below
     deploy.mkdir()
     (deploy / "release.py").write_text(RELEASE % "first")
-    paths = {"actions": ["actions", "tests/cluster/actions", str(deploy)]}
+    paths = {"actions": [*ACTIONS, str(deploy)]}
     (server,) = launch(
         redis_server.url, ("rolling",), workers=2, extra={"general": {"paths": paths}}
     )
-    old = await workers_in_redis(redis_server, server)
+    old = await workers_in_cluster(server)
     assert (await server.action("release"))["release"] == "first"
     (deploy / "release.py").write_text(RELEASE % "second release")
     room = unique("rolling")
@@ -286,8 +283,7 @@ async def test_sighup_restarts_the_workers_one_at_a_time_while_a_client_chats(
 
     server.proc.send_signal(signal.SIGHUP)
     started = time.monotonic()
-    new = await workers_in_redis(
-        redis_server,
+    new = await workers_in_cluster(
         server,
         lambda ids: len(ids) == 2 and not ids & old,
         "two new workers in place of the old ones",

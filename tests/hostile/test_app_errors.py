@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from testkit import Peer
 
-from .conftest import running_server
-from .support import Peer, assert_still_serving, http
+from .support import assert_still_serving, http, running_server
 
 REF = re.compile(r"internal error \(ref ([0-9a-f]{12})\)")
 

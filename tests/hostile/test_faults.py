@@ -12,20 +12,9 @@ import subprocess
 import time
 
 import pytest
+from testkit import Peer, UpgradeRefused, action_frame, failed, open_stream, parse_response
 
-from .conftest import running_server
-from .support import (
-    Peer,
-    UpgradeRefused,
-    action_frame,
-    assert_still_serving,
-    failed,
-    http,
-    open_stream,
-    parse_response,
-    settled,
-    status,
-)
+from .support import assert_still_serving, http, running_server, settled
 
 SHUTDOWN_TIMEOUT = 5.0  # general.shutdownTimeout of the test environment (config/test.yaml)
 SHUTTING_DOWN = "the server is shutting down"
@@ -196,7 +185,7 @@ async def test_socket_that_vanishes_mid_action_leaves_counters_at_zero(main):
 
 
 async def _pending_at_least(server, count: int) -> None:
-    while (await status(server))["pendingActions"] < count + 1:  # + the status call itself
+    while (await server.status())["pendingActions"] < count + 1:  # + the status call itself
         await asyncio.sleep(0.02)  # poll interval: in-flight counts have no event to await
 
 
@@ -288,7 +277,7 @@ async def test_upgrade_on_a_keep_alive_connection_after_sigterm_is_503(doomed):
     try:
         writer.write(b"GET /api/randomNumber HTTP/1.1\r\nHost: x\r\n\r\n")
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-        length = int(parse_response(head).header("Content-Length"))
+        length = int(parse_response(head).headers.get("Content-Length"))
         await reader.readexactly(length)  # the connection is idle and kept alive
 
         doomed.signal(signal.SIGTERM)
@@ -299,7 +288,7 @@ async def test_upgrade_on_a_keep_alive_connection_after_sigterm_is_503(doomed):
         )
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         response = parse_response(head)
-        body = await reader.readexactly(int(response.header("Content-Length")))
+        body = await reader.readexactly(int(response.headers.get("Content-Length")))
     finally:
         writer.transport.abort()
     assert (response.status, json.loads(body)) == (503, {"error": SHUTTING_DOWN})

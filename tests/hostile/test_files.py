@@ -14,9 +14,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from testkit import Peer, Server
 
-from .conftest import running_server
-from .support import Peer, Server, assert_still_serving, http
+from .support import assert_still_serving, http, running_server
 
 SECRET = f"squall-hostile-secret-{uuid.uuid4()}"
 PASSWD = "root:x:0:0"

@@ -13,14 +13,9 @@ import time
 import urllib.parse
 
 import pytest
+from testkit import open_stream, parse_response
 
-from .support import (
-    assert_still_serving,
-    http,
-    open_stream,
-    parse_response,
-    raw_http,
-)
+from .support import assert_still_serving, http, raw_http
 from .test_ws_malformed import HOSTILE_ACTION_NAMES, nested
 
 IDLE = 1.0  # servers.web.idleConnectionTimeout of the main server, in seconds
@@ -187,7 +182,7 @@ async def test_request_head_over_maxHeaderSize_is_answered_431(main, path, field
     response = parse_response(await raw_http(main, request))
     assert response is not None, "the connection closed without an answer"
     assert (response.status, response.json()) == (431, HEAD_TOO_LARGE)
-    assert response.header("Connection") == "close"
+    assert response.headers.get("Connection") == "close"
     await assert_still_serving(main)
 
 
@@ -217,7 +212,7 @@ async def test_cookie_that_is_not_a_fingerprint_is_replaced_by_a_new_one(main, p
     cookie is ignored as if absent, and never echoed into a header."""
     response = await http(main, "GET", path, headers={"Cookie": f"sessionID={cookie}"})
     assert response.status == 200
-    [set_cookie] = response.header_all("Set-Cookie")
+    [set_cookie] = response.cookies()
     fingerprint = set_cookie.split(";")[0].removeprefix("sessionID=")
     assert re.fullmatch(r"[A-Za-z0-9_-]{16,128}", fingerprint), set_cookie
     assert set_cookie == f"sessionID={fingerprint}; Path=/; HttpOnly; SameSite=Lax"
@@ -229,7 +224,7 @@ async def test_cookie_that_is_not_a_fingerprint_is_replaced_by_a_new_one(main, p
 async def test_cookie_of_128_allowed_characters_is_the_fingerprint(main):
     value = "A-z_0" + "9" * 123
     response = await http(main, "GET", "/api/status", headers={"Cookie": f"sessionID={value}"})
-    assert response.status == 200 and response.header_all("Set-Cookie") == []
+    assert response.status == 200 and response.cookies() == []
     assert response.json()["requesterInformation"]["fingerprint"] == value
     await assert_still_serving(main)
 

@@ -9,24 +9,20 @@ import json
 import time
 
 import pytest
-
-from .conftest import running_server
-from .support import (
+from testkit import (
     OP_CONT,
     OP_PING,
     OP_TEXT,
     Peer,
     UpgradeRefused,
     action_frame,
-    assert_still_serving,
     eventually,
     failed,
     frame_bytes,
-    http,
     is_reply,
-    settled,
-    status,
 )
+
+from .support import assert_still_serving, http, running_server, settled
 
 LIMIT = 1048576  # maxMessageSize of the main server (the default)
 BUFFER = 1048576  # maxBufferedBytes of the main server
@@ -307,7 +303,7 @@ async def test_burst_of_upgrades_admits_no_more_than_maxConnections(capped):
     admitted = [o for o in outcomes if isinstance(o, Peer)]
     statuses = sorted(o.response.status for o in outcomes if isinstance(o, UpgradeRefused))
     others = [o for o in outcomes if not isinstance(o, (Peer, UpgradeRefused))]
-    live = (await status(capped))["connections"].get("webSocket", 0)
+    live = (await capped.status())["connections"].get("webSocket", 0)
     for peer in admitted:
         await peer.close()
     assert not others, others

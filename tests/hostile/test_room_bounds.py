@@ -10,18 +10,9 @@ import json
 import time
 
 import pytest
+from testkit import OP_TEXT, Peer, eventually, frame_bytes, is_reply
 
-from .conftest import running_server
-from .support import (
-    OP_TEXT,
-    Peer,
-    assert_still_serving,
-    eventually,
-    frame_bytes,
-    http,
-    is_reply,
-    status,
-)
+from .support import assert_still_serving, http, running_server
 
 INVALID = "invalid room name"
 TOO_MANY_PENDING = "you have too many pending requests"
@@ -46,7 +37,7 @@ def bounded(tmp_path_factory):
 
 
 async def rooms_count(server) -> int:
-    return (await status(server))["broker"]["rooms"]
+    return (await server.status())["broker"]["rooms"]
 
 
 async def create_room(server, name: str):

@@ -8,17 +8,9 @@ import asyncio
 import json
 
 import pytest
+from testkit import Peer, UpgradeRefused, eventually
 
-from .conftest import running_server
-from .support import (
-    Peer,
-    UpgradeRefused,
-    assert_still_serving,
-    eventually,
-    http,
-    settled,
-    status,
-)
+from .support import assert_still_serving, http, running_server, settled
 
 PER_ADDRESS = 3
 TIMED_OUT = "the action timed out after 300 ms"
@@ -118,7 +110,7 @@ async def test_threads_past_their_timeout_are_counted_and_a_full_pool_warns_once
     log_start = guarded.log_size()
     hung = await asyncio.gather(*(http(guarded, "GET", "/api/hostileHangThread") for _ in range(2)))
     assert [(r.status, r.json()["error"]) for r in hung] == [(500, TIMED_OUT)] * 2
-    threads = (await status(guarded))["actionThreads"]
+    threads = (await guarded.status())["actionThreads"]
     assert threads == {"size": 2, "busy": 2, "waiting": 0, "timedOut": 2}
 
     # both threads still run their hung calls: quick plain-def calls wait, and time out
@@ -130,7 +122,7 @@ async def test_threads_past_their_timeout_are_counted_and_a_full_pool_warns_once
 
     # the hung calls return (hostileHangThread sleeps 3 s), and the pool serves again
     await eventually(
-        lambda: status(guarded),
+        guarded.status,
         lambda reply: reply["actionThreads"] == {"size": 2, "busy": 0, "waiting": 0, "timedOut": 0},
         timeout=10,
     )

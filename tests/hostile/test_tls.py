@@ -13,18 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from testkit import OP_TEXT, Peer, action_frame, frame_bytes, open_stream
 
-from .conftest import running_server
-from .support import (
-    OP_TEXT,
-    Peer,
-    action_frame,
-    frame_bytes,
-    http,
-    open_stream,
-    settled,
-    status,
-)
+from .support import http, running_server, settled
 
 IDLE = 1.0  # servers.web.idleConnectionTimeout of the TLS server, in seconds
 BUFFER = 262144  # its maxBufferedBytes
@@ -160,20 +151,20 @@ async def test_https_action_works_and_the_cookie_is_secure(secure):
     response = await http(secure, "GET", "/api/status")
     assert response.status == 200
     assert response.json()["connections"]["web"] == 1
-    assert_secure_cookie(response.header("Set-Cookie"))
+    assert_secure_cookie(response.headers.get("Set-Cookie"))
     await assert_still_serving_tls(secure, wss=False)
 
 
 async def test_https_static_file_sets_a_secure_cookie(secure):
     response = await http(secure, "GET", "/public/index.html")
     assert response.status == 200
-    assert_secure_cookie(response.header("Set-Cookie"))
+    assert_secure_cookie(response.headers.get("Set-Cookie"))
     await assert_still_serving_tls(secure, wss=False)
 
 
 async def test_wss_welcome_action_and_secure_cookie(secure):
     peer = await open_wss(secure)  # asserts the welcome frame
-    assert_secure_cookie(peer.response.header("Set-Cookie"))
+    assert_secure_cookie(peer.response.headers.get("Set-Cookie"))
     reply = await peer.action("echo", word="over TLS")
     assert (reply["word"], reply["messageCount"]) == ("over TLS", 1)
     details = (await peer.request("detailsView"))["data"]
@@ -224,7 +215,7 @@ async def test_wss_client_that_vanishes_mid_action_leaves_counters_at_zero(secur
     peers = [await open_wss(secure) for _ in range(5)]
     for peer in peers:
         await peer.send_json(action_frame(1, "sleepTest", sleepDuration=400))
-    while (await status(secure))["pendingActions"] < 6:
+    while (await secure.status())["pendingActions"] < 6:
         await asyncio.sleep(0.02)  # poll interval: in-flight counts have no event to await
     for peer in peers:
         peer.reset()

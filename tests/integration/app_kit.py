@@ -5,17 +5,13 @@ README walkthrough tests work in one, and run its test command the way a user wo
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
-from .support import BOOT_TIMEOUT, ROOT, free_port
+from testkit import BOOT_TIMEOUT, ROOT
 
 #: What a project holds besides Squall itself.
 PROJECT_FILES = ["server.py", "setup.cfg", "ruff.toml"]
@@ -58,47 +54,3 @@ def run_tests(project: Path, *pytest_args: str) -> subprocess.CompletedProcess:
         if result.returncode != 0:
             return result
     return run(project, "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *pytest_args)
-
-
-class ProjectServer:
-    """``python server.py --port N --env test`` run in a project folder, as its user runs it."""
-
-    def __init__(self, project: Path) -> None:
-        self.project = project
-        self.port = free_port()
-        self.log_path = project / "server.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ProjectServer:
-        env = {k: v for k, v in os.environ.items() if k not in ("PORT", "SQUALL_ENV")}
-        env.pop("SQUALL_REDIS_URL", None)
-        command = [sys.executable, "server.py", "--port", str(self.port), "--env", "test"]
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(command, cwd=self.project, stdout=log, stderr=log, env=env)
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited at boot:\n{self.log_path.read_text()}")
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{self.url}/public/docs.html", timeout=1) as reply,
-            ):
-                if reply.status == 200:
-                    return self
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=0.1)  # poll interval while booting; exits are caught above
-        self.__exit__()
-        raise RuntimeError(f"the server was not ready in {BOOT_TIMEOUT}s")
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=BOOT_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=BOOT_TIMEOUT)

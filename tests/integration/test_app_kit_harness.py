@@ -11,11 +11,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from testkit import ROOT, Client, Server, http_request, is_reply, open_client
 
 from squall.testing import Harness
 
-from .conftest import running_server
-from .support import ROOT, Client, Server, http_request, is_reply, open_client
+from .support import running_server
 
 #: Values that differ between any two runs, whatever serves them (connection ids are replaced
 #: by the name of their socket instead, so who sent and who is a member still count).

@@ -9,9 +9,9 @@ import signal
 import textwrap
 
 import pytest
+from testkit import TIMEOUT, Peer, http_request
 
-from .conftest import running_server
-from .support import TIMEOUT, RawPeer, http_request
+from .support import running_server
 from .test_boot import failed_boot
 
 CLOCK = """
@@ -72,14 +72,14 @@ async def test_state_opened_at_boot_is_closed_after_the_sockets(
     ]
 
 
-def test_stop_waits_for_a_socket_that_never_answers_the_close(clock_options, tmp_path_factory):
+async def test_stop_waits_for_a_socket_that_never_answers_the_close(
+    clock_options, tmp_path_factory
+):
     with running_server(tmp_path_factory, "initializers-stuck", clock_options) as server:
-        peer = RawPeer(server)  # never reads, never answers: the server aborts it after 3 s
-        try:
-            server.signal(signal.SIGTERM)
-            assert server.wait_exit(timeout=TIMEOUT * 2) == 0
-        finally:
-            peer.close()
+        peer = await Peer.open(server)
+        peer.pause_reading()  # never reads, never answers: the server aborts it after 3 s
+        server.signal(signal.SIGTERM)
+        assert await asyncio.to_thread(server.wait_exit, TIMEOUT * 2) == 0
 
     assert [line.split()[0] for line in server.event_log.read_text().splitlines()] == [
         "initializer",

@@ -10,15 +10,12 @@ import asyncio
 import json
 import re
 import shlex
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import connect
+from testkit import ROOT, Response, Server, http_request, running
 
-from .app_kit import ProjectServer, new_project, run, run_tests
-from .support import ROOT, TIMEOUT
+from .app_kit import new_project, run, run_tests
 
 #: A fenced block of the README: its language and its text.
 _BLOCK = re.compile(r"^```(\w+)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
@@ -60,18 +57,12 @@ def follow(project: Path) -> list[str]:
     return said
 
 
-def request(server: ProjectServer, path: str, body: dict | None = None, cookie: str = ""):
-    """(status, JSON body, Set-Cookie) of one HTTP request, as a browser sends it."""
+def post(server: Server, path: str, body: dict, cookie: str = "") -> Response:
+    """One JSON POST, as the page's script sends it (with the browser's cookie, if any)."""
     headers = {"Content-Type": "application/json"}
     if cookie:
         headers["Cookie"] = f"sessionID={cookie}"
-    data = None if body is None else json.dumps(body).encode()
-    call = urllib.request.Request(f"{server.url}{path}", data=data, headers=headers)
-    try:
-        with urllib.request.urlopen(call, timeout=TIMEOUT) as reply:
-            return reply.status, json.loads(reply.read()), reply.headers.get("Set-Cookie", "")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read()), error.headers.get("Set-Cookie", "")
+    return http_request(server, "POST", path, json.dumps(body), headers)
 
 
 @pytest.fixture(scope="module")
@@ -91,53 +82,39 @@ def test_the_tutorial_builds_a_tested_app(project):
     ]
 
 
-async def test_the_tutorial_app_runs_as_it_says(project):
+async def test_the_tutorial_app_runs_as_it_says(project, connect):
     if not (project / "actions" / "score.py").exists():
         follow(project)
-    with ProjectServer(project) as server:
-        status, signed, cookie = await asyncio.to_thread(
-            request, server, "/api/signIn", {"user": "ada", "team": "red"}
+    with running(Server("team-chat", project, project=project)) as server:
+        signed = await asyncio.to_thread(
+            post, server, "/api/signIn", {"user": "ada", "team": "red"}
         )
-        assert (status, signed["user"], signed["team"]) == (200, "ada", "red")
-        fingerprint = re.match(r"sessionID=([\w-]+)", cookie)[1]
+        assert (signed.status, signed.json()["user"], signed.json()["team"]) == (200, "ada", "red")
+        fingerprint = re.match(r"sessionID=([\w-]+)", signed.headers["Set-Cookie"])[1]
 
         # the page's socket: same browser, same session
-        async with connect(
-            server.url.replace("http", "ws") + "/primus",
-            additional_headers={"Cookie": f"sessionID={fingerprint}"},
-            open_timeout=TIMEOUT,
-        ) as socket:
+        socket = await connect(server, headers={"Cookie": f"sessionID={fingerprint}"})
+        me = await socket.action("me")
+        assert (me["user"], me["team"]) == ("ada", "red")
+        assert (await socket.request("roomAdd", room="team-blue"))["error"] == (
+            "team-blue is for team blue only"
+        )
+        assert (await socket.request("roomAdd", room="team-red"))["status"] == "OK"
 
-            async def verb(event: str, **fields) -> dict:
-                await socket.send(json.dumps({"event": event, "messageId": event, **fields}))
-                while True:
-                    frame = json.loads(await asyncio.wait_for(socket.recv(), TIMEOUT))
-                    if frame.get("messageId") == event:
-                        return frame
+        scored = await asyncio.to_thread(post, server, "/api/score", {}, fingerprint)
+        assert (scored.status, scored.json()["points"]) == (200, 1)
 
-            me = await verb("action", params={"action": "me"})
-            assert (me["user"], me["team"]) == ("ada", "red")
-            assert (await verb("roomAdd", room="team-blue"))["error"] == (
-                "team-blue is for team blue only"
-            )
-            assert (await verb("roomAdd", room="team-red"))["status"] == "OK"
-
-            status, scored, _ = await asyncio.to_thread(
-                request, server, "/api/score", {}, fingerprint
-            )
-            assert (status, scored["points"]) == (200, 1)
-
-            docs = (await verb("documentation"))["data"]
-            assert sorted(docs) == ["me", "score", "signIn"]
-            assert docs["signIn"]["1"]["inputs"]["team"] == {
-                "required": True,
-                "description": "red or blue",
-            }
+        docs = (await socket.request("documentation"))["data"]
+        assert sorted(docs) == ["me", "score", "signIn"]
+        assert docs["signIn"]["1"]["inputs"]["team"] == {
+            "required": True,
+            "description": "red or blue",
+        }
 
         # a stranger is told to sign in, with the status the tutorial says
-        status, refused, _ = await asyncio.to_thread(request, server, "/api/me", {})
-        assert (status, refused["error"]) == (401, "sign in first")
+        refused = await asyncio.to_thread(post, server, "/api/me", {})
+        assert (refused.status, refused.json()["error"]) == (401, "sign in first")
         # the docs page is served (it reads the documentation over the socket: no
         # showDocumentation action in this app; tests/browser checks the page itself)
-        with urllib.request.urlopen(f"{server.url}/public/docs.html", timeout=TIMEOUT) as page:
-            assert b"API reference" in page.read()
+        page = http_request(server, "GET", "/public/docs.html")
+        assert b"API reference" in page.body

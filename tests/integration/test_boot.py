@@ -9,9 +9,9 @@ import sys
 import textwrap
 
 import yaml
+from testkit import BOOT_TIMEOUT, ROOT, free_port, http_request
 
-from .conftest import running_server
-from .support import BOOT_TIMEOUT, ROOT, free_port, http_request
+from .support import running_server
 
 NEW_ACTION = """
 from squall import Input, action

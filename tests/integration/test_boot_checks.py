@@ -12,8 +12,8 @@ import textwrap
 import time
 
 import pytest
+from testkit import BOOT_TIMEOUT, ROOT, free_port
 
-from .support import BOOT_TIMEOUT, ROOT, free_port
 from .test_boot import failed_boot
 
 AUTH = """

@@ -4,10 +4,10 @@ websocket pathname, clientJsPath and clientJsName."""
 from __future__ import annotations
 
 import pytest
+from testkit import http_request, open_client
 from websockets.exceptions import InvalidStatus
 
-from .conftest import running_server
-from .support import PUBLIC, http_request, open_client
+from .support import PUBLIC, running_server
 
 NOT_FOUND_BODY = b"That file is not found"
 

@@ -7,17 +7,9 @@ import json
 import urllib.parse
 
 import pytest
+from testkit import NON_EMPTY_STR, POSITIVE_INT, Match, http_request, now_ms
 
-from .support import (
-    API_VERSION,
-    NON_EMPTY_STR,
-    POSITIVE_INT,
-    SERVER_NAME,
-    Match,
-    http_request,
-    now_ms,
-    set_cookies,
-)
+from .support import API_VERSION, SERVER_NAME
 
 JSON = {"Content-Type": "application/json"}
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -192,7 +184,7 @@ def test_http_options_preflight_answers_with_cors_headers(server):
 
 def test_http_without_cookie_sets_fingerprint_cookie(server):
     response = http_request(server, "GET", "/api/status")
-    [header] = set_cookies(response)
+    [header] = response.cookies()
     assert "Path=/" in [part.strip() for part in header.split(";")]
     value = cookie_value(header)
     assert value
@@ -201,18 +193,18 @@ def test_http_without_cookie_sets_fingerprint_cookie(server):
 
 def test_http_with_cookie_sets_no_cookie(server):
     response = http_request(server, "GET", "/api/status", headers={"Cookie": "sessionID=kept"})
-    assert set_cookies(response) == []
+    assert response.cookies() == []
     assert response.json()["requesterInformation"]["fingerprint"] == "kept"
 
 
 def test_http_fingerprint_cookie_flags_follow_config(server):
-    [header] = set_cookies(http_request(server, "GET", "/api/status"))
+    [header] = http_request(server, "GET", "/api/status").cookies()
     flags = {part.strip() for part in header.split(";")[1:]}
     assert flags == {"Path=/", "HttpOnly", "SameSite=Lax"}
 
 
 async def test_http_cookie_becomes_the_socket_fingerprint(server, connect):
-    [header] = set_cookies(http_request(server, "GET", "/"))
+    [header] = http_request(server, "GET", "/").cookies()
     page_fingerprint = cookie_value(header)
     client = await connect(server, headers={"Cookie": f"sessionID={page_fingerprint}"})
     details = await client.details()
@@ -220,8 +212,8 @@ async def test_http_cookie_becomes_the_socket_fingerprint(server, connect):
 
 
 def test_http_new_fingerprints_differ(server):
-    first = cookie_value(set_cookies(http_request(server, "GET", "/api/status"))[0])
-    second = cookie_value(set_cookies(http_request(server, "GET", "/api/status"))[0])
+    first = cookie_value(http_request(server, "GET", "/api/status").cookies()[0])
+    second = cookie_value(http_request(server, "GET", "/api/status").cookies()[0])
     assert first != second
 
 
@@ -244,10 +236,10 @@ def test_http_new_fingerprints_differ(server):
 @pytest.mark.server_errors("this action fails on purpose")
 def test_http_every_response_without_cookie_sets_it(server, method, path):
     """PROTOCOL.md §4: every HTTP response to a request without the cookie sets it."""
-    [header] = set_cookies(http_request(server, method, path))
+    [header] = http_request(server, method, path).cookies()
     assert header.startswith("sessionID=")
 
 
 def test_http_error_400_without_cookie_sets_it(server):
     response = http_request(server, "POST", "/api/echo", "{", JSON)
-    assert (response.status, len(set_cookies(response))) == (400, 1)
+    assert (response.status, len(response.cookies())) == (400, 1)

@@ -4,8 +4,9 @@ endpoint, the generated client and every way out of public/ (PROTOCOL.md §1).""
 from __future__ import annotations
 
 import pytest
+from testkit import http_request
 
-from .support import PUBLIC, http_request
+from .support import PUBLIC
 
 NOT_FOUND_BODY = b"That file is not found"
 SECRET = b"TOP SECRET"

@@ -12,25 +12,22 @@ import sys
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import InvalidStatus
-
-from .conftest import running_server
-from .support import (
+from testkit import (
     ROOT,
     TIMEOUT,
     Client,
     Response,
     Server,
     action_frame,
-    close_code,
     deep_merge,
     eventually,
     http_request,
     is_reply,
-    set_cookies,
-    stalled_member,
 )
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import InvalidStatus
+
+from .support import running_server, stalled_member
 
 METRICS_TOKEN = "metrics-token-for-tests"
 ADMIN_TOKEN = "admin-token-for-tests"
@@ -208,9 +205,8 @@ async def test_a_slow_reader_dropped_with_1008_counts_once(tmp_path_factory, con
                 )
             said += 20
             await speaker.request("ping")  # the says before it are handled
-        frames = await asyncio.to_thread(stalled.frames)
-        stalled.close()
-        assert close_code(frames) == 1008
+        stalled.resume_reading()
+        assert (await stalled.wait_closed())[0] == 1008
         after = await eventually(
             lambda: scrape(server),
             lambda found: delta(found, before, "squall_socket_disconnects_total", code="1008") == 1,
@@ -235,7 +231,7 @@ def test_the_admin_page_asks_for_the_token(observed):
 
 def admin_cookies(response: Response) -> list[str]:
     """The login cookies a response sets (a fingerprint cookie, PROTOCOL.md §4, may be there)."""
-    return [cookie for cookie in set_cookies(response) if cookie.startswith("squallAdmin=")]
+    return [cookie for cookie in response.cookies() if cookie.startswith("squallAdmin=")]
 
 
 def log_in(server: Server, token: str, origin: str | None = None) -> Response:
@@ -301,7 +297,7 @@ async def admin_socket(server: Server, **headers: str) -> Client:
         open_timeout=TIMEOUT,
         ping_interval=None,
     )
-    return Client(ws)
+    return Client(ws, server)
 
 
 @pytest.mark.parametrize(
@@ -406,7 +402,6 @@ def test_json_logs_are_one_object_per_line(tmp_path_factory):
 
 def eventually_sync(fetch, accept, timeout: float = TIMEOUT):
     """``eventually`` for the sync tests: a line is written just after its reply is sent."""
-    import asyncio
 
     return asyncio.run(eventually(fetch, accept, timeout))
 

@@ -13,9 +13,9 @@ import signal
 import time
 
 import pytest
+from testkit import TIMEOUT, Peer, action_frame, eventually, http_request, is_reply, open_client
 
-from .conftest import running_server
-from .support import TIMEOUT, RawPeer, action_frame, eventually, http_request, is_reply, open_client
+from .support import leaves, running_server
 
 SHUTTING_DOWN = "the server is shutting down"
 
@@ -65,7 +65,7 @@ async def test_shutdown_finishes_in_flight_then_closes_1001(fresh_server, connec
     assert (await busy.wait_closed())[0] == 1001
     assert (await idle.wait_closed())[0] == 1001
     assert await asyncio.to_thread(server.wait_exit) == 0
-    assert (idle_id, "notify-room") in server.leaves()  # a disconnect leaves rooms (§5)
+    assert (idle_id, "notify-room") in leaves(server)  # a disconnect leaves rooms (§5)
 
 
 async def test_shutdown_http_in_flight_finishes_and_new_request_is_503(fresh_server, connect):
@@ -104,7 +104,7 @@ async def test_shutdown_destroys_clients_with_4000_when_configured(fresh_server,
     assert "error" not in await client.reply("in-flight", timeout=TIMEOUT)
     assert (await client.wait_closed())[0] == 4000
     assert await asyncio.to_thread(server.wait_exit) == 0
-    assert (client_id, "notify-room") in server.leaves()
+    assert (client_id, "notify-room") in leaves(server)
 
 
 async def test_shutdown_on_sigint_closes_1001_and_exits_0(fresh_server, connect):
@@ -135,9 +135,7 @@ async def test_shutdown_waits_at_most_shutdownTimeout(fresh_server, connect):
 
 async def test_shutdown_completes_when_a_peer_never_answers_the_close(fresh_server):
     server = fresh_server({"general": {"shutdownTimeout": 300}})
-    mute = RawPeer(server)  # reads nothing, answers nothing
-    try:
-        server.signal()
-        assert await asyncio.to_thread(server.wait_exit, TIMEOUT * 2) == 0
-    finally:
-        mute.close()
+    mute = await Peer.open(server)
+    mute.pause_reading()  # from now on it reads nothing, answers nothing
+    server.signal()
+    assert await asyncio.to_thread(server.wait_exit, TIMEOUT * 2) == 0

@@ -5,15 +5,7 @@ documentation verb (PROTOCOL.md §2.1-§2.3, §3, §4)."""
 from __future__ import annotations
 
 import pytest
-
-from .support import (
-    POSITIVE_INT,
-    action_frame,
-    action_reply,
-    is_reply,
-    now_ms,
-    ok,
-)
+from testkit import POSITIVE_INT, action_frame, action_reply, is_reply, now_ms, ok
 
 
 async def test_action_sleepTest_reply_shape(client):

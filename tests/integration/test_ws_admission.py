@@ -1,19 +1,18 @@
-"""Who gets a socket and what closes it: origins (403), authorization (401 + JSON), connection
-middleware (4001), maxMessageSize (1009) (PROTOCOL.md §6)."""
+"""Who gets a socket: origins (403), authorization (401 + JSON), the connection cap (503)
+(PROTOCOL.md §6). What closes one (1009, 4001...): test_ws_conformance.py."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from testkit import open_client
 from websockets.exceptions import InvalidStatus
 
-from .conftest import running_server
-from .support import TIMEOUT, open_client
+from .support import running_server
 
 ALLOWED = "http://allowed.example"
 GOOD = {"X-Test-Token": "good"}
-MAX_SIZE = 4096
 MAX_CONNECTIONS = 2
 
 
@@ -27,7 +26,6 @@ def guarded(tmp_path_factory):
                 "server": {
                     "origins": [ALLOWED],
                     "authorization": "tests.integration.authz.admit",
-                    "maxMessageSize": MAX_SIZE,
                     "maxConnections": MAX_CONNECTIONS,
                 }
             }
@@ -81,38 +79,3 @@ async def test_upgrade_past_maxConnections_is_503(guarded, connect):
         await connect(guarded, origin=ALLOWED, headers=GOOD)
     status, _ = await refused(guarded, origin=ALLOWED, headers=GOOD)
     assert status == 503
-
-
-async def test_upgrade_without_compression_negotiates_none(guarded, connect):
-    client = await connect(guarded, origin=ALLOWED, headers=GOOD)
-    assert client.ws.response.headers.get("Sec-WebSocket-Extensions") is None
-
-
-def padded_echo(size: int) -> str:
-    """An echo action frame of exactly ``size`` bytes."""
-    frame = {"event": "action", "messageId": 1, "params": {"action": "echo", "pad": ""}}
-    frame["params"]["pad"] = "x" * (size - len(json.dumps(frame)))
-    text = json.dumps(frame)
-    assert len(text.encode()) == size
-    return text
-
-
-async def test_frame_at_max_size_is_accepted(guarded, connect):
-    client = await connect(guarded, origin=ALLOWED, headers=GOOD)
-    await client.send_raw(padded_echo(MAX_SIZE))
-    reply = await client.reply(1)
-    assert reply["pad"] == "x" * len(reply["pad"])
-    assert "error" not in reply
-
-
-async def test_frame_over_max_size_closes_1009(guarded, connect):
-    client = await connect(guarded, origin=ALLOWED, headers=GOOD)
-    await client.send_raw(padded_echo(MAX_SIZE + 1))
-    code, _ = await client.wait_closed()
-    assert code == 1009
-
-
-async def test_connection_middleware_refusal_closes_4001_with_reason(server, connect):
-    client = await connect(server, query="?sessionID=reject-me", await_welcome=False)
-    # twice the server's close grace, so a lost close frame shows as 1006, not as a timeout
-    assert await client.wait_closed(timeout=TIMEOUT * 2) == (4001, "you are not welcome here")

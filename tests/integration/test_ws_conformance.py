@@ -29,10 +29,20 @@ import zlib
 from collections.abc import Iterator
 
 import pytest
-from testkit import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, frame_bytes
+from testkit import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_TEXT,
+    TIMEOUT,
+    Client,
+    Server,
+    action_frame,
+    frame_bytes,
+)
 
-from .conftest import running_server
-from .support import TIMEOUT, Client, Server, action_frame
+from .support import running_server
 
 LIMIT = 70_000  # maxMessageSize: above 65 535, so every length encoding fits under it
 
@@ -179,7 +189,9 @@ async def test_close_reason_that_is_not_utf8_gets_1007(client):
     [
         (frame_bytes(OP_TEXT, b'{"event":"ping"}', masked=False), "incorrect masking"),
         (frame_bytes(OP_TEXT, b"{}", rsv=2), "reserved bits must be 0"),
+        (frame_bytes(OP_TEXT, b"{}", rsv=1), "reserved bits must be 0"),
         (frame_bytes(0x3, b"{}"), "invalid opcode"),
+        (frame_bytes(0xB, b""), "invalid opcode"),
         (frame_bytes(OP_CONT, b"{}"), "unexpected continuation frame"),
         (frame_bytes(OP_PING, b"p" * 126), "control frame too long"),
         (frame_bytes(OP_PING, b"p", fin=False), "fragmented control frame"),
@@ -187,15 +199,22 @@ async def test_close_reason_that_is_not_utf8_gets_1007(client):
             frame_bytes(OP_TEXT, b"{", fin=False) + frame_bytes(OP_BINARY, b"}"),
             "expected a continuation frame",
         ),
+        (
+            frame_bytes(OP_TEXT, b"{", fin=False) + frame_bytes(OP_TEXT, b"}"),
+            "expected a continuation frame",
+        ),
     ],
     ids=[
         "unmasked",
         "rsv2",
+        "rsv3",
         "opcode-3",
+        "opcode-11",
         "stray-continuation",
         "long-ping",
         "fragmented-ping",
         "binary-inside-text",
+        "text-inside-text",
     ],
 )
 async def test_protocol_violation_closes_1002_naming_it(client, frames, reason):
@@ -210,6 +229,21 @@ async def test_compressed_frame_is_read_only_where_deflate_was_negotiated(client
         assert await client.wait_closed() == (1002, "reserved bits must be 0")
 
 
+@pytest.mark.parametrize(
+    "frame",
+    [
+        frame_bytes(OP_TEXT, b"\xff\xff\xff\xff not deflate", rsv=4),
+        frame_bytes(OP_PING, compressed(b"ping"), rsv=4),
+    ],
+    ids=["data-that-does-not-inflate", "compressed-ping"],
+)
+async def test_compressed_frame_that_cannot_be_read_closes_1002(client, frame):
+    """RFC 7692 names no code for data that does not inflate, nor for a compressed control
+    frame: both are protocol errors (1002), as Autobahn's permessage-deflate cases accept."""
+    code, reason = await closed_after(client, frame)
+    assert code == 1002 and reason
+
+
 @pytest.mark.parametrize("fragments", [1, 8])
 async def test_text_that_is_not_utf8_closes_1007(client, fragments):
     data = b'{"event": "ping", "x": "\xc3\x28"}'
@@ -219,6 +253,15 @@ async def test_text_that_is_not_utf8_closes_1007(client, fragments):
         await client.ws.send([data[i : i + 4] for i in range(0, len(data), 4)], text=True)
     position = data.index(b"\xc3\x28")
     assert await client.wait_closed() == (1007, f"invalid UTF-8 at position {position}")
+
+
+async def test_a_message_of_exactly_maxMessageSize_is_read(client):
+    frame = {"event": "action", "messageId": 6, "params": {"action": "echo", "pad": ""}}
+    frame["params"]["pad"] = "x" * (LIMIT - len(json.dumps(frame)))
+    text = json.dumps(frame)
+    assert len(text.encode()) == LIMIT
+    await client.send_raw(text)
+    assert (await client.reply(6))["pad"] == frame["params"]["pad"]
 
 
 @pytest.mark.parametrize("fragments", [1, 8])

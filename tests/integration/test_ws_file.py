@@ -7,8 +7,9 @@ import base64
 import datetime
 
 import pytest
+from testkit import action_reply
 
-from .support import PUBLIC, action_reply
+from .support import PUBLIC
 
 NOT_FOUND = {"error": "That file is not found", "content": None, "mime": "text/html", "length": 22}
 

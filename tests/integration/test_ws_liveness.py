@@ -7,17 +7,9 @@ import asyncio
 import time
 
 import pytest
+from testkit import Peer, action_reply, eventually, http_request, is_reply
 
-from .conftest import running_server
-from .support import (
-    RawPeer,
-    action_reply,
-    close_code,
-    eventually,
-    http_request,
-    is_reply,
-    stalled_member,
-)
+from .support import running_server, stalled_member
 
 PING_INTERVAL, PING_TIMEOUT = 200, 600
 
@@ -57,13 +49,12 @@ async def total_connections(client) -> int:
 async def test_heartbeat_closes_a_silent_peer_and_cleans_up(tuned, connect):
     watcher = await connect(tuned)  # the websockets client answers pings on its own
     await watcher.request("roomAdd", room="defaultRoom")
-    silent = RawPeer(tuned)
-    silent.send({"event": "roomAdd", "room": "defaultRoom", "messageId": 1})
+    silent = await Peer.open(tuned, answer_pings=False)
+    await silent.join("defaultRoom")
 
-    frames = await asyncio.to_thread(silent.frames)  # returns once the server hangs up
-    silent.close()
+    await silent.wait_closed()  # the server hangs up
 
-    assert 9 in [opcode for opcode, _ in frames]  # it was pinged before being dropped
+    assert silent.pings  # it was pinged before being dropped
     view = await watcher.request("roomView", room="defaultRoom")
     assert view["data"]["membersCount"] == 1
     await eventually(lambda: total_connections(watcher), lambda total: total == 1)
@@ -78,12 +69,11 @@ async def test_a_silent_peer_is_closed_timeout_after_its_last_frame_not_at_a_lat
     heartbeat = {"pingInterval": 2000, "timeout": 2400}
     options = {"servers": {"websocket": {"server": heartbeat}}}
     with running_server(tmp_path_factory, "heartbeat", options) as server:
-        silent = RawPeer(server)
-        silent.send({"event": "ping", "messageId": 1})
+        silent = await Peer.open(server, answer_pings=False)
+        await silent.request("ping")
         said = time.monotonic()
-        await asyncio.to_thread(silent.frames)  # returns once the server hangs up
+        await silent.wait_closed()  # the server hangs up
         closed_after = time.monotonic() - said
-        silent.close()
 
     assert 2.3 < closed_after < 3.4
 
@@ -151,7 +141,6 @@ async def test_stalled_reader_is_closed_1008_and_others_keep_receiving(stalled, 
         frame = await listener.next(lambda f: f.get("context") == "user")
         received.append(frame["message"]["n"])
     assert received == list(range(said))
-    frames = await asyncio.to_thread(stalled_peer.frames)
-    stalled_peer.close()
-    assert close_code(frames) == 1008
+    stalled_peer.resume_reading()
+    assert (await stalled_peer.wait_closed())[0] == 1008
     assert [f for f in speaker.inbox if is_reply(f) and "error" in f] == []

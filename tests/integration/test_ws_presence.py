@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from testkit import Client, Server, failed, is_reply, now_ms, ok, open_client
 
-from .conftest import running_server
-from .support import Client, Server, failed, is_reply, now_ms, ok, open_client
+from .support import running_server
 
 ROOMS = {
     "presence-lobby": {"presence": True},

@@ -6,14 +6,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from .support import (
-    TIMEOUT,
-    eventually,
-    failed,
-    now_ms,
-    ok,
-    open_client,
-)
+from testkit import TIMEOUT, eventually, failed, now_ms, ok, open_client
+
+from .support import destroyed, leaves
 
 
 async def new_room(client, prefix: str = "room-") -> str:
@@ -257,12 +252,12 @@ async def test_room_destroyed_tells_members_and_removes_them(server, connect):
     await other.request("roomAdd", room=room)
     member_id = (await member.details())["id"]
 
-    assert (await other.action("destroyRoomTest", name=room))["destroyed"] is True
+    assert (await other.action("destroyRoomTest", name=room))["didDestroy"] is True
 
     notice = await member.next(is_user_frame)
     assert (notice["room"], notice["message"]) == (room, "this room has been deleted")
     assert (await member.details())["rooms"] == []
-    assert (member_id, room) in server.leaves()
+    assert (member_id, room) in leaves(server)
     assert await member.request("roomAdd", room=room) == failed("room does not exist")
 
 
@@ -278,7 +273,7 @@ async def test_disconnect_leaves_rooms_and_runs_leave_middleware(server, connect
 
     await eventually(members, lambda found: leaver_id not in found)
 
-    await eventually(server.leaves, lambda found: (leaver_id, "notify-room") in found)
+    await eventually(lambda: leaves(server), lambda found: (leaver_id, "notify-room") in found)
 
 
 # --- load: fan-out and abrupt disconnects ----------------------------------------------------
@@ -352,5 +347,5 @@ async def test_abrupt_disconnects_leave_no_trace(server, client):
     final = await eventually(view, lambda data: data["membersCount"] == 1, timeout=TIMEOUT * 2)
     assert list(final["members"]) == [(await client.details())["id"]]
     await eventually(lambda: status_connections(client), lambda total: total <= baseline)
-    assert {cid for cid, left in server.leaves() if left == room} == ids
-    assert ids <= set(server.destroyed())  # connection middleware destroy ran for each
+    assert {cid for cid, left in leaves(server) if left == room} == ids
+    assert ids <= set(destroyed(server))  # connection middleware destroy ran for each

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 
-from .support import (
+from testkit import (
     NON_EMPTY_STR,
     UUID4,
-    WELCOME,
     action_frame,
     action_reply,
     eventually,
@@ -17,6 +16,8 @@ from .support import (
     now_ms,
     ok,
 )
+
+from .support import WELCOME, destroyed, leaves
 from .test_ws_admission import refused
 
 
@@ -107,7 +108,7 @@ async def test_close_runs_connection_destroy_middleware(server, connect):
     client_id = (await client.details())["id"]
     await client.close()
 
-    await eventually(server.destroyed, lambda ids: client_id in ids)
+    await eventually(lambda: destroyed(server), lambda ids: client_id in ids)
 
 
 async def test_detailsView_ids_are_unique_per_socket(server, connect):
@@ -189,7 +190,7 @@ async def test_reset_with_an_action_in_flight_leaves_no_trace(server, client, co
     await client.request("ping")  # the action is running
     client.reset()
     assert "error" not in await watcher.action("sleepTest", sleepDuration=250)
-    await eventually(server.destroyed, lambda ids: client_id in ids)
+    await eventually(lambda: destroyed(server), lambda ids: client_id in ids)
 
 
 async def test_destroy_from_an_action_closes_with_4000_and_leaves_rooms(server, client):
@@ -199,7 +200,7 @@ async def test_destroy_from_an_action_closes_with_4000_and_leaves_rooms(server, 
     code, _ = await client.wait_closed()
     assert code == 4000
 
-    await eventually(server.leaves, lambda found: (client_id, "notify-room") in found)
+    await eventually(lambda: leaves(server), lambda found: (client_id, "notify-room") in found)
 
 
 async def test_send_pushes_frames_with_no_keys_added(client):

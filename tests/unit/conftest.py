@@ -8,7 +8,7 @@
   in the test itself; the ``make_app`` fixture builds a whole :class:`~squall.Squall` in a
   temporary application folder (its own ``config/``, ``actions/`` and ``public/``).
 
-Every wait in this tier is bounded by :data:`WAIT` seconds; nothing sleeps to synchronise.
+Every wait in this tier is bounded by :data:`TIMEOUT` seconds; nothing sleeps to synchronise.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from testkit import TIMEOUT
 
 from squall import Squall, load_config
 from squall.actions import Action, ActionRegistry
@@ -43,8 +44,6 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "config"
 DEFAULT_YAML = CONFIG_DIR / "default.yaml"
 
-#: Upper bound, in seconds, of every await in the unit tier.
-WAIT = 5.0
 
 MESSAGES = ErrorMessages(DEFAULT_TEMPLATES)
 
@@ -71,8 +70,8 @@ class RecordingTransport:
         self.changed.set()
 
     async def until_frames(self, count: int) -> list[Any]:
-        """Wait (at most :data:`WAIT` seconds) until ``count`` frames were written; them all."""
-        async with asyncio.timeout(WAIT):
+        """Wait (at most :data:`TIMEOUT` seconds) until ``count`` frames were written; them all."""
+        async with asyncio.timeout(TIMEOUT):
             while len(self.frames) < count:
                 self.changed.clear()
                 await self.changed.wait()
@@ -111,7 +110,7 @@ async def feed(protocol: SocketProtocol, connection: Connection, frame: Any) -> 
     data = frame if isinstance(frame, (str, bytes)) else json.dumps(frame)
     reply = protocol.receive(connection, data)
     if inspect.isawaitable(reply):
-        reply = await asyncio.wait_for(_awaited(reply), WAIT)
+        reply = await asyncio.wait_for(_awaited(reply), TIMEOUT)
     return reply
 
 
@@ -126,7 +125,7 @@ def start_feed(protocol: SocketProtocol, connection: Connection, frame: Any) -> 
 
 async def bounded(awaitable: Awaitable[Any]) -> Any:
     """Await with the tier's timeout."""
-    return await asyncio.wait_for(_awaited(awaitable), WAIT)
+    return await asyncio.wait_for(_awaited(awaitable), TIMEOUT)
 
 
 def declared(

@@ -23,10 +23,10 @@ import tornado.httputil
 import tornado.iostream
 import tornado.routing
 import tornado.web
+from testkit import TIMEOUT
 
 from handlers.http11 import HTTP11Protocol, HTTPServer, ServerParams
 
-from .conftest import WAIT
 from .wire import WireTransport, until
 
 PARAMS = ServerParams(max_header_size=1024, max_body_size=4096, idle_timeout=5.0, body_timeout=5.0)
@@ -854,7 +854,7 @@ async def test_shutdown_closes_idle_connections_now_and_busy_ones_after_their_an
     await idle.closed()
     assert not closing.done() and not busy.transport.closing
     gates.open("last")
-    await asyncio.wait_for(closing, WAIT)
+    await asyncio.wait_for(closing, TIMEOUT)
     (response,) = busy.finals()
     assert (response.text, response.headers["Connection"]) == ("last", "close")
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from testkit import TIMEOUT
 
 from squall import ConfigError, load_config, logs
 from squall.logs import (
@@ -29,7 +30,7 @@ from squall.logs import (
     log_socket_open,
 )
 
-from .conftest import DEFAULT_YAML, WAIT
+from .conftest import DEFAULT_YAML
 
 
 @pytest.fixture
@@ -259,7 +260,7 @@ def test_a_warning_is_written_at_once_with_the_lines_before_it(buffered_logger):
 def test_info_lines_are_written_within_the_interval(buffered_logger):
     logger, stream = buffered_logger(0.05)
     logger.info("third")
-    assert stream.flushed.wait(WAIT)  # by the handler's thread
+    assert stream.flushed.wait(TIMEOUT)  # by the handler's thread
     assert stream.seen[-1] == "INFO third\n"
 
 

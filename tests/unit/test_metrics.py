@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from testkit import TIMEOUT
 
 from squall.errors import ActionTimeout, MissingParam, TooManyPendingActions, UnknownAction
 from squall.exposition import MetricsExporter
@@ -25,7 +26,7 @@ from squall.metrics import (
 )
 from squall.monitor import SharedSnapshots, sample
 
-from .conftest import WAIT, declared, feed
+from .conftest import declared, feed
 
 
 def metrics_of(snapshot: dict) -> dict[tuple[str, tuple], float]:
@@ -112,15 +113,15 @@ def test_metered_executor_counts_busy_threads():
 
     def blocking():
         running.set()
-        release.wait(WAIT)
+        release.wait(TIMEOUT)
         return "done"
 
     try:
         future = pool.submit(blocking)
-        assert running.wait(WAIT)
+        assert running.wait(TIMEOUT)
         assert pool.busy == 1
         release.set()
-        assert future.result(WAIT) == "done"
+        assert future.result(TIMEOUT) == "done"
         assert pool.busy == 0
         assert pool.size == min(32, (os.cpu_count() or 1) + 4)
     finally:

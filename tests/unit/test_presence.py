@@ -10,11 +10,12 @@ import json
 from typing import Any
 
 import pytest
+from testkit import TIMEOUT
 
 from squall import ChatMiddleware
 from squall.connections import Connection
 
-from .conftest import WAIT, transport_of
+from .conftest import transport_of
 
 NOW = 1_700_000_000_123
 ROOMS = {"defaultRoom": {}, "lobby": {"presence": True}}
@@ -32,7 +33,7 @@ async def ask(core: Any, connection: Connection, **frame: Any) -> dict:
     message_id = next(_ids)
     reply = core.protocol.receive(connection, json.dumps({"messageId": message_id, **frame}))
     if not isinstance(reply, dict):
-        async with asyncio.timeout(WAIT):
+        async with asyncio.timeout(TIMEOUT):
             reply = await reply
     connection.send_encoded(core.protocol.encode(reply))
     return json.loads(core.protocol.encode(reply))
@@ -244,10 +245,10 @@ async def test_a_member_gone_during_its_join_is_never_announced(make_core):
     core = await make_core(rooms=ROOMS, chat_middleware=[ChatMiddleware("slow", join=slow)])
     b = core.connect("b")
     joining = asyncio.ensure_future(core.rooms.join(b, "lobby"))
-    await asyncio.wait_for(started.wait(), WAIT)
+    await asyncio.wait_for(started.wait(), TIMEOUT)
     b.closed = True  # its socket went away while the middleware ran
     release.set()
-    await asyncio.wait_for(joining, WAIT)
+    await asyncio.wait_for(joining, TIMEOUT)
 
     assert await core.rooms.members("lobby") == {}
     assert presence(b) == []

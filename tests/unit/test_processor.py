@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from testkit import TIMEOUT
 
 import squall
 from squall import ActionMiddleware, ClientError, Input
@@ -26,7 +27,7 @@ from squall.errors import (
 from squall.processor import ActionData, ActionProcessor, apply_inputs
 from squall.threads import ActionThreads
 
-from .conftest import MESSAGES, WAIT, bounded, declared, socket_connection
+from .conftest import MESSAGES, bounded, declared, socket_connection
 
 LOGGER = "squall.actions"
 
@@ -662,7 +663,7 @@ async def test_process_sync_action_runs_in_the_pool_without_blocking_the_loop(co
     def blocking(data):
         names.append(threading.current_thread().name)
         loop.call_soon_threadsafe(started.set)
-        if not release.wait(WAIT):
+        if not release.wait(TIMEOUT):
             raise TimeoutError("never released")
         return {"done": True}
 
@@ -701,7 +702,7 @@ async def test_process_sync_action_timeout(connection, threads, caplog):
     release = threading.Event()
 
     def stuck(data):
-        release.wait(WAIT)
+        release.wait(TIMEOUT)
         return {}
 
     processor = processor_for(declared(stuck), timeout_ms=20, threads=threads)
@@ -716,7 +717,7 @@ async def test_process_sync_action_timeout(connection, threads, caplog):
 
 
 async def test_process_fast_action_beats_the_timeout(connection):
-    processor = processor_for(declared(ok), timeout_ms=WAIT * 1000)
+    processor = processor_for(declared(ok), timeout_ms=TIMEOUT * 1000)
 
     assert (await processor.process(connection, {"action": "ok"})).response == {"ok": True}
 
@@ -1009,7 +1010,7 @@ async def test_drain_refuses_new_actions_and_waits_for_running_ones(connection):
     running = asyncio.create_task(processor.process(connection, {"action": "slow"}))
     await bounded(gate.entered.wait())
 
-    draining = asyncio.create_task(processor.drain(WAIT * 1000))
+    draining = asyncio.create_task(processor.drain(TIMEOUT * 1000))
     await asyncio.sleep(0)  # one loop turn: the drain task starts and marks the processor stopping
     assert processor.stopping is True
     refused = await processor.process(connection, {"action": "ok"})
@@ -1027,7 +1028,7 @@ async def test_drain_refuses_new_actions_and_waits_for_running_ones(connection):
 async def test_drain_with_nothing_running_returns_at_once(connection):
     processor = processor_for(declared(ok))
 
-    assert await bounded(processor.drain(WAIT * 1000)) is True
+    assert await bounded(processor.drain(TIMEOUT * 1000)) is True
     assert (await processor.process(connection, {"action": "ok"})).response == {
         "error": "the server is shutting down"
     }

@@ -8,12 +8,13 @@ import asyncio
 from typing import Any
 
 import pytest
+from testkit import TIMEOUT
 
 from squall.broker import MemoryBroker
 from squall.history import Recovery
 from squall.room_options import RoomOptions
 
-from .conftest import WAIT, transport_of
+from .conftest import transport_of
 from .test_presence import ask
 
 ROOMS = {
@@ -247,7 +248,7 @@ class PausingBroker(MemoryBroker):
 
     async def _pause(self) -> None:
         self.reading.set()
-        await asyncio.wait_for(self.go_on.wait(), WAIT)
+        await asyncio.wait_for(self.go_on.wait(), TIMEOUT)
 
 
 @pytest.mark.parametrize(
@@ -271,10 +272,10 @@ async def test_a_message_said_while_a_joiner_recovers_reaches_it_exactly_once(
 
     since = {"offset": 1, "epoch": epoch}
     joining = asyncio.ensure_future(ask(core, back, event="roomAdd", room="log", since=since))
-    await asyncio.wait_for(broker.reading.wait(), WAIT)
+    await asyncio.wait_for(broker.reading.wait(), TIMEOUT)
     await say(core, talker, "four", "five")  # while the joiner's history is read
     broker.go_on.set()
-    reply = await asyncio.wait_for(joining, WAIT)
+    reply = await asyncio.wait_for(joining, TIMEOUT)
     await say(core, talker, "six")
     frames = await transport_of(back).until_frames(1 + len(live))
 

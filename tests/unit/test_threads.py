@@ -9,12 +9,13 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from testkit import TIMEOUT
 
 from squall.actions import ActionRegistry
 from squall.processor import ActionProcessor
 from squall.threads import ActionThreads
 
-from .conftest import MESSAGES, WAIT, bounded, declared, socket_connection
+from .conftest import MESSAGES, bounded, declared, socket_connection
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def pool() -> Iterator[ActionThreads]:
 def blocked(gate: threading.Event, started: threading.Semaphore):
     def run(data):
         started.release()
-        gate.wait(WAIT)
+        gate.wait(TIMEOUT)
         return data
 
     return run
@@ -37,7 +38,7 @@ async def test_status_counts_busy_and_waiting_calls(pool):
     gate, started = threading.Event(), threading.Semaphore(0)
     jobs = [pool.submit(blocked(gate, started), n) for n in range(2)]
     for _ in range(2):
-        assert started.acquire(timeout=WAIT)
+        assert started.acquire(timeout=TIMEOUT)
     assert pool.status() == {"size": 2, "busy": 2, "waiting": 0, "timedOut": 0}
 
     gate.set()
@@ -48,7 +49,7 @@ async def test_status_counts_busy_and_waiting_calls(pool):
 async def test_timed_out_threads_are_counted_until_they_return(pool):
     gate, started = threading.Event(), threading.Semaphore(0)
     job = pool.submit(blocked(gate, started), "x")
-    assert started.acquire(timeout=WAIT)
+    assert started.acquire(timeout=TIMEOUT)
 
     pool.timed_out(job)
     assert pool.status()["timedOut"] == 1
@@ -80,12 +81,12 @@ def test_saturation_warns_once_until_a_thread_is_free_again(pool, caplog):
         assert len(caplog.records) == 1
         gate.set()
         for job in first:
-            job.result(WAIT)
+            job.result(TIMEOUT)
         gate.clear()
         second = [pool.submit(blocked(gate, started), n) for n in range(3)]  # saturated again
         gate.set()
         for job in second:
-            job.result(WAIT)
+            job.result(TIMEOUT)
 
     assert [r.getMessage() for r in caplog.records] == [
         "all 2 action threads are busy (0 of them still running past general.actionTimeout): "
@@ -99,7 +100,7 @@ async def test_processor_counts_a_plain_def_action_that_outlives_its_timeout(poo
     gate = threading.Event()
 
     def hangs(data):
-        gate.wait(WAIT)
+        gate.wait(TIMEOUT)
         return {}
 
     processor = ActionProcessor(

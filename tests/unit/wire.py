@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from .conftest import WAIT
+from testkit import TIMEOUT
 
 PEER = ("203.0.113.7", 50123)
 
@@ -119,8 +119,8 @@ class WireTransport(asyncio.Transport):
 
 async def until(condition: Callable[[], Any], *events: asyncio.Event) -> None:
     """Wait until ``condition()`` holds, waking whenever one of ``events`` is set (at most
-    :data:`~tests.unit.conftest.WAIT` seconds)."""
-    async with asyncio.timeout(WAIT):
+    ``testkit.TIMEOUT`` seconds)."""
+    async with asyncio.timeout(TIMEOUT):
         while not condition():
             for event in events:
                 event.clear()

@@ -1,6 +1,5 @@
 """Test-only actions for the cluster tier (loaded through general.paths.actions): server code
-pushing to one connection, to a room and to everyone, destroying a room and making one with a
-history, on any server; and a connection middleware that holds ``slowcreate-*`` sockets."""
+pushing to one connection, to a room and to everyone, and destroying a room, on any server."""
 
 import asyncio
 
@@ -37,15 +36,6 @@ async def broadcast_test(data):
     return {"said": True}
 
 
-@action(
-    name="destroyRoomTest",
-    description="Destroy room `name` on every server",
-    inputs={"name": Input(required=True, formatter=str)},
-)
-async def destroy_room_test(data):
-    return {"didDestroy": await data.app.rooms.destroy(data.params["name"])}
-
-
 # -- a slow create middleware, for sockets opened with ?sessionID=slowcreate-* -------------------
 
 #: fingerprint -> {"id": connection id, "finished": create returned}
@@ -74,13 +64,3 @@ slow_create = ConnectionMiddleware(name="slowCreate", create=_slow_create)
 )
 async def slow_create_probe(data):
     return slow_creates.get(data.params["fingerprint"], {"id": None, "finished": False})
-
-
-@action(
-    name="historyRoomTest",
-    description="Create room `name` keeping `size` messages, as server code may (no client bound)",
-    inputs={"name": Input(required=True, formatter=str), "size": Input(required=True)},
-)
-async def history_room_test(data):
-    options = {"history": {"size": data.params["size"]}}
-    return {"didCreate": await data.app.rooms.add(data.params["name"], options)}

@@ -9,22 +9,6 @@ import time
 from squall import Input, action
 
 
-@action(
-    name="pushTest",
-    description="Push each of `frames` to the caller with connection.send",
-    inputs={"frames": Input(required=True)},
-)
-async def push_test(data):
-    for frame in data.params["frames"]:
-        data.connection.send(frame)
-    return {"pushed": len(data.params["frames"])}
-
-
-@action(name="failTest", description="Raise an exception")
-async def fail_test(data):
-    raise RuntimeError("this action fails on purpose")
-
-
 @action(name="forbiddenTest", description="Raise PermissionError, as an auth check would")
 async def forbidden_test(data):
     raise PermissionError("members only")
@@ -92,12 +76,6 @@ async def doc_test(data):
     return {"ok": True}
 
 
-@action(name="destroyTest", description="Destroy the calling connection")
-async def destroy_test(data):
-    data.connection.destroy()
-    return {}
-
-
 @action(
     name="syncTest",
     description="A plain function that blocks its thread for `duration` ms",
@@ -106,25 +84,6 @@ async def destroy_test(data):
 def sync_test(data):
     time.sleep(data.params["duration"] / 1000)  # the behaviour under test: blocking code
     return {"slept": data.params["duration"]}
-
-
-@action(
-    name="destroyRoomTest",
-    description="Destroy a room through the server API",
-    inputs={"name": Input(required=True)},
-)
-async def destroy_room_test(data):
-    return {"destroyed": await data.app.rooms.destroy(data.params["name"])}
-
-
-@action(
-    name="roomsTest",
-    description="What the server API says about a room",
-    inputs={"name": Input(required=True)},
-)
-async def rooms_test(data):
-    rooms = data.app.rooms
-    return {"exists": await rooms.exists(data.params["name"]), "list": await rooms.list()}
 
 
 @action(
