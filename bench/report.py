@@ -74,6 +74,33 @@ def _ws(prefix: str, title: str) -> list[Metric]:
     ]
 
 
+def _history(backend: str, title: str) -> list[Metric]:
+    """Issue 15: a say in a room with history costs at most 1.5x one without, same run."""
+    return [
+        Metric(f"history.{backend}.cpu_us_per_say_off", f"server CPU µs per say, {title}", 1),
+        Metric(
+            f"history.{backend}.cpu_us_per_say_on",
+            f"server CPU µs per say with history, {title}",
+            1,
+        ),
+        Metric(
+            f"history.{backend}.cpu_ratio",
+            f"CPU per say, history on / off, {title}",
+            2,
+            Target("<=", 1.5, against=None),
+        ),
+    ]
+
+
+def _recovery(backend: str, title: str, target: Target | None) -> list[Metric]:
+    """Issue 15: a join that recovers 100 missed messages answers within 10 ms on one server."""
+    what = "roomAdd recovering 100 missed messages"
+    return [
+        Metric(f"recovery.{backend}.p50_ms", f"{what} p50 ms, {title}", 2),
+        Metric(f"recovery.{backend}.p99_ms", f"{what} p99 ms, {title}", 2, target),
+    ]
+
+
 def _http(key: str, title: str, rate: float) -> list[Metric]:
     return [
         Metric(f"http.{key}.req_per_s", f"HTTP {title} req/s, 50 conns", 0, Target(">=", rate)),
@@ -140,6 +167,30 @@ METRICS: list[Metric] = [
         "CPU per delivery, 2 processes + Redis / 1 process in memory (room of 2 000)",
         2,
         Target("<=", 1.3, against=None),
+    ),
+    *_history("memory", "in memory"),
+    *_history("redis", "through Redis"),
+    Metric(
+        "presence.frames_per_member_per_change",
+        "presence frames each member gets per join or leave, room of 2 000",
+        2,
+        Target("<=", 1.0, against=None),
+    ),
+    Metric(
+        "presence.encodes_per_change",
+        "JSON encodings per join or leave, room of 2 000 (in process)",
+        1,
+        Target("<=", 1.0, against=None),
+    ),
+    Metric("presence.cpu_us_per_presence_frame", "server CPU µs per presence frame, 2 000", 1),
+    Metric("presence.cpu_us_per_say_delivery", "server CPU µs per say delivery, same room", 1),
+    *_recovery("memory", "one server", Target("<", 10.0, against=None)),
+    *_recovery("redis", "through Redis", None),
+    Metric(
+        "recovery.redis.evalsha_per_recovery",
+        "Redis history reads (EVALSHA) per recovery of 100",
+        2,
+        Target("<=", 1.0, against=None),
     ),
 ]
 

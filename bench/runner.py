@@ -27,10 +27,24 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import cluster, httpload, procstat, report, scenarios, servers
+from bench import cluster, features, httpload, procstat, report, scenarios, servers
 from bench.workers import Target
 
-SCENARIOS = ("connect", "rpc", "fanout", "http", "static", "frame", "cluster")
+SCENARIOS = (
+    "connect",
+    "rpc",
+    "fanout",
+    "http",
+    "static",
+    "frame",
+    "cluster",
+    "history",
+    "presence",
+    "recovery",
+)
+#: Scenarios of Squall alone, each on servers of its own (issue 15: presence and history, each
+#: beside the same run's figure without the feature).
+FEATURES = ("history", "presence", "recovery")
 #: The same page on every server that serves files (ActionHero's is 5.6 KB, Squall's 6.9 KB).
 STATIC_PATH = "/public/chat.html"
 #: Servers that answer a binary frame (with an error push): the frame scenario's subjects.
@@ -259,23 +273,15 @@ class Runner:
         members, messages = self.sizes.cluster
         for processes in (1, 2):
             prefix = f"cluster{processes}"
-            try:
-                result = cluster.fanout(
-                    self.run_dir,
-                    self.configs["squall"],
-                    processes,
-                    members,
-                    messages,
-                    self.args.procs,
-                )
-            except cluster.ClusterUnavailable as exc:
-                self.results.missing(prefix, "squall", str(exc)[:200])
-                print(f"  rep {rep + 1} squall     {prefix:17s} n/a: {exc}", file=sys.stderr)
+            result = self._alone(
+                rep,
+                prefix,
+                lambda n=processes: cluster.fanout(
+                    self.run_dir, self.configs["squall"], n, members, messages, self.args.procs
+                ),
+            )
+            if result is None:
                 continue
-            except Exception as exc:  # a broken cluster must not lose the rest of the run
-                self._failed(rep, "squall", prefix, exc)
-                continue
-            self._log(rep, "squall", prefix, result)
             self._add_fanout(rep, "squall", prefix, members, result)
             self.results.add(f"{prefix}.missing", "squall", rep, result.get("missing"))
             in_memory = self.results.samples.get(("fanout2000.cpu_us_per_delivery", "squall"))
@@ -283,6 +289,63 @@ class Runner:
             if processes == 2 and in_memory and in_memory[rep] and cost:
                 # issue 5: scaling out may cost at most 1.3x the in-memory CPU per delivery
                 self.results.add(f"{prefix}.cost_vs_memory", "squall", rep, cost / in_memory[rep])
+
+    def _alone(
+        self, rep: int, name: str, measure: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        """A measurement that starts Squall (and Redis) itself; logged, or None when it
+        could not run (n/a and why) or failed (a problem)."""
+        try:
+            result = measure()
+        except cluster.ClusterUnavailable as exc:
+            self.results.missing(name, "squall", str(exc)[:200])
+            print(f"  rep {rep + 1} squall     {name:17s} n/a: {exc}", file=sys.stderr)
+            return None
+        except Exception as exc:  # one failed measurement must not lose the rest of the run
+            self._failed(rep, "squall", name, exc)
+            return None
+        self._log(rep, "squall", name, result)
+        return result
+
+    def _feature(
+        self, rep: int, name: str, measure: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        """One features measurement (``features.py``), its numbers under ``name.<key>``."""
+        result = self._alone(rep, name, measure)
+        for key, value in (result or {}).items():
+            if isinstance(value, (int, float)):
+                self.results.add(f"{name}.{key}", "squall", rep, value)
+        return result
+
+    def history(self, rep: int) -> None:
+        sizes = features.QUICK if self.args.quick else features.FULL
+        for redis in (False, True):
+            self._feature(
+                rep,
+                f"history.{'redis' if redis else 'memory'}",
+                lambda r=redis: features.history(self.run_dir, self.configs["squall"], r, sizes),
+            )
+
+    def presence(self, rep: int) -> None:
+        sizes = features.QUICK if self.args.quick else features.FULL
+        self._feature(
+            rep, "presence", lambda: features.presence(self.run_dir, self.configs["squall"], sizes)
+        )
+
+    def recovery(self, rep: int) -> None:
+        sizes = features.QUICK if self.args.quick else features.FULL
+        for redis in (False, True):
+            name = f"recovery.{'redis' if redis else 'memory'}"
+            result = self._feature(
+                rep,
+                name,
+                lambda r=redis: features.recovery(self.run_dir, self.configs["squall"], r, sizes),
+            )
+            if result is not None and result["recovered_whole"] != result["recoveries"]:
+                self.results.problems.append(
+                    f"rep {rep + 1}, squall, {name}: only {result['recovered_whole']} of "
+                    f"{result['recoveries']} recoveries got every missed message"
+                )
 
     # -- the run
     def _phase(self, rep: int, order: list[str], scenarios_: list[str]) -> None:
@@ -313,11 +376,14 @@ class Runner:
         wanted = self.args.scenarios
         if "connect" in wanted:
             self._phase(rep, order, ["connect"])
-        rest = [s for s in wanted if s not in ("connect", "cluster")]
+        rest = [s for s in wanted if s not in ("connect", "cluster", *FEATURES)]
         if rest:
             self._phase(rep, order, rest)
         if "cluster" in wanted and "squall" in names:
             self.cluster(rep)
+        for feature in FEATURES:
+            if feature in wanted and "squall" in names:
+                getattr(self, feature)(rep)
 
     def run(self) -> str:
         """All repetitions; returns the table."""

@@ -3,18 +3,23 @@
 What lives in Redis (every key under the cluster name, ``<c>``):
 
 - ``<c>:rooms``                 SET of room names;
-- ``<c>:room:<room>``           HASH connection id -> ``"<server id>|<joinedAt>"``;
+- ``<c>:roomOptions``           HASH room -> its options (presence, history), as JSON;
+- ``<c>:room:<room>``           HASH connection id -> ``{"server", "joinedAt", "info"?}``;
 - ``<c>:server:<id>``           a lease key this server renews while alive;
 - ``<c>:server:<id>:members``   SET of ``"<room>\\0<connection id>"`` this server owns;
 - ``<c>:connections``           HASH connection id -> server id, for ``send_to``;
 - ``<c>:server:<id>:connections`` SET of the connections this server holds;
-- ``<c>:servers``               SET of the servers that have announced themselves.
+- ``<c>:servers``               SET of the servers that have announced themselves;
+- ``<c>:reaped:<id>``           a note that server ``<id>`` was reaped (read once, by it);
+- ``<c>:historyMeta:<room>``, ``<c>:history:<room>``: a room's history
+  (:mod:`squall.redis_history`).
 
 Pub/sub channels, each message prefixed with the cluster token (``<c>|``) so that a foreign
 publisher on the same Redis is ignored:
 
-- ``<c>:say:<room>``            room messages, the already-encoded frame; a server subscribes
-  only while it holds members of that room, so a room with no members here costs nothing here;
+- ``<c>:say:<room>``            room messages and presence frames, the already-encoded frame; a
+  server subscribes only while it holds members of that room, so a room with no members here
+  costs nothing here;
 - ``<c>:direct``                ``connection.send`` to a connection held by another server;
 - ``<c>:all``                   pushes to every connection, and room destruction;
 - ``<c>:canary:<id>``           this server's own self-check channel.
@@ -22,10 +27,11 @@ publisher on the same Redis is ignored:
 Crash safety: memberships belong to the server holding the connection, and only it (through
 :class:`~squall.redis_members.MemberStore`) writes them. Each server renews a lease key living
 3/4 of ``leaseTimeout`` every 1/4 of it, and on each renewal reaps the servers whose lease
-expired (one Lua script: claim and forget at once, so one survivor does it, once).
-A dead server's members are therefore gone at most ``3/4 + 1/4 = leaseTimeout`` after its last
-renewal; a live server survives a stalled loop of half the lease, and one that was reaped all
-the same (its renewal finds it missing from ``<c>:servers``) writes its memberships back.
+expired (one Lua script: claim, forget and publish their members' ``server lost`` leaves at
+once, so one survivor does it, once). A dead server's members are therefore gone, and told
+gone, at most ``3/4 + 1/4 = leaseTimeout`` after its last renewal; a live server survives a
+stalled loop of half the lease, and one that was reaped all the same (its renewal finds it
+missing from ``<c>:servers``) writes its memberships back and announces their joins again.
 
 Redis trouble never stops a server (issue 11). While Redis is away, or until this server has
 subscribed again after it came back:
@@ -38,7 +44,9 @@ subscribed again after it came back:
   in a :class:`~squall.backlog.Journal`, as does any write that failed, and are written until
   Redis has them (so no member outlives its connection for more than the lease);
 - what needs the other servers' state now (``roomView``, a room never seen here, ``send_to`` a
-  connection of another server, destroying a room) raises ``BrokerUnavailable``.
+  connection of another server, destroying a room) raises ``BrokerUnavailable``; so does a say
+  in a room with history (only Redis hands out its offsets: one numbered here would collide
+  with those the other servers get meanwhile) and reading a history.
 
 The subscriber retries every half second at most, so a server is back within that of Redis
 answering; it counts as up (``state`` ``ok``, ``/ready`` 200) only once every channel is
@@ -55,7 +63,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
@@ -64,7 +72,10 @@ from . import codec
 from .backlog import Outbox
 from .backoff import Backoff
 from .broker import ConnectionsDelegate, Member, RoomsDelegate
-from .errors import BrokerUnavailable, InvalidRoomOptions, SquallError
+from .errors import BrokerUnavailable, SquallError
+from .history import Kept, Recovery
+from .presence import join_frame
+from .redis_history import RedisHistory
 from .redis_members import MemberStore, parse_member
 from .room_options import DEFAULT_OPTIONS, RoomOptions
 from .urls import redact_url
@@ -98,6 +109,8 @@ OUTAGE_REMINDER = 60.0
 
 #: What a failing Redis command raises.
 TROUBLE = (RedisError, OSError)
+
+T = TypeVar("T")
 
 
 class RedisBroker:
@@ -149,7 +162,8 @@ class RedisBroker:
         self._known_rooms: dict[str, RoomOptions] = {}
         self._peers: set[str] = set()  # the other servers, as of the last lease renewal
         self._run_id: str | None = None  # of the Redis process last joined: changes on restart
-        self._members = MemberStore(cluster, server_id, lease_ms)
+        self._members = MemberStore(cluster, server_id, lease_ms, self.token)
+        self._history = RedisHistory(cluster, self.token)
         self._outbox = Outbox(outbox_messages, outbox_bytes)
         self._drain_lock = asyncio.Lock()
         self._catch_up_task: asyncio.Task[None] | None = None
@@ -194,6 +208,7 @@ class RedisBroker:
             raise SquallError(f"redis.url {self.shown_url}: {exc}") from None
         self._redis = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
         self._members.attach(self._redis)
+        self._history.attach(self._redis)
         self._channels = {
             self._key("direct"),
             self._key("all"),
@@ -269,10 +284,6 @@ class RedisBroker:
     # -- rooms -------------------------------------------------------------------------------
 
     async def create_room(self, room: str, options: RoomOptions) -> bool:
-        if options.history:
-            raise InvalidRoomOptions(
-                "history", "rooms with history are not kept in Redis by this version"
-            )
         if self.state == "ok":
             try:
                 pipe = self._redis.pipeline(transaction=True)
@@ -301,7 +312,8 @@ class RedisBroker:
             pipe.hget(self._key("roomOptions"), room)
             pipe.hdel(self._key("roomOptions"), room)
             pipe.hgetall(self._key("room", room))
-            removed, stored, _, members = await pipe.execute()
+            pipe.delete(*self._history.keys(room))  # a room made again starts a new epoch
+            removed, stored, _, members, _ = await pipe.execute()
         except TROUBLE as exc:
             raise BrokerUnavailable("a room cannot be destroyed until it is back") from exc
         self._known_rooms.pop(room, None)
@@ -416,9 +428,39 @@ class RedisBroker:
         self, room: str, payload: dict[str, Any], options: RoomOptions | None = None
     ) -> None:
         frame = codec.dumps(payload)
-        await self._send(
-            self._say_channel(room), frame, lambda: self._rooms.deliver_room(room, frame)
-        )
+        channel = self._say_channel(room)
+        if options is not None and options.history:
+            await self._publish_numbered(room, channel, frame, options)
+            return
+        await self._send(channel, frame, lambda: self._rooms.deliver_room(room, frame))
+
+    async def _publish_numbered(
+        self, room: str, channel: str, frame: bytes, options: RoomOptions
+    ) -> None:
+        """Number, keep and publish in one round trip. Only Redis hands out a room's offsets,
+        so while it is away a message of a room with history is refused, never numbered here
+        (its offset would collide with the ones Redis gives the other servers meanwhile)."""
+        why = "a room with history numbers its messages in Redis: this one cannot be said"
+        self._require_up(why)
+        try:
+            await self._history.say(room, channel, frame, options)
+        except TROUBLE as exc:
+            raise BrokerUnavailable(f"{why} until it is back") from exc
+
+    async def recover(self, room: str, offset: int, epoch: str, options: RoomOptions) -> Recovery:
+        return await self._read_history(lambda: self._history.since(room, offset, epoch, options))
+
+    async def history(self, room: str, limit: int, options: RoomOptions) -> Kept:
+        return await self._read_history(lambda: self._history.last(room, limit, options))
+
+    async def _read_history(self, read: Callable[[], Awaitable[T]]) -> T:
+        """One read of a room's history (one round trip), while Redis is there."""
+        why = "the history of a room is kept in Redis: it cannot be read"
+        self._require_up(why)
+        try:
+            return await read()
+        except TROUBLE as exc:
+            raise BrokerUnavailable(f"{why} until it is back") from exc
 
     async def send_to(self, connection_id: str, message: Any) -> bool:
         self._require_up("connections of other servers cannot be reached")
@@ -622,6 +664,7 @@ class RedisBroker:
         restarted = None not in (run_id, self._run_id) and run_id != self._run_id
         self._run_id = run_id
         rooms, memberships = await self._write_back(every_known_room=restarted)
+        await self._announce_again()
         await self._tell_peers({"hello": self.server_id})
         servers = await self._redis.smembers(self._key("servers"))
         self._peers |= {server.decode() for server in servers} - {self.server_id}
@@ -760,6 +803,7 @@ class RedisBroker:
                 "data): writing its rooms and members back"
             )
             await self._write_back()
+            await self._announce_again()
         reaped, alive = await self._members.reap()
         # A Redis that just lost its data does not list the servers that are yet to come back.
         self._peers = (self._peers | alive if lapsed else alive) - {other for other, _ in reaped}
@@ -787,6 +831,25 @@ class RedisBroker:
         )
         self._known_rooms.update((room, rooms[room]) for room in written)
         return len(written), members
+
+    async def _announce_again(self) -> None:
+        """Another server reaped this one while it was cut off or stalled, and told the leaves
+        of its members (``server lost``): they are here all the same, so their joins are told
+        again (PROTOCOL.md §8), with their first ``joinedAt``."""
+        if not await self._members.was_reaped():
+            return
+        needed, memberships = self._rooms.local_state()
+        announced = 0
+        for member in memberships:
+            if needed[member.room].presence:
+                frame = join_frame(member.room, member.connection_id, member.joined_at, member.info)
+                await self.publish(member.room, frame)
+                announced += 1
+        log.warning(
+            "this server was reaped while alive: the joins of its %d members of rooms with "
+            "presence were told again",
+            announced,
+        )
 
     async def _canary(self) -> None:
         if self.state != "ok":

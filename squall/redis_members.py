@@ -14,7 +14,8 @@ A server owns its memberships (``<c>:room:<room>`` entries, connection id -> ``{
   outage or a Redis restart: it removes what was removed here meanwhile (no ghost member) and
   writes what Redis forgot;
 - :meth:`MemberStore.reap` claims and forgets dead servers in one Lua script, so one survivor
-  does it, once, and never half.
+  does it, once, and never half: the leaves of their members (reason ``server lost``) are
+  published by that script too, so they are told exactly once, within the lease.
 """
 
 from __future__ import annotations
@@ -31,22 +32,35 @@ __all__ = ["MemberStore", "parse_member"]
 
 
 def parse_member(value: bytes) -> Member:
-    """A membership as :meth:`MemberStore.member_value` wrote it."""
+    """A membership as :meth:`MemberStore.member_value` wrote it, or as a server older than
+    presence wrote it (``<server id>|<joinedAt>``: still met during a rolling upgrade)."""
+    if not value.startswith(b"{"):
+        _, _, joined = value.decode().rpartition("|")
+        return Member(int(joined) if joined.isdigit() else 0)
     stored = codec.loads(value)
     return Member(stored["joinedAt"], stored.get("info"))
 
 
-# Remove every membership and connection server ARGV[2] owned in cluster ARGV[1]; return how
-# many memberships. Keys are built inside: one Redis, not Redis Cluster.
+# Remove every membership and connection server ``id`` owned in cluster ``c``; return how many
+# memberships. With a ``token``, the leave of each of its members of a room with presence is
+# published to the room (PROTOCOL.md §8, reason "server lost"), built as squall.presence builds
+# it. Keys are built inside: one Redis, not Redis Cluster.
 _FORGET = r"""
-local function forget(c, id)
+local function forget(c, id, token)
   local owned = c .. ':server:' .. id .. ':members'
   local held = c .. ':server:' .. id .. ':connections'
   local entries = redis.call('SMEMBERS', owned)
   for _, entry in ipairs(entries) do
     local cut = string.find(entry, '\0', 1, true)
     if cut then
-      redis.call('HDEL', c .. ':room:' .. string.sub(entry, 1, cut - 1), string.sub(entry, cut + 1))
+      local room, cid = string.sub(entry, 1, cut - 1), string.sub(entry, cut + 1)
+      redis.call('HDEL', c .. ':room:' .. room, cid)
+      local options = token and redis.call('HGET', c .. ':roomOptions', room)
+      if options and cjson.decode(options).presence then
+        redis.call('PUBLISH', c .. ':say:' .. room, token ..
+          '{"context":"presence","event":"leave","room":' .. cjson.encode(room) ..
+          ',"id":' .. cjson.encode(cid) .. ',"reason":"server lost"}')
+      end
     end
   end
   for _, cid in ipairs(redis.call('SMEMBERS', held)) do
@@ -57,7 +71,9 @@ local function forget(c, id)
 end
 """
 
-#: Reap every server of the cluster but ARGV[2] whose lease expired:
+#: Reap every server of cluster ARGV[1] but ARGV[2] whose lease expired, publishing its
+#: members' leaves with token ARGV[3] and leaving a note ``<c>:reaped:<id>`` for ARGV[4] ms (a
+#: server that was only stalled finds it and announces its members again):
 #: ``{{reaped id, its memberships, ...}, {ids of the other servers alive}}``.
 REAP = (
     _FORGET
@@ -68,7 +84,8 @@ for _, id in ipairs(redis.call('SMEMBERS', c .. ':servers')) do
   elseif redis.call('EXISTS', c .. ':server:' .. id) == 0 then
     redis.call('SREM', c .. ':servers', id)
     reaped[#reaped + 1] = id
-    reaped[#reaped + 1] = forget(c, id)
+    reaped[#reaped + 1] = forget(c, id, ARGV[3])
+    redis.call('SET', c .. ':reaped:' .. id, '1', 'PX', ARGV[4])
   else
     alive[#alive + 1] = id
   end
@@ -77,17 +94,22 @@ return {reaped, alive}
 """
 )
 
-#: This server ARGV[2] leaves cluster ARGV[1]: its memberships, connections and lease go.
+#: This server ARGV[2] leaves cluster ARGV[1]: its memberships, connections and lease go
+#: (its sockets are closed by then: their leaves were told as they closed).
 LEAVE = (
     _FORGET
     + r"""
 local c, me = ARGV[1], ARGV[2]
-local removed = forget(c, me)
+local removed = forget(c, me, nil)
 redis.call('SREM', c .. ':servers', me)
 redis.call('DEL', c .. ':server:' .. me)
 return removed
 """
 )
+
+
+#: How long the note that a server was reaped waits for it to come back and read it.
+REAPED_NOTE_MS = 3_600_000
 
 
 class MemberStore:
@@ -99,11 +121,14 @@ class MemberStore:
         lease_ms: ``redis.leaseTimeout``: the lease key lives 3/4 of it (renewed every 1/4 by
             the broker), so a dead server's members go at most ``lease_ms`` after its last
             renewal.
+        token: what every published message starts with (the reaper publishes the leaves of
+            a dead server's members of rooms with presence).
     """
 
-    def __init__(self, cluster: str, server_id: str, lease_ms: int) -> None:
+    def __init__(self, cluster: str, server_id: str, lease_ms: int, token: bytes) -> None:
         self.cluster = cluster
         self.server_id = server_id
+        self.token = token
         self.lease_ttl_ms = lease_ms * 3 // 4
         self.journal = Journal()
         self._lock = asyncio.Lock()
@@ -267,11 +292,17 @@ class MemberStore:
     async def reap(self) -> tuple[list[tuple[str, int]], set[str]]:
         """Forget the servers whose lease expired: ``([(id, memberships removed)], ids of the
         other servers alive)``."""
-        reaped, alive = await self._reap(args=[self.cluster, self.server_id])
+        args = [self.cluster, self.server_id, self.token, REAPED_NOTE_MS]
+        reaped, alive = await self._reap(args=args)
         pairs = zip(reaped[::2], reaped[1::2], strict=True)
         return [(other.decode(), removed) for other, removed in pairs], {
             other.decode() for other in alive
         }
+
+    async def was_reaped(self) -> bool:
+        """Whether another server reaped this one (and told its members' leaves) since this
+        was last asked; the note is gone once read."""
+        return bool(await self._redis.getdel(self.key("reaped", self.server_id)))
 
     async def leave(self) -> None:
         """Remove this server's memberships, connections and lease."""

@@ -353,7 +353,8 @@ class Rooms:
     def local_state(self) -> tuple[dict[str, RoomOptions], list[Membership]]:
         """The rooms this server needs (its starting rooms, its members' rooms), with their
         options, and its memberships: what a lost Redis is rebuilt from."""
-        memberships = list(self._memberships.values())
+        # (a membership whose room was destroyed while it joined has no options any more)
+        memberships = [m for m in self._memberships.values() if m.room in self._options]
         needed = {*self._starting, *(m.room for m in memberships)}
         return {room: self._options[room] for room in sorted(needed)}, memberships
 

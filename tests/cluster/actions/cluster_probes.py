@@ -1,5 +1,6 @@
 """Test-only actions for the cluster tier (loaded through general.paths.actions): server code
-pushing to one connection, to a room and to everyone, and destroying a room, on any server."""
+pushing to one connection, to a room and to everyone, destroying a room and making one with a
+history, on any server; and a connection middleware that holds ``slowcreate-*`` sockets."""
 
 import asyncio
 
@@ -64,3 +65,13 @@ slow_create = ConnectionMiddleware(name="slowCreate", create=_slow_create)
 )
 async def slow_create_probe(data):
     return slow_creates.get(data.params["fingerprint"], {"id": None, "finished": False})
+
+
+@action(
+    name="historyRoomTest",
+    description="Create room `name` keeping `size` messages, as server code may (no client bound)",
+    inputs={"name": Input(required=True, formatter=str), "size": Input(required=True)},
+)
+async def history_room_test(data):
+    options = {"history": {"size": data.params["size"]}}
+    return {"didCreate": await data.app.rooms.add(data.params["name"], options)}
