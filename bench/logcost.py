@@ -33,7 +33,10 @@ def _config(run_dir: Path, level: str) -> Path:
     path = run_dir / f"squall-{level}.yaml"
     config = {
         "general": {"logLevel": level},
-        "servers": {"websocket": {"server": {"pingInterval": 25000}}},
+        "servers": {
+            "web": {"bindIP": "127.0.0.1"},
+            "websocket": {"server": {"pingInterval": 25000}},
+        },
     }
     path.write_text(json.dumps(config))
     return path

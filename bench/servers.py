@@ -140,8 +140,9 @@ def _spawn(
 
 
 def squall_config(run_dir: Path, ping_ms: int, pre: bool = False) -> Path:
-    """The bench's override for Squall (merged last): no per-request logging, a known heartbeat,
-    room for the frame scenario's 1 MiB frame.
+    """The bench's override for Squall (merged last): loopback only, no per-request logging, a
+    known heartbeat (and a peer timeout longer than it, which the config requires), room for the
+    frame scenario's 1 MiB frame.
 
     Today's production config also bounds sockets (10 000, and 100 per address) and frames (50 a
     second per socket): every benchmark client comes from 127.0.0.1, the connect scenario holds
@@ -152,11 +153,18 @@ def squall_config(run_dir: Path, ping_ms: int, pre: bool = False) -> Path:
 
     JSON is YAML, so no YAML writer is needed.
     """
-    socket: dict[str, object] = {"pingInterval": ping_ms, "maxMessageSize": 2 << 20}
+    socket: dict[str, object] = {
+        "pingInterval": ping_ms,
+        "timeout": max(35000, ping_ms + 10000),
+        "maxMessageSize": 2 << 20,
+    }
     if not pre:
         socket.update(maxConnections=OUT_OF_REACH, maxConnectionsPerAddress=OUT_OF_REACH)
         socket.update(rateLimit=OUT_OF_REACH)
-    config = {"general": {"logLevel": "warning"}, "servers": {"websocket": {"server": socket}}}
+    config = {
+        "general": {"logLevel": "warning"},
+        "servers": {"web": {"bindIP": "127.0.0.1"}, "websocket": {"server": socket}},
+    }
     path = run_dir / ("pre-bench.yaml" if pre else "squall-bench.yaml")
     path.write_text(json.dumps(config, indent=2))
     return path
