@@ -1,0 +1,19 @@
+"""Authorization functions the contract tier configures by dotted path
+(``servers.websocket.server.authorization``, PROTOCOL.md §6): one a coroutine, one plain."""
+
+
+def _decide(request):
+    verdict = request.headers.get("X-Contract")
+    if verdict == "raise":
+        raise PermissionError("not with that header")
+    if verdict == "mute":
+        raise PermissionError()
+    return verdict == "yes"
+
+
+async def admit_async(request):
+    return _decide(request)
+
+
+def admit_sync(request):
+    return _decide(request)
