@@ -19,9 +19,9 @@ OPTIONS: dict[str, Any] = {
 }
 
 #: Every path PROTOCOL.md §1 names, moved by its config key (general.paths.public comes from
-#: the test: a folder of :class:`Site`).
+#: the test: a folder of :class:`Site`), and a welcome message of its own.
 RENAMED: dict[str, Any] = {
-    "general": {},
+    "general": {"welcomeMessage": "Welcome to the renamed server"},
     "servers": {
         "web": {"urlPathForActions": "act", "urlPathForFiles": "static"},
         "websocket": {

@@ -1,0 +1,227 @@
+"""PROTOCOL.md §5 from outside: starting rooms, createChatRoom and the server API on rooms,
+room options and their defaults, chat middleware (order, once where said, once per recipient)
+and what leaving does."""
+
+from __future__ import annotations
+
+import pytest
+from testkit import eventually, is_reply, now_ms, ok, unique
+
+from .support import new_room, running_server
+
+
+def said(frame) -> bool:
+    return frame.get("context") == "user"
+
+
+def presence(frame) -> bool:
+    return frame.get("context") == "presence"
+
+
+@pytest.fixture(scope="module")
+def defaults(tmp_path_factory):
+    """Rooms are presence rooms with a history of 3 unless their options say otherwise."""
+    options = {
+        "general": {
+            "roomDefaults": {"presence": True, "history": {"size": 3, "ttl": 60000}},
+            "startingChatRooms": {
+                "defaultRoom": {},
+                "plainRoom": {"presence": False, "history": {"size": 0}},
+            },
+        }
+    }
+    with running_server(tmp_path_factory, "defaults", options) as started:
+        yield started
+
+
+async def rooms_api(server, op, **params):
+    return (await server.action("contractRoomsApi", op=op, **params))["result"]
+
+
+# --- rooms exist before anyone joins -------------------------------------------------------------
+
+
+async def test_s5_startingChatRooms_default_is_defaultRoom_alone(renamed):
+    # nobody makes rooms on the renamed server: its rooms are the starting ones
+    assert await rooms_api(renamed, "list") == ["defaultRoom"]
+
+
+async def test_s5_defaultRoom_by_default_is_a_plain_room(server, connect):
+    client = await connect(server)
+    me = (await client.details())["id"]
+    assert await client.request("roomAdd", room="defaultRoom") == ok(True, 2, 2)
+    await client.say("defaultRoom", "plain")
+    assert await client.next(lambda f: not is_reply(f)) == {
+        "context": "user",
+        "message": "plain",
+        "room": "defaultRoom",
+        "from": me,
+        "sentAt": now_ms(),
+    }  # fmt: skip  (no presence frame came before it, no offset or epoch in it)
+    await client.request("roomLeave", room="defaultRoom")
+
+
+async def test_s5_createChatRoom_creates_a_room_that_can_be_joined(server, connect):
+    name = unique("made")
+    made = await server.action("createChatRoom", name=name)
+    assert (made["name"], made["didCreate"]) == (name, True)
+    again = await server.action("createChatRoom", name=name)
+    assert (again["name"], again["didCreate"]) == (name, False)
+    client = await connect(server)
+    await client.join(name)
+
+
+async def test_s5_server_api_add_exists_list_destroy(server, connect):
+    name = unique("api")
+    assert await rooms_api(server, "exists", name=name) is False
+    assert await rooms_api(server, "add", name=name) is True
+    assert await rooms_api(server, "add", name=name) is False
+    assert await rooms_api(server, "exists", name=name) is True
+    assert name in await rooms_api(server, "list")
+    client = await connect(server)
+    await client.join(name)
+    assert await rooms_api(server, "destroy", name=name) is True
+    assert await rooms_api(server, "destroy", name=name) is False
+    assert await rooms_api(server, "exists", name=name) is False
+    assert name not in await rooms_api(server, "list")
+    await eventually(client.details, lambda d: d["rooms"] == [], what="membership dropped")
+    assert (await client.request("roomAdd", room=name))["error"] == "room does not exist"
+
+
+async def test_s5_server_api_add_takes_room_options(server, connect):
+    name = unique("api-options")
+    assert await rooms_api(server, "add", name=name, options={"presence": True}) is True
+    client = await connect(server)
+    me = (await client.details())["id"]
+    await client.join(name)
+    assert await client.next(presence) == {
+        "context": "presence", "event": "join", "room": name, "id": me, "joinedAt": now_ms(),
+    }  # fmt: skip
+
+
+# --- room options and general.roomDefaults -------------------------------------------------------
+
+
+async def test_s5_room_options_default_to_general_roomDefaults(defaults, connect):
+    name = await new_room(defaults)
+    client = await connect(defaults)
+    await client.join(name)
+    assert (await client.next(presence))["event"] == "join"
+    for n in range(4):
+        await client.say(name, f"m{n}")
+    offsets = [(await client.next(said))["offset"] for _ in range(4)]
+    assert offsets == [1, 2, 3, 4]
+    history = (await client.request("roomHistory", room=name))["data"]
+    assert [m["offset"] for m in history["messages"]] == [2, 3, 4]  # size 3
+
+
+async def test_s5_startingChatRooms_options_apply_over_the_defaults(defaults, connect):
+    client = await connect(defaults)
+    await client.join("defaultRoom")  # {}: the defaults
+    assert (await client.next(presence))["event"] == "join"
+    await client.join("plainRoom")  # presence false, history size 0 (off)
+    await client.say("plainRoom", "plain")
+    frame = await client.next(said)
+    assert "offset" not in frame and "epoch" not in frame
+    assert client.take(lambda f: presence(f) and f["room"] == "plainRoom") == []
+    history = (await client.request("roomHistory", room="plainRoom"))["data"]
+    assert history == {"room": "plainRoom", "epoch": None, "offset": 0, "messages": []}
+
+
+async def test_s5_createChatRoom_options_apply_over_the_defaults(defaults, connect):
+    name = await new_room(defaults, presence=False, history={"size": 0, "ttl": 60000})
+    client = await connect(defaults)
+    await client.join(name)
+    await client.say(name, "plain")
+    frame = await client.next(said)
+    assert "offset" not in frame
+    assert client.take(presence) == []
+
+
+# --- chat middleware -----------------------------------------------------------------------------
+
+
+async def test_s5_chat_middleware_runs_in_ascending_priority_default_100(server, connect):
+    room = await new_room(server, "cmw-order")
+    client = await connect(server)
+    await client.join(room)
+    await client.say(room, "m")
+    assert (await client.next(said))["message"] == "m|early|default|late"
+
+
+async def test_s5_on_say_receive_runs_once_where_said_and_say_once_per_recipient(server, connect):
+    room = await new_room(server, "cmw-say")
+    members = [await connect(server) for _ in range(3)]
+    ids = [(await member.details())["id"] for member in members]
+    for member in members:
+        await member.join(room)
+    await members[0].say(room, "hello")
+    frames = [await member.next(said) for member in members]
+    assert [frame["to"] for frame in frames] == ids  # say: each recipient's own copy
+    assert all(frame["from"] == ids[0] and frame["message"] == "hello" for frame in frames)
+    assert server.events("receive").count(f"{room} hello") == 1
+
+
+async def test_s5_on_say_receive_returning_None_drops_the_message(server, connect):
+    room = await new_room(server, "cmw-say")
+    sender, other = await connect(server), await connect(server)
+    await sender.join(room)
+    await other.join(room)
+    await sender.say(room, "drop")
+    await sender.say(room, "after")
+    assert (await other.next(said))["message"] == "after"
+    assert (await sender.next(said))["message"] == "after"
+
+
+async def test_s5_say_middleware_may_drop_one_recipients_copy(server, connect):
+    room = await new_room(server, "cmw-say")
+    sender, other = await connect(server), await connect(server)
+    await sender.join(room)
+    await other.join(room)
+    await sender.say(room, "not for the sender")
+    await sender.say(room, "for all")
+    assert (await other.next(said))["message"] == "not for the sender"
+    assert (await other.next(said))["message"] == "for all"
+    assert (await sender.next(said))["message"] == "for all"
+
+
+# --- leaving -------------------------------------------------------------------------------------
+
+
+async def test_s5_leaving_explicitly_by_disconnect_or_by_destroy_runs_leave_middleware(
+    server, connect
+):
+    room = await new_room(server, "cmw-leave")
+    leaver, dropper, stayer, watcher = [await connect(server) for _ in range(4)]
+    ids = [(await c.details())["id"] for c in (leaver, dropper, stayer)]
+    for client in (leaver, dropper, stayer, watcher):
+        await client.join(room)
+
+    def members():
+        return watcher.request("roomView", room=room)
+
+    await leaver.request("roomLeave", room=room)
+    assert (await leaver.details())["rooms"] == []
+    await dropper.close()
+    view = await eventually(members, lambda v: v["data"]["membersCount"] == 2, what="dropped")
+    assert set(view["data"]["members"]) == {ids[2], (await watcher.details())["id"]}
+    assert await rooms_api(server, "destroy", name=room) is True
+    await eventually(stayer.details, lambda d: d["rooms"] == [], what="destroyed")
+    left = [line for line in server.events("leave") if line.startswith(room)]
+    assert sorted(left) == sorted(f"{room} {i}" for i in [*ids, (await watcher.details())["id"]])
+
+
+async def test_s5_a_member_whose_leave_middleware_refuses_still_leaves_by_disconnect(
+    server, connect
+):
+    room = await new_room(server, "cmw-sticky")
+    sticky, watcher = await connect(server), await connect(server)
+    await sticky.join(room)
+    await watcher.join(room)
+    await sticky.close()
+    view = await eventually(
+        lambda: watcher.request("roomView", room=room),
+        lambda v: v["data"]["membersCount"] == 1,
+        what="the disconnected member gone",
+    )
+    assert list(view["data"]["members"]) == [(await watcher.details())["id"]]
