@@ -1,12 +1,15 @@
 """The servers contract tests share: ``server`` (the project's config in the test environment,
-plus this tier's probe actions) and ``renamed`` (every path of PROTOCOL.md §1 moved by its config
-key, serving a public folder of known files); modules that need other options start their own."""
+plus this tier's probe actions), ``renamed`` (every path of PROTOCOL.md §1 moved by its config key,
+serving a public folder of known files) and ``brisk`` (timers of a second); modules that need
+other options start their own. Pages of the generated client are the browser tier's
+(``new_page``, which fails a test on any uncaught script error)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
+from browser.conftest import new_page, page_errors
 from testkit import Server
 
 from .support import BRISK, RENAMED, Site, running_server
@@ -36,3 +39,6 @@ def brisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     silent for ``timeout`` is closed)."""
     with running_server(tmp_path_factory, "brisk", BRISK) as started:
         yield started
+
+
+__all__ = ["new_page", "page_errors"]  # the browser tier's fixtures, for test_s7_client.py

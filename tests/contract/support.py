@@ -25,6 +25,7 @@ RENAMED: dict[str, Any] = {
     "servers": {
         "web": {"urlPathForActions": "act", "urlPathForFiles": "static"},
         "websocket": {
+            "client": {"apiPath": "/act"},
             "clientJsPath": "gen/",
             "clientJsName": "myClient",
             "server": {"pathname": "/sock"},
