@@ -3,6 +3,8 @@
 
 
 def _decide(request):
+    if type(request).__name__ != "HTTPServerRequest":  # Tornado's, as PROTOCOL.md says
+        raise TypeError(f"called with a {type(request).__name__}")
     verdict = request.headers.get("X-Contract")
     if verdict == "raise":
         raise PermissionError("not with that header")

@@ -3,6 +3,8 @@ step, the heartbeat, origins and authorization at the upgrade."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import signal
 import time
 
@@ -15,11 +17,27 @@ from testkit import (
     action_reply,
     eventually,
     open_client,
+    open_stream,
+    parse_response,
 )
 
 from .support import new_room, running_server
 
 SHUTTING_DOWN = "the server is shutting down"
+COOKIE = re.compile(r"^sessionID=[A-Za-z0-9_-]{1,128}; Path=/; HttpOnly; SameSite=Lax$")
+
+
+async def read_response(reader):
+    """The next HTTP response on a kept-alive connection."""
+    raw = b""
+    async with asyncio.timeout(TIMEOUT):
+        while (response := parse_response(raw)) is None or len(response.body) < int(
+            response.headers["Content-Length"]
+        ):
+            chunk = await reader.read(65536)
+            assert chunk, f"closed after {raw!r}"
+            raw += chunk
+    return response
 
 
 # --- 4000: destroy and quit ------------------------------------------------------------------
@@ -40,6 +58,9 @@ async def test_s6_shutdown_refuses_new_work_finishes_in_flight_then_closes_1001(
 ):
     with running_server(tmp_path_factory, "stopping", {}) as stopping:
         client = await open_client(stopping)
+        reader, writer = await open_stream(stopping)  # an HTTP connection kept alive
+        writer.write(b"GET /api/randomNumber HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await read_response(reader)).status == 200
         await client.send(action_frame("slow", "sleepTest", sleepDuration=1500))
         await client.send({"event": "ping", "messageId": "started"})
         await client.reply("started")
@@ -50,6 +71,10 @@ async def test_s6_shutdown_refuses_new_work_finishes_in_flight_then_closes_1001(
         assert refused == action_reply(
             {"error": SHUTTING_DOWN}, refused["messageId"], refused["messageCount"]
         )
+        writer.write(b"GET /api/randomNumber HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = await read_response(reader)
+        assert (response.status, response.json()["error"]) == (503, SHUTTING_DOWN)
+        writer.transport.abort()
         with pytest.raises((OSError, UpgradeRefused)):  # no new connection is accepted
             peer = await Peer.open(stopping)
             await peer.close()
@@ -170,7 +195,9 @@ async def test_s6_an_allowed_origin_is_admitted(guarded):
 
 @pytest.mark.parametrize("origin", ["http://evil.example", "http://allowed.example:8080", "null"])
 async def test_s6_a_disallowed_origin_gets_403_at_the_upgrade(guarded, origin):
-    assert (await upgrade(guarded, origin, "yes"))[0] == 403
+    status, response = await upgrade(guarded, origin, "yes")
+    assert status == 403
+    assert COOKIE.match(response.headers["Set-Cookie"])  # PROTOCOL.md §4: every response
 
 
 @pytest.mark.parametrize("origin", ["http://evil.example", "https://any.example", "null"])
@@ -199,6 +226,7 @@ async def test_s6_authorization_admits_on_truthy_and_refuses_401_with_json(
     if body is not None:
         assert response.json() == body
         assert response.headers["Content-Type"].startswith("application/json")
+        assert COOKIE.match(response.headers["Set-Cookie"])  # PROTOCOL.md §4: every response
 
 
 # --- 4001 and 1009 ------------------------------------------------------------------------------

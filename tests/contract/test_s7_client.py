@@ -75,6 +75,25 @@ def test_s7_new_ActionheroClient_just_works_on_a_page_the_server_serves(renamed,
     assert result["reply"]["via"] == "socket"
 
 
+#: servers.websocket.client's defaults (config/default.yaml)
+CLIENT_DEFAULTS = {
+    "apiPath": "/api",
+    "timeout": 10000,
+    "ping": 25000,
+    "pong": 10000,
+    "queueSize": 100,
+    "reconnect": {"min": 500, "max": 30000, "retries": None},
+}
+
+
+def test_s7_options_default_to_servers_websocket_client_plus_url_the_pages_origin(server, page):
+    options = page.evaluate("() => new ActionheroClient().options")
+    assert {key: options[key] for key in CLIENT_DEFAULTS} == CLIENT_DEFAULTS
+    assert options["url"] == server.base_url  # window.location.origin
+    given = page.evaluate("() => new ActionheroClient({ping: 5, url: 'http://x.example'}).options")
+    assert (given["ping"], given["url"], given["pong"]) == (5, "http://x.example", 10000)
+
+
 def test_s7_options_default_to_servers_websocket_client_action_offline_posts_to_apiPath(
     renamed, new_page
 ):

@@ -78,6 +78,26 @@ async def test_s9_kept_messages_expire_after_ttl(server, connect):
     assert reply["data"] == {"room": room, "epoch": frame["epoch"], "offset": 1, "messages": []}
 
 
+async def test_s9_the_epoch_changes_when_the_rooms_history_is_lost(server, connect):
+    room = await new_room(server, history=KEEP)
+    client = await connect(server)
+    await client.join(room)
+    [old] = await say_all(client, room, ["old"])
+    assert (await server.action("contractRoomsApi", op="destroy", name=room))["result"] is True
+    assert await client.next(said) == {  # the notice of README's server API (rooms.destroy)
+        "context": "user", "message": "this room has been deleted", "room": room, "from": 0,
+        "sentAt": now_ms(),
+    }  # fmt: skip
+    assert (await server.action("createChatRoom", name=room, history=KEEP))["didCreate"] is True
+    await client.join(room)
+    [new] = await say_all(client, room, ["new"])
+    assert new["offset"] == 1 and new["epoch"] != old["epoch"]
+    reply = await rejoin(client, room, old["offset"], old["epoch"])
+    assert reply["data"] == {
+        "recovered": False, "messages": [new], "offset": 1, "epoch": new["epoch"],
+    }  # fmt: skip
+
+
 # --- recovery -----------------------------------------------------------------------------------
 
 
