@@ -276,9 +276,11 @@ class Server:
     """``python server.py --env test --port N [--config <name>.yaml]`` as a subprocess.
 
     ``options`` are written to ``<workdir>/<name>.yaml`` and merged last (``--config``); without
-    them the project's own config is all there is. The port is the server's for its life, so a
-    stopped or killed server starts again on it. ``event_log`` is a file test middleware may
-    append to (``SQUALL_TEST_EVENT_LOG``): what it recorded outlives the process.
+    them the project's own config is all there is. ``environment`` is what ``--env`` names (or
+    ``SQUALL_ENV``, with ``environment_from_env``); None gives neither, so the server takes its
+    default. The port is the server's for its life, so a stopped or killed server starts again
+    on it. ``event_log`` is a file test middleware may append to (``SQUALL_TEST_EVENT_LOG``):
+    what it recorded outlives the process.
     """
 
     #: Every server this session started, for the stray-error check after each test.
@@ -293,6 +295,8 @@ class Server:
         workers: int = 1,
         loop: str = "auto",
         port_from_env: bool = False,
+        environment: str | None = "test",
+        environment_from_env: bool = False,
         client_ssl: ssl.SSLContext | None = None,
         project: Path = ROOT,
     ) -> None:
@@ -300,6 +304,8 @@ class Server:
         self.workers = workers
         self.loop = loop
         self.port_from_env = port_from_env
+        self.environment = environment
+        self.environment_from_env = environment_from_env
         self.client_ssl = client_ssl
         self.project = project
         self.port = free_port()
@@ -343,7 +349,11 @@ class Server:
         env["SQUALL_TEST_EVENT_LOG"] = str(self.event_log)
         if not self.event_log.exists():
             self.event_log.write_text("")
-        command = [sys.executable, "server.py", "--env", "test", "--loop", self.loop]
+        command = [sys.executable, "server.py", "--loop", self.loop]
+        if self.environment is not None and self.environment_from_env:
+            env["SQUALL_ENV"] = self.environment
+        elif self.environment is not None:
+            command += ["--env", self.environment]
         if self.port_from_env:
             env["PORT"] = str(self.port)
         else:

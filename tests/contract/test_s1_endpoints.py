@@ -4,6 +4,7 @@ by default and when their config keys move them, and which port the server takes
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 
 import pytest
@@ -11,7 +12,7 @@ from testkit import ROOT, TIMEOUT, Server, deep_merge, free_port, http_request, 
 from websockets.asyncio.client import connect as websockets_connect
 from websockets.exceptions import InvalidStatus
 
-from .support import OPTIONS
+from .support import OPTIONS, running_server
 
 ROOT_FILES = ("index.html", "chat.html")
 
@@ -143,3 +144,41 @@ async def test_s1_PORT_environment_variable_overrides_servers_web_port(tmp_path)
         client = await open_client(from_env)
         await client.close()
         assert from_env.port != configured and not _listening(configured)
+
+
+# --- the environment -------------------------------------------------------------------------
+
+REF = re.compile(r"^internal error \(ref \w+\)$")
+
+
+@pytest.mark.server_errors("a bug on purpose")
+async def test_s1_environment_defaults_to_development(tmp_path_factory):
+    # development's own config (config/development.yaml) gives defaultRoom presence and history;
+    # and development shows an unexpected exception's text (exposeErrors, PROTOCOL.md §3)
+    with running_server(tmp_path_factory, "default-env", {}, environment=None) as development:
+        client = await open_client(development)
+        try:
+            await client.join("defaultRoom")
+            assert (await client.next(lambda f: f.get("context") == "presence"))["event"] == "join"
+            await client.say("defaultRoom", "numbered")
+            assert (await client.next(lambda f: f.get("context") == "user"))["offset"] >= 1
+            assert (await client.action("contractRaise", kind="RuntimeError"))["error"] == (
+                "a bug on purpose"
+            )
+        finally:
+            await client.close()
+
+
+@pytest.mark.server_errors("a bug on purpose")
+@pytest.mark.parametrize("from_env", [False, True], ids=["--env", "SQUALL_ENV"])
+async def test_s1_env_flag_or_SQUALL_ENV_names_the_environment(tmp_path_factory, from_env):
+    # production hides an unexpected exception's text (exposeErrors false, PROTOCOL.md §3)
+    with running_server(
+        tmp_path_factory, "production", {}, environment="production", environment_from_env=from_env
+    ) as production:
+        client = await open_client(production)
+        try:
+            reply = await client.action("contractRaise", kind="RuntimeError")
+            assert REF.match(reply["error"]), reply
+        finally:
+            await client.close()

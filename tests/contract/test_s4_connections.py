@@ -9,7 +9,16 @@ import json
 import re
 
 import pytest
-from testkit import NON_EMPTY_STR, Peer, UpgradeRefused, action_reply, http_request, is_reply
+from testkit import (
+    NON_EMPTY_STR,
+    Peer,
+    UpgradeRefused,
+    action_frame,
+    action_reply,
+    eventually,
+    http_request,
+    is_reply,
+)
 
 from .support import new_room
 
@@ -270,11 +279,10 @@ async def test_s4_connection_send_from_middleware(server, connect):
 async def test_s4_pendingActions_counts_actions_in_flight(server, connect):
     client = await connect(server)
     for message_id in (1, 2):
-        await client.send({"event": "action", "messageId": message_id,
-                           "params": {"action": "sleepTest", "sleepDuration": 500}})  # fmt: skip
-    await client.send({"event": "detailsView", "messageId": 3})
-    details = (await client.reply(3))["data"]
-    assert (details["pendingActions"], details["totalActions"]) == (2, 2)
+        await client.send(action_frame(message_id, "sleepTest", sleepDuration=1000))
+    # an action is counted once it starts: a verb read in the same batch may see it not yet
+    details = await eventually(client.details, lambda d: d["pendingActions"] == 2)
+    assert details["totalActions"] == 2
     await client.reply(1)
     await client.reply(2)
     details = await client.details()
