@@ -12,12 +12,12 @@ import pytest
 from browser.conftest import new_page, page_errors
 from testkit import Server
 
-from .support import BRISK, RENAMED, Site, running_server
+from .support import BRISK, RENAMED, SHARED, Site, running_server
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(tmp_path_factory, "contract", {}) as shared:
+    with running_server(tmp_path_factory, "contract", SHARED) as shared:
         yield shared
 
 

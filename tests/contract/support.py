@@ -6,16 +6,37 @@ tests/testkit.py's."""
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import testkit
-from testkit import Server, unique
+from testkit import Server, http_request, unique
 
-#: Every contract server: the shipped actions, the suite's probes and this tier's.
+#: Every contract server: the shipped actions, the suite's probes, the integration tier's test
+#: actions and middleware (inputs, versions, params, chat middleware on the rooms it names) and
+#: this tier's.
 OPTIONS: dict[str, Any] = {
-    "general": {"paths": {"actions": ["actions", "tests/probes", "tests/contract/actions"]}},
+    "general": {
+        "paths": {
+            "actions": [
+                "actions",
+                "tests/probes",
+                "tests/integration/actions",
+                "tests/contract/actions",
+            ]
+        }
+    },
+}
+
+#: The shared server: the rooms the integration tier's chat middleware acts in exist.
+SHARED: dict[str, Any] = {
+    "general": {
+        "startingChatRooms": {
+            name: {} for name in ("defaultRoom", "mw-blocked", "mw-sticky", "mw-chat", "mw-order")
+        }
+    }
 }
 
 #: Every path PROTOCOL.md §1 names, moved by its config key (general.paths.public comes from
@@ -74,6 +95,16 @@ class Site:
 
     def path(self, name: str) -> Path:
         return self.public / name
+
+
+def http_action(server: Server, action_name: str, /, cookie: str | None = None, **params: Any):
+    """``POST /api/<action_name>`` with a JSON body (and the fingerprint cookie, if given)."""
+    headers = {"Content-Type": "application/json"}
+    if cookie is not None:
+        headers["Cookie"] = f"sessionID={cookie}"
+    return http_request(
+        server, "POST", f"{server.api_path}/{action_name}", json.dumps(params), headers
+    )
 
 
 async def new_room(server: Server, prefix: str = "room", **options: Any) -> str:

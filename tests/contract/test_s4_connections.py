@@ -20,16 +20,10 @@ from testkit import (
     is_reply,
 )
 
-from .support import new_room
+from .support import http_action, new_room
 
-JSON = {"Content-Type": "application/json"}
 FINGERPRINT = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 COOKIE = re.compile(r"^sessionID=([^;]*); Path=/; HttpOnly; SameSite=Lax$")
-
-
-def http_action(server, action_name, /, cookie=None, **params):
-    headers = dict(JSON, **({"Cookie": f"sessionID={cookie}"} if cookie else {}))
-    return http_request(server, "POST", f"/api/{action_name}", json.dumps(params), headers)
 
 
 def set_cookie(response) -> str:
@@ -139,7 +133,7 @@ def test_s4_invalid_cookie_is_never_echoed_into_a_header(server, value):
         ("GET", "/api/status"),
         ("POST", "/api/randomNumber"),
         ("GET", "/api/noSuchAction"),
-        ("GET", "/api/contractInputs"),
+        ("GET", "/api/inputsTest"),
         ("GET", "/"),
         ("GET", "/public/index.html"),
         ("GET", "/public/no-such-file.html"),

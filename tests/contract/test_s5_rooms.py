@@ -142,35 +142,49 @@ async def test_s5_createChatRoom_options_apply_over_the_defaults(defaults, conne
 
 
 async def test_s5_chat_middleware_runs_in_ascending_priority_default_100(server, connect):
-    room = await new_room(server, "cmw-order")
+    room = "mw-order"  # tagged by hooks of priority 150, 100 (the default) and 50
     client = await connect(server)
     await client.join(room)
     await client.say(room, "m")
     assert (await client.next(said))["message"] == "m|early|default|late"
 
 
-async def test_s5_on_say_receive_runs_once_where_said_and_say_once_per_recipient(server, connect):
+async def test_s5_on_say_receive_runs_once_where_said(server, connect):
     room = await new_room(server, "cmw-say")
+    members = [await connect(server) for _ in range(3)]
+    for member in members:
+        await member.join(room)
+    await members[0].say(room, "hello")
+    for member in members:
+        assert (await member.next(said))["message"] == "hello"
+    assert server.events("receive").count(f"{room} hello") == 1
+
+
+async def test_s5_on_say_receive_may_change_it_and_say_changes_each_recipients_copy(
+    server, connect
+):
+    room = "mw-chat"  # on_say_receive upper-cases, say adds "to": the recipient
     members = [await connect(server) for _ in range(3)]
     ids = [(await member.details())["id"] for member in members]
     for member in members:
         await member.join(room)
     await members[0].say(room, "hello")
-    frames = [await member.next(said) for member in members]
-    assert [frame["to"] for frame in frames] == ids  # say: each recipient's own copy
-    assert all(frame["from"] == ids[0] and frame["message"] == "hello" for frame in frames)
-    assert server.events("receive").count(f"{room} hello") == 1
+    for member, me in zip(members, ids, strict=True):
+        assert await member.next(said) == {
+            "context": "user", "message": "HELLO", "room": room, "from": ids[0],
+            "sentAt": now_ms(), "to": me,
+        }  # fmt: skip
 
 
 async def test_s5_on_say_receive_returning_None_drops_the_message(server, connect):
-    room = await new_room(server, "cmw-say")
+    room = "mw-chat"
     sender, other = await connect(server), await connect(server)
     await sender.join(room)
     await other.join(room)
-    await sender.say(room, "drop")
+    await sender.say(room, "drop me")
     await sender.say(room, "after")
-    assert (await other.next(said))["message"] == "after"
-    assert (await sender.next(said))["message"] == "after"
+    assert (await other.next(said))["message"] == "AFTER"
+    assert (await sender.next(said))["message"] == "AFTER"
 
 
 async def test_s5_say_middleware_may_drop_one_recipients_copy(server, connect):
@@ -191,7 +205,7 @@ async def test_s5_say_middleware_may_drop_one_recipients_copy(server, connect):
 async def test_s5_leaving_explicitly_by_disconnect_or_by_destroy_runs_leave_middleware(
     server, connect
 ):
-    room = await new_room(server, "cmw-leave")
+    room = await new_room(server, "notify-")  # its leave middleware records each call
     leaver, dropper, stayer, watcher = [await connect(server) for _ in range(4)]
     ids = [(await c.details())["id"] for c in (leaver, dropper, stayer)]
     for client in (leaver, dropper, stayer, watcher):
@@ -207,14 +221,14 @@ async def test_s5_leaving_explicitly_by_disconnect_or_by_destroy_runs_leave_midd
     assert set(view["data"]["members"]) == {ids[2], (await watcher.details())["id"]}
     assert await rooms_api(server, "destroy", name=room) is True
     await eventually(stayer.details, lambda d: d["rooms"] == [], what="destroyed")
-    left = [line for line in server.events("leave") if line.startswith(room)]
-    assert sorted(left) == sorted(f"{room} {i}" for i in [*ids, (await watcher.details())["id"]])
+    left = [line for line in server.events("leave") if line.endswith(f" {room}")]
+    assert sorted(left) == sorted(f"{i} {room}" for i in [*ids, (await watcher.details())["id"]])
 
 
 async def test_s5_a_member_whose_leave_middleware_refuses_still_leaves_by_disconnect(
     server, connect
 ):
-    room = await new_room(server, "cmw-sticky")
+    room = "mw-sticky"  # its leave middleware refuses every roomLeave
     sticky, watcher = await connect(server), await connect(server)
     await sticky.join(room)
     await watcher.join(room)

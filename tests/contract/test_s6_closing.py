@@ -101,14 +101,14 @@ async def test_s6_shutdown_waits_at_most_shutdownTimeout_for_actions_in_flight(t
 async def test_s6_shutdown_with_destroyClientsOnShutdown_runs_destroy_4000(tmp_path_factory):
     options = {"servers": {"websocket": {"destroyClientsOnShutdown": True}}}
     with running_server(tmp_path_factory, "destroying", options) as destroying:
-        room = await new_room(destroying, "cmw-leave")
+        room = await new_room(destroying, "notify-")  # its leave middleware records each call
         client = await open_client(destroying)
         me = (await client.details())["id"]
         await client.join(room)
         destroying.signal(signal.SIGTERM)
         assert (await client.wait_closed())[0] == 4000
         assert destroying.wait_exit(timeout=TIMEOUT) == 0
-        assert f"{room} {me}" in destroying.events("leave")  # leave middleware ran
+        assert f"{me} {room}" in destroying.events("leave")  # leave middleware ran
 
 
 # --- the heartbeat ---------------------------------------------------------------------------
@@ -235,9 +235,9 @@ async def test_s6_authorization_admits_on_truthy_and_refuses_401_with_json(
 async def test_s6_connection_middleware_create_raising_closes_4001_with_the_error_as_reason(
     server,
 ):
-    peer = await Peer.open(server, query="?sessionID=refuse-me", welcome=False)
+    peer = await Peer.open(server, query="?sessionID=reject-me", welcome=False)
     try:
-        assert await peer.wait_closed() == (4001, "this connection is refused")
+        assert await peer.wait_closed() == (4001, "you are not welcome here")
     finally:
         await peer.close()
 

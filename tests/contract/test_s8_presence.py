@@ -111,7 +111,7 @@ async def test_s8_exactly_one_join_and_one_leave_per_membership(server, connect)
 
 
 async def test_s8_join_middleware_dict_is_the_members_public_info(server, connect):
-    room = await new_room(server, "cmw-info", presence=True)
+    room = await new_room(server, "presence-", presence=True)  # join middleware: session name
     named = await connect(server, query="?sessionID=contract-info-named")
     await named.action("contractSession", set={"name": "Ada", "secret": "s3cret"})
     watcher = await connect(server)
@@ -124,7 +124,7 @@ async def test_s8_join_middleware_dict_is_the_members_public_info(server, connec
         "room": room,
         "membersCount": 2,
         "members": {
-            them: {"id": them, "joinedAt": now_ms(), "info": {"name": "anonymous"}},
+            them: {"id": them, "joinedAt": now_ms(), "info": {"name": "guest"}},
             me: {"id": me, "joinedAt": now_ms(), "info": {"name": "Ada"}},
         },
     }

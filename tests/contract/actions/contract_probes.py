@@ -1,7 +1,7 @@
-"""Actions and middleware the contract tier loads (``general.paths.actions``): each gives the
-outside a handle on one statement of PROTOCOL.md that only server code can exercise. Chat
-middleware acts only in rooms named ``cmw-...`` and connection middleware only on the
-fingerprint ``refuse-me``, so every other test meets plain Squall."""
+"""Actions and middleware the contract tier loads (``general.paths.actions``) besides those of
+tests/probes and tests/integration/actions: each gives the outside a handle on one statement of
+PROTOCOL.md that only server code can exercise. Chat middleware acts only in rooms named
+``cmw-...``, so every other test meets plain Squall."""
 
 import asyncio
 import os
@@ -11,7 +11,6 @@ from squall import (
     BadRequest,
     ChatMiddleware,
     Conflict,
-    ConnectionMiddleware,
     Forbidden,
     Input,
     InvalidParams,
@@ -46,27 +45,6 @@ RAISED = {
 )
 async def contract_raise(data):
     raise RAISED[data.params["kind"]]()
-
-
-def _refuse_bad(value):
-    return value != "bad"
-
-
-def _explain_bad(value):
-    return "told must not be bad" if value == "bad" else None
-
-
-@action(
-    name="contractInputs",
-    description="A required input and two validated ones (PROTOCOL.md §3)",
-    inputs={
-        "needed": Input(required=True),
-        "plain": Input(validator=_refuse_bad),
-        "told": Input(validator=_explain_bad),
-    },
-)
-async def contract_inputs(data):
-    return {"got": {k: v for k, v in data.params.items() if k != "action"}}
 
 
 @action(name="contractWhoAmI", description="The caller's connection as server code sees it")
@@ -115,88 +93,23 @@ def _record(line):
 
 
 def _join(connection, room):
-    if not room.startswith("cmw-"):
-        return None
-    _record(f"join {room} {connection.id}")
-    if room.startswith("cmw-refuse"):
-        raise Forbidden("joining this room is refused")
-    if room.startswith("cmw-greet"):
+    if room.startswith("cmw-greet"):  # connection.send from middleware (PROTOCOL.md §4)
         connection.send({"context": "alert", "greeting": room})
-    if room.startswith("cmw-info"):
-        return {"name": connection.session.get("name", "anonymous")}
-    return None
-
-
-def _leave(connection, room):
-    if not room.startswith("cmw-"):
-        return
-    if room.startswith("cmw-sticky"):
-        raise Forbidden("leaving this room is refused")
-    _record(f"leave {room} {connection.id}")
 
 
 def _on_say_receive(connection, room, payload):
-    if not room.startswith("cmw-say"):
-        return payload
-    _record(f"receive {room} {payload['message']}")
-    if payload["message"] == "drop":
-        return None
-    if payload["message"] == "refuse":
-        raise Forbidden("saying that is refused")
+    if room.startswith("cmw-say"):  # how often it runs per message (PROTOCOL.md §5)
+        _record(f"receive {room} {payload['message']}")
     return payload
 
 
 def _say(connection, room, payload):
-    if not room.startswith("cmw-say"):
-        return payload
-    if payload["message"] == "not for the sender" and connection.id == payload["from"]:
-        return None
-    return {**payload, "to": connection.id}
+    mine = connection.id == payload["from"]
+    if room.startswith("cmw-say") and payload["message"] == "not for the sender" and mine:
+        return None  # this recipient's copy only (PROTOCOL.md §5)
+    return payload
 
 
 contract_chat = ChatMiddleware(
-    name="contractChat", join=_join, leave=_leave, on_say_receive=_on_say_receive, say=_say
+    name="contractChat", join=_join, on_say_receive=_on_say_receive, say=_say
 )
-
-
-def _tag(tag):
-    def on_say_receive(connection, room, payload):
-        if not room.startswith("cmw-order"):
-            return payload
-        return {**payload, "message": f"{payload['message']}|{tag}"}
-
-    return on_say_receive
-
-
-# Declared out of order on purpose: priority, not declaration order, decides who runs first.
-contract_late = ChatMiddleware(name="contractLate", on_say_receive=_tag("late"), priority=150)
-contract_default = ChatMiddleware(name="contractDefault", on_say_receive=_tag("default"))
-contract_early = ChatMiddleware(name="contractEarly", on_say_receive=_tag("early"), priority=50)
-
-
-def _create(connection):
-    if connection.fingerprint == "refuse-me":
-        raise Forbidden("this connection is refused")
-
-
-contract_connection = ConnectionMiddleware(name="contractConnection", create=_create)
-
-
-@action(name="contractVersion", version=1, description="Version one of two")
-async def contract_version_1(data):
-    return {"version": 1}
-
-
-@action(name="contractVersion", version=2, description="Version two of two")
-async def contract_version_2(data):
-    return {"version": 2}
-
-
-@action(
-    name="contractParams",
-    description="Say which of a and b it saw, after `delay` ms",
-    inputs={"a": Input(), "b": Input(), "delay": Input(default=0, formatter=int)},
-)
-async def contract_params(data):
-    await asyncio.sleep(data.params["delay"] / 1000)  # the behaviour under test: a slow action
-    return {"seen": {key: data.params[key] for key in ("a", "b") if key in data.params}}
