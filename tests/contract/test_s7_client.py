@@ -19,18 +19,21 @@ from testkit import NON_EMPTY_STR, TIMEOUT, Match, now_ms, ok
 
 from .support import running_server
 
-DETAILS = {
-    "id": NON_EMPTY_STR,
-    "fingerprint": NON_EMPTY_STR,
-    "type": "webSocket",
-    "remoteIP": "127.0.0.1",
-    "remotePort": Match("<port>", lambda p: isinstance(p, int) and p > 0),
-    "params": {},
-    "connectedAt": now_ms(),
-    "rooms": [],
-    "totalActions": 0,
-    "pendingActions": 0,
-}
+
+def fresh_details() -> dict:
+    """A fresh connection's detailsView data (PROTOCOL.md §2.1)."""
+    return {
+        "id": NON_EMPTY_STR,
+        "fingerprint": NON_EMPTY_STR,
+        "type": "webSocket",
+        "remoteIP": "127.0.0.1",
+        "remotePort": Match("<port>", lambda p: isinstance(p, int) and p > 0),
+        "params": {},
+        "connectedAt": now_ms(),
+        "rooms": [],
+        "totalActions": 0,
+        "pendingActions": 0,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +132,7 @@ def test_s7_connect_cb_gets_null_and_the_whole_detailsView_reply(page):
     }""")
     error, details = result["args"]
     assert error is None
-    assert details == ok(DETAILS, 1, 1)
+    assert details == ok(fresh_details(), 1, 1)
     assert result["kept"] == details["data"]
     assert (result["id"], result["fingerprint"]) == (
         details["data"]["id"],
