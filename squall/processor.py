@@ -131,26 +131,14 @@ class ActionProcessor:
 
     async def process(self, connection: Connection, params: Mapping[str, Any]) -> ActionResult:
         """Run the action that ``params["action"]`` names, for ``connection``, and count it."""
-        started = time.monotonic()
-        result = await self._process(connection, params)
-        declared = result.action
-        if declared is not None:
-            self.stats.action_done(declared.name, result.error, time.monotonic() - started)
-        else:  # refused before it ran; a name no action has is never a label of its own
-            name = params.get("action")
-            known = self.registry.match(name) is not None
-            self.stats.action_done(name if known else UNKNOWN_ACTION, result.error, None)
-        return result
-
-    async def _process(self, connection: Connection, params: Mapping[str, Any]) -> ActionResult:
         connection.total_actions += 1
         if self.stopping:
-            return self._failed(ServerShuttingDown(), None)
+            return self._refused(ServerShuttingDown(), params)
         if connection.pending_actions >= self.simultaneous_actions:
-            return self._failed(TooManyPendingActions(), None)
+            return self._refused(TooManyPendingActions(), params)
         declared = self.registry.match(params.get("action"), params.get("apiVersion"))
         if declared is None:
-            return self._failed(UnknownAction(), None)
+            return self._refused(UnknownAction(), params)
 
         connection.pending_actions += 1
         self.in_flight += 1
@@ -166,12 +154,16 @@ class ActionProcessor:
             if is_own_cancellation(error):
                 raise
             data.response["error"] = self._report(declared, connection, error)
+            # answered from here: a local kept past this block would hold the error, its
+            # traceback this frame, and the params with it, until the cyclic GC runs
+            self.stats.action_done(declared.name, error, time.monotonic() - data.started_at)
             return ActionResult(data.response, error, declared)
         finally:
             connection.pending_actions -= 1
             self.in_flight -= 1
             if self.in_flight == 0:
                 self._idle.set()
+        self.stats.action_done(declared.name, None, time.monotonic() - data.started_at)
         return ActionResult(data.response, None, declared)
 
     async def drain(self, timeout_ms: int) -> bool:
@@ -253,8 +245,13 @@ class ActionProcessor:
             self._chains[key] = chain
         return chain
 
-    def _failed(self, error: ClientError, declared: Action | None) -> ActionResult:
-        return ActionResult({"error": error.render(self.messages)}, error, declared)
+    def _refused(self, error: ClientError, params: Mapping[str, Any]) -> ActionResult:
+        """The reply to an action refused before it ran, counted without a duration under its
+        name (a name no action has is never a label of its own)."""
+        name = params.get("action")
+        known = self.registry.match(name) is not None
+        self.stats.action_done(name if known else UNKNOWN_ACTION, error, None)
+        return ActionResult({"error": error.render(self.messages)}, error, None)
 
     def _report(self, declared: Action, connection: Connection, error: BaseException) -> str:
         """Log ``error`` as it deserves and return the text the client sees."""
