@@ -54,7 +54,7 @@ class ApiRequest(BareRequest):
         if self.method == "OPTIONS":  # CORS preflight: the configured headers say it all
             self.respond(204, b"")
             return
-        task = asyncio.ensure_future(self._run())
+        task = self.loop.create_task(self._run())
         task.add_done_callback(_log_crash)
 
     async def _run(self) -> None:
@@ -67,7 +67,9 @@ class ApiRequest(BareRequest):
         if name:
             params["action"] = tornado.escape.url_unescape(name)
         received = dict(params)
-        connection = Connection("web", self.remote_ip, self.remote_port, fingerprint=fingerprint)
+        connection = Connection(
+            "web", self.remote_ip, self.remote_port, fingerprint=fingerprint, loop=self.loop
+        )
         connections = self.app.connections
         connections.add(connection)
         try:

@@ -16,6 +16,7 @@ policy, ETag hashing, the cookie jar), and skipping it is most of the cost of a 
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import functools
 import time
@@ -180,6 +181,7 @@ class BareRequest(tornado.httputil.HTTPMessageDelegate):
         self.options = options
         self.app = options.app
         self.request_conn = request_conn
+        self.loop: asyncio.AbstractEventLoop = request_conn.loop  # its HTTP11Protocol's
         self.started = time.monotonic()
         self.method = ""
         self.path = ""

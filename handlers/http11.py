@@ -150,6 +150,7 @@ class Exchange(tornado.httputil.HTTPConnection):
         upgrade: bool,
     ) -> None:
         self.protocol = protocol
+        self.loop = protocol.loop
         self.context = context
         self.start_line = start_line
         self.request_headers = headers
@@ -244,6 +245,10 @@ class Exchange(tornado.httputil.HTTPConnection):
 class HTTP11Protocol(asyncio.Protocol):
     """One HTTP/1.1 connection, parsed by ``httptools``; see the module docstring."""
 
+    #: The loop serving the connection (from ``connection_made``): asked once, because
+    #: ``asyncio.get_running_loop()`` makes a ``getpid()`` system call on Python 3.11.
+    loop: asyncio.AbstractEventLoop
+
     def __init__(
         self,
         delegate: tornado.httputil.HTTPServerConnectionDelegate,
@@ -283,7 +288,7 @@ class HTTP11Protocol(asyncio.Protocol):
         self.context = ConnectionContext(
             transport.get_extra_info("peername"), "https" if secure else "http"
         )
-        loop = asyncio.get_running_loop()
+        self.loop = loop = asyncio.get_running_loop()
         self._done = loop.create_future()
         self._done.set_result(None)
         if self.server is not None:
@@ -412,9 +417,7 @@ class HTTP11Protocol(asyncio.Protocol):
         request = _Request(exchange, expects_continue=expects)
         self._parsing = request
         if has_body:
-            self._timer = asyncio.get_running_loop().call_later(
-                params.body_timeout, self._timed_out, "body"
-            )
+            self._timer = self.loop.call_later(params.body_timeout, self._timed_out, "body")
         if self.active is None:
             self._start(request)
         else:
@@ -558,7 +561,7 @@ class HTTP11Protocol(asyncio.Protocol):
         if self.queue:
             # on the next loop iteration: a delegate that answers at once would otherwise
             # recurse here once per pipelined request
-            asyncio.get_running_loop().call_soon(self._start_next)
+            self.loop.call_soon(self._start_next)
             return
         if self._refusal is not None:  # what came after the pipelined requests was refused
             refusal, self._refusal = self._refusal, None
@@ -606,7 +609,7 @@ class HTTP11Protocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             # what Tornado's handlers expect of a vanished client (StaticFileHandler catches it)
-            future = asyncio.get_running_loop().create_future()
+            future = self.loop.create_future()
             future.set_exception(tornado.iostream.StreamClosedError())
             future.exception()  # retrieved: a handler that does not await it logs nothing
             return future
@@ -614,7 +617,7 @@ class HTTP11Protocol(asyncio.Protocol):
         if not self._paused:
             return self._done  # type: ignore[return-value]
         if self._drained is None:
-            self._drained = asyncio.get_running_loop().create_future()
+            self._drained = self.loop.create_future()
         return self._drained
 
     def close(self) -> None:
@@ -668,7 +671,7 @@ class HTTP11Protocol(asyncio.Protocol):
             # half-close and drop what still comes: a reset could destroy the answer
             transport.write_eof()
             self._resume_reading()
-            self._timer = asyncio.get_running_loop().call_later(LINGER, transport.abort)
+            self._timer = self.loop.call_later(LINGER, transport.abort)
         else:
             transport.close()
 
@@ -676,9 +679,7 @@ class HTTP11Protocol(asyncio.Protocol):
 
     def _wait_for_head(self) -> None:
         self._cancel_timer()
-        self._timer = asyncio.get_running_loop().call_later(
-            self.params.idle_timeout, self._timed_out, "head"
-        )
+        self._timer = self.loop.call_later(self.params.idle_timeout, self._timed_out, "head")
 
     def _timed_out(self, what: str) -> None:
         self._timer = None

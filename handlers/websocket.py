@@ -114,7 +114,7 @@ class SocketUpgrade(BareRequest):
         if self.options.authorize is None:
             self._take_place_and_upgrade()
             return
-        task = asyncio.ensure_future(self._authorize_then_upgrade())
+        task = self.loop.create_task(self._authorize_then_upgrade())
         task.add_done_callback(_log_crash)
 
     def _admitted(self) -> bool:
@@ -202,7 +202,9 @@ class SocketUpgrade(BareRequest):
         if self.new_cookie is not None:
             # the page's later requests then share the socket's fingerprint (PROTOCOL.md §4)
             response.headers["Set-Cookie"] = self.new_cookie
-        connection = Connection("webSocket", self.remote_ip, self.remote_port, self.fingerprint)
+        connection = Connection(
+            "webSocket", self.remote_ip, self.remote_port, self.fingerprint, loop=self.loop
+        )
         pump = SocketPump(self.app, self.sockets, connection, protocol)
         http = self.request_conn.detach()
         self.request_conn = None
@@ -282,6 +284,8 @@ class SocketPump(asyncio.Protocol):
         self.protocol = protocol
         self.deflate = bool(protocol.extensions)  # each frame is compressed for its socket
         self.transport: Any = None
+        # the connection's loop, kept: asyncio.get_running_loop() is a system call on 3.11
+        self.loop = connection.loop or asyncio.get_running_loop()
         self.last_seen = time.monotonic()
         self.ready = False  # the welcome is out: messages before it wait in the backlog
         self._backlog: list[str | bytes] = []
@@ -307,7 +311,7 @@ class SocketPump(asyncio.Protocol):
         connection = self.connection
         self.app.stats.socket_connects += 1
         log_socket_open(connection.id, connection.remote_ip, connection.remote_port)
-        task = asyncio.ensure_future(self._open())
+        task = self.loop.create_task(self._open())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -361,7 +365,7 @@ class SocketPump(asyncio.Protocol):
                 self.app.lifecycle.close(self.connection)
 
     def _received(self, data: bytes, text: bool) -> None:
-        if not self.open:
+        if self.protocol.state is not _OPEN:  # not the property: this runs once per frame
             return  # closing: only the peer's close frame matters now
         message: str | bytes = data
         if text:
@@ -405,7 +409,7 @@ class SocketPump(asyncio.Protocol):
         if isinstance(reply, dict):
             connection.send_encoded(protocol.encode(reply))
             return
-        task = asyncio.ensure_future(self._reply_when_done(reply))
+        task = self.loop.create_task(self._reply_when_done(reply))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -477,8 +481,7 @@ class SocketPump(asyncio.Protocol):
 
     def _arm_close_timer(self) -> None:
         if self._close_timer is None:
-            loop = asyncio.get_running_loop()
-            self._close_timer = loop.call_later(CLOSE_GRACE, self.abort)
+            self._close_timer = self.loop.call_later(CLOSE_GRACE, self.abort)
 
     def _drop_slow_reader(self) -> None:
         self.app.stats.slow_readers += 1

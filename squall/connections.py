@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
@@ -63,6 +64,7 @@ class Connection:
     """
 
     __slots__ = (
+        "_loop_thread",
         "_session",
         "closed",
         "connected_at",
@@ -91,6 +93,7 @@ class Connection:
         fingerprint: str | None = None,
         transport: Transport | None = None,
         connection_id: str | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.id = connection_id or new_id()
         self.type = type
@@ -111,10 +114,15 @@ class Connection:
         self.closed = False
         self.rate_bucket: list[float] | None = None
         self.on_destroy: Callable[[Connection], None] | None = None
-        try:  # transports make connections on the server's loop; tests may make them anywhere
-            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self.loop = None
+        # Transports make connections on the server's loop and pass it (asking for the running
+        # loop is a getpid() system call on Python 3.11); tests may make them anywhere.
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+        self.loop = loop
+        self._loop_thread = threading.get_ident() if loop is not None else None
 
     @property
     def session(self) -> dict[str, Any]:
@@ -128,12 +136,7 @@ class Connection:
 
     def _off_loop(self) -> bool:
         """True in another thread than the loop's: the work must be handed over."""
-        if self.loop is None:
-            return False
-        try:
-            return asyncio.get_running_loop() is not self.loop
-        except RuntimeError:
-            return True
+        return self._loop_thread is not None and threading.get_ident() != self._loop_thread
 
     def send(self, message: Any) -> None:
         """Push ``message`` (JSON-encodable) to this client as one frame, adding no keys."""

@@ -226,7 +226,7 @@ class ActionProcessor:
                 raise ActionTimeout(self.timeout_ms) from None
         if deadlines is None:
             return await declared.run(data)
-        task = deadlines.enter()
+        task = deadlines.enter(data.connection.loop)
         try:
             return await declared.run(data)
         except asyncio.CancelledError:
@@ -281,9 +281,11 @@ class Deadlines:
         self._expired: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
 
-    def enter(self) -> asyncio.Task[Any] | None:
-        """Start the clock for the current task; None when it is already timed (nested)."""
-        task = asyncio.current_task()
+    def enter(self, loop: asyncio.AbstractEventLoop | None) -> asyncio.Task[Any] | None:
+        """Start the clock for the current task of ``loop`` (the connection's, which spares
+        asyncio a ``getpid()`` system call on Python 3.11; None: the running loop); None when
+        the task is already timed (nested)."""
+        task = asyncio.current_task(loop)
         if task is None or task in self._running:
             return None
         self._running[task] = time.monotonic() + self.timeout
