@@ -281,15 +281,17 @@ async def test_s2_3_action_reply_is_its_fields_plus_the_reply_keys_and_no_error(
     assert "error" not in reply and "status" not in reply
 
 
-@pytest.mark.server_errors("a bug on purpose", "exit on purpose", "cancelled on purpose")
-@pytest.mark.parametrize(
-    "kind, text",
-    [
-        ("RuntimeError", "a bug on purpose"),
-        ("SystemExit", "exit on purpose"),
-        ("CancelledError", "cancelled on purpose"),
-    ],
-)
+RAISED = [
+    ("RuntimeError", "a bug on purpose"),
+    ("SystemExit", "exit on purpose"),
+    ("CancelledError", "cancelled on purpose"),
+    ("KeyboardInterrupt", "interrupted on purpose"),
+    ("GeneratorExit", "generator exit on purpose"),
+]
+
+
+@pytest.mark.server_errors(*(text for _, text in RAISED))
+@pytest.mark.parametrize("kind, text", RAISED, ids=[kind for kind, _ in RAISED])
 async def test_s2_3_any_exception_in_an_action_becomes_error_logged_and_the_server_lives(
     server, client, kind, text
 ):

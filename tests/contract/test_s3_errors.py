@@ -222,6 +222,14 @@ async def test_s3_any_other_exception_shows_its_text_when_exposeErrors_is_true(s
     assert (response.status, response.json()["error"]) == (500, "a bug on purpose")
 
 
+@pytest.mark.server_errors("on purpose")
+@pytest.mark.parametrize("kind", ["SystemExit", "CancelledError", "KeyboardInterrupt"])
+async def test_s3_an_exception_outside_Exception_is_internal_error_ref_too(hidden, connect, kind):
+    client = await connect(hidden)
+    reply = await client.action("contractRaise", kind=kind)
+    assert reply == action_reply({"error": Match("<internal error (ref id)>", REF.match)}, 1, 1)
+
+
 @pytest.mark.server_errors("a bug on purpose")
 async def test_s3_any_other_exception_is_internal_error_ref_when_exposeErrors_is_false(
     hidden, connect

@@ -35,6 +35,8 @@ RAISED = {
     "RuntimeError": lambda: RuntimeError("a bug on purpose"),
     "SystemExit": lambda: SystemExit("exit on purpose"),
     "CancelledError": lambda: asyncio.CancelledError("cancelled on purpose"),
+    "KeyboardInterrupt": lambda: KeyboardInterrupt("interrupted on purpose"),
+    "GeneratorExit": lambda: GeneratorExit("generator exit on purpose"),
 }
 
 
