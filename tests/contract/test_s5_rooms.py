@@ -27,6 +27,7 @@ def defaults(tmp_path_factory):
             "startingChatRooms": {
                 "defaultRoom": {},
                 "plainRoom": {"presence": False, "history": {"size": 0}},
+                "oneKept": {"history": {"size": 1}},
             },
         }
     }
@@ -126,6 +127,21 @@ async def test_s5_startingChatRooms_options_apply_over_the_defaults(defaults, co
     assert client.take(lambda f: presence(f) and f["room"] == "plainRoom") == []
     history = (await client.request("roomHistory", room="plainRoom"))["data"]
     assert history == {"room": "plainRoom", "epoch": None, "offset": 0, "messages": []}
+
+
+async def test_s5_each_room_option_left_out_comes_from_the_defaults(defaults, connect):
+    # oneKept names only history.size: presence and history.ttl are the defaults'
+    client = await connect(defaults)
+    await client.join("oneKept")
+    assert (await client.next(presence))["event"] == "join"
+    frames = [await say_and_take(client, "oneKept", text) for text in ("a", "b")]
+    history = (await client.request("roomHistory", room="oneKept"))["data"]
+    assert history["messages"] == frames[1:]
+
+
+async def say_and_take(client, room, text):
+    await client.say(room, text)
+    return await client.next(said)
 
 
 async def test_s5_createChatRoom_options_apply_over_the_defaults(defaults, connect):
