@@ -62,7 +62,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -76,7 +76,7 @@ from .errors import BrokerUnavailable, SquallError
 from .history import Kept, Recovery
 from .presence import join_frame
 from .redis_history import RedisHistory
-from .redis_members import MemberStore, parse_member
+from .redis_members import MemberStore, Share, parse_member
 from .room_options import DEFAULT_OPTIONS, RoomOptions
 from .urls import redact_url
 
@@ -301,7 +301,7 @@ class RedisBroker:
         # Created here now, in Redis when it takes it (another server may create it too: the
         # set holds it once, with the options of whoever wrote first).
         self._known_rooms[room] = options
-        await self._flush(self._record(("room", room), options.as_dict()))
+        await self._flush(self._members.record(("room", room), options.as_dict()))
         return True
 
     async def destroy_room(self, room: str) -> bool:
@@ -367,17 +367,17 @@ class RedisBroker:
 
     async def connection_opened(self, connection_id: str) -> None:
         """Note which server holds ``connection_id``, so ``send_to`` knows it exists."""
-        await self._flush(self._record(("connection", connection_id), True))
+        await self._flush(self._members.record(("connection", connection_id), True))
 
     async def connection_closed(self, connection_id: str) -> None:
-        await self._flush(self._record(("connection", connection_id), False))
+        await self._flush(self._members.record(("connection", connection_id), False))
 
     # -- membership --------------------------------------------------------------------------
 
     async def add_member(
         self, room: str, connection_id: str, joined_at: int, info: dict[str, Any] | None
     ) -> None:
-        await self._flush(self._record(("member", room, connection_id), (joined_at, info)))
+        await self._flush(self._members.record(("member", room, connection_id), (joined_at, info)))
         local = self._local.setdefault(room, set())
         local.add(connection_id)
         channel = self._say_channel(room)
@@ -388,7 +388,7 @@ class RedisBroker:
 
     async def remove_member(self, room: str, connection_id: str) -> None:
         # Recorded first: whatever happens next, this removal reaches Redis eventually.
-        change = self._record(("member", room, connection_id), None)
+        change = self._members.record(("member", room, connection_id), None)
         local = self._local.get(room)
         if local is not None and connection_id in local:
             local.discard(connection_id)
@@ -402,7 +402,7 @@ class RedisBroker:
         (in Redis too), then let the rooms tell their members (``members``: all it had, for
         their presence leaves)."""
         here = self._local.pop(room, set())
-        changes = [self._record(("member", room, cid), None) for cid in here]
+        changes = [self._members.record(("member", room, cid), None) for cid in here]
         if here:
             await self._unsubscribe(self._say_channel(room))
             await self._flush(changes[-1])
@@ -532,9 +532,6 @@ class RedisBroker:
         }
 
     # -- what waits for Redis -------------------------------------------------------------------
-
-    def _record(self, key: Hashable, value: Any) -> int:
-        return self._members.record(key, value, redis_up=self.state == "ok")
 
     async def _flush(self, change: int) -> None:
         """While Redis is up, return once it has ``change`` (and whatever else waits with it);
@@ -730,6 +727,7 @@ class RedisBroker:
     def _link_down(self, reason: str) -> None:
         """The subscriber lost Redis (or never had it): say so once, then every few minutes."""
         now = time.monotonic()
+        self._members.out_of_sync()  # whatever Redis has now, the write-back makes it right
         if self.state == "ok" or self._down_since is None:
             first = self.state == "connecting"
             self.state = "connecting" if first else "reconnecting"
@@ -802,6 +800,7 @@ class RedisBroker:
                 "this server was missing from Redis (its lease expired, or Redis lost its "
                 "data): writing its rooms and members back"
             )
+        if lapsed or self._members.write_back_due:  # (due: the last write-back failed)
             await self._write_back()
             await self._announce_again()
         reaped, alive = await self._members.reap()
@@ -822,14 +821,16 @@ class RedisBroker:
         too, so rooms nobody is in survive; otherwise only those it needs (its starting rooms,
         its members' rooms), so a room destroyed while it was cut off stays destroyed.
         """
-        needed, memberships = self._rooms.local_state()
-        rooms = {**self._known_rooms, **needed} if every_known_room else needed
-        written, members = await self._members.write_back(
-            {room: options.as_dict() for room, options in rooms.items()},
-            memberships,
-            self._connections.local_connections(),
-        )
-        self._known_rooms.update((room, rooms[room]) for room in written)
+        rooms: dict[str, RoomOptions] = {}
+
+        def read_share() -> Share:
+            needed, memberships = self._rooms.local_state()
+            rooms.update({**self._known_rooms, **needed} if every_known_room else needed)
+            options = {room: options.as_dict() for room, options in rooms.items()}
+            return options, memberships, self._connections.local_connections()
+
+        written, members = await self._members.write_back(read_share)
+        self._known_rooms.update(rooms)
         return len(written), members
 
     async def _announce_again(self) -> None:

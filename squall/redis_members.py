@@ -21,14 +21,18 @@ A server owns its memberships (``<c>:room:<room>`` entries, connection id -> ``{
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 from . import codec
 from .backlog import Journal
 from .broker import Member, Membership
 
-__all__ = ["MemberStore", "parse_member"]
+__all__ = ["MemberStore", "Share", "parse_member"]
+
+#: A server's share of the cluster state, as a write-back reads it: its rooms (name ->
+#: options), its memberships and the ids of the connections it holds.
+Share = tuple[Mapping[str, dict[str, Any]], Iterable[Membership], Iterable[str]]
 
 
 def parse_member(value: bytes) -> Member:
@@ -131,6 +135,7 @@ class MemberStore:
         self.token = token
         self.lease_ttl_ms = lease_ms * 3 // 4
         self.journal = Journal()
+        self._write_back_due = True  # nothing is in Redis before the first write-back
         self._lock = asyncio.Lock()
         self._redis: Any = None
         self._reap: Any = None
@@ -154,18 +159,25 @@ class MemberStore:
             value["info"] = info
         return codec.dumps(value)
 
-    def record(self, key: Hashable, value: Any, redis_up: bool) -> int:
+    def out_of_sync(self) -> None:
+        """Redis may have lost, or missed, changes: a :meth:`write_back` is due, and until it
+        reads this server's state a removal need not be journaled (see :meth:`record`)."""
+        self._write_back_due = True
+
+    def record(self, key: Hashable, value: Any) -> int:
         """Journal a change: ``("member", room, id)`` to ``(joinedAt, info)`` or None,
         ``("connection", id)`` to True or False, ``("room", name)`` to its options (a map).
         Its sequence number.
 
-        While Redis is away (``redis_up`` false), a removal is not kept but cancels what was
-        pending for its key: the write-back that must come before anything else is written
-        removes from Redis whatever this server no longer holds. So the journal stays as small
-        as this server's state, however many clients come and go during a long outage.
+        While a write-back is due and has not yet read this server's state, a removal is not
+        kept but cancels what was pending for its key: that write-back removes from Redis
+        whatever this server no longer holds. So the journal stays as small as this server's
+        state, however many clients come and go during a long outage. Once it has read the
+        state, a removal is journaled like any change: the write-back carries the member, and
+        only the journal can take it out again.
         """
         removal = value is None or value is False
-        if removal and not redis_up and not self._lock.locked():
+        if removal and self._write_back_due:
             self.journal.forget(key)
             return 0
         return self.journal.record(key, value)
@@ -216,67 +228,88 @@ class MemberStore:
 
     # -- the whole share ---------------------------------------------------------------------
 
-    async def write_back(
-        self,
-        rooms: Mapping[str, dict[str, Any]],
-        memberships: Iterable[Membership],
-        connections: Iterable[str],
-    ) -> tuple[set[str], int]:
-        """Make Redis hold exactly these rooms (name -> options), memberships and
-        connections, plus the journal's newer changes: ``(rooms written, memberships)``.
+    @property
+    def write_back_due(self) -> bool:
+        """Whether Redis may lack this server's share: after an outage, or a write-back that
+        failed."""
+        return self._write_back_due
 
-        The lease is renewed first, so nobody reaps this server while it writes; the rest is
-        one MULTI, so no other server sees half of it.
+    async def write_back(self, read_share: Callable[[], Share]) -> tuple[set[str], int]:
+        """Make Redis hold exactly this server's share as ``read_share()`` gives it (rooms:
+        name -> options, memberships, connections), plus the journal's newer changes:
+        ``(rooms written, memberships)``.
+
+        The share is read once the writes on their way are done, in the same step as the
+        journal: a change made after that is in the journal, and one made before is in the
+        share or was written already. The lease is renewed first, so nobody reaps this server
+        while it writes; the rest is one MULTI, so no other server sees half of it.
         """
         async with self._lock:
+            given_rooms, memberships, connections = read_share()
+            self._write_back_due = False
             upto, changes = self.journal.snapshot()
-            rooms = dict(rooms)
-            members = {(m.room, m.connection_id): (m.joined_at, m.info) for m in memberships}
-            held_now = set(connections)
-            for (kind, *names), value in changes.items():
-                if kind == "member":
-                    if value is None:
-                        members.pop((names[0], names[1]), None)
-                    else:
-                        members[(names[0], names[1])] = value
-                elif kind == "connection":
-                    (held_now.add if value else held_now.discard)(names[0])
-                else:
-                    rooms.setdefault(names[0], value)
-            await self.announce()
-            owned_key = self.key("server", self.server_id, "members")
-            held_key = self.key("server", self.server_id, "connections")
-            reading = self._redis.pipeline(transaction=False)
-            reading.smembers(owned_key)
-            reading.smembers(held_key)
-            owned, held = await reading.execute()
-            entries = {f"{room}\0{cid}" for room, cid in members}
-            pipe = self._redis.pipeline(transaction=True)
-            for entry in owned:
-                room, _, cid = entry.decode().partition("\0")
-                if f"{room}\0{cid}" not in entries:
-                    pipe.hdel(self.key("room", room), cid)
-            gone = {cid.decode() for cid in held} - held_now
-            if gone:
-                pipe.hdel(self.key("connections"), *gone)
-            pipe.delete(owned_key, held_key)
-            by_room: dict[str, dict[str, bytes]] = {}
-            for (room, cid), (joined, info) in members.items():
-                by_room.setdefault(room, {})[cid] = self.member_value(joined, info)
-            for room, mapping in by_room.items():
-                pipe.hset(self.key("room", room), mapping=mapping)
-            if entries:
-                pipe.sadd(owned_key, *entries)
-            if held_now:
-                pipe.hset(self.key("connections"), mapping=dict.fromkeys(held_now, self.server_id))
-                pipe.sadd(held_key, *held_now)
-            if rooms:
-                pipe.sadd(self.key("rooms"), *rooms)
-                for room, options in rooms.items():  # a room keeps the options it was made with
-                    pipe.hsetnx(self.key("roomOptions"), room, codec.dumps(options))
-            await pipe.execute()
+            try:
+                written = await self._write_share(given_rooms, memberships, connections, changes)
+            except BaseException:
+                self._write_back_due = True  # the next renewal, or reconnection, tries again
+                raise
             self.journal.confirm(upto)
-            return set(rooms), len(members)
+            return written
+
+    async def _write_share(
+        self,
+        given_rooms: Mapping[str, dict[str, Any]],
+        memberships: Iterable[Membership],
+        connections: Iterable[str],
+        changes: dict[Hashable, Any],
+    ) -> tuple[set[str], int]:
+        """One write-back: the share with ``changes`` (the journal) applied on top."""
+        rooms = dict(given_rooms)
+        members = {(m.room, m.connection_id): (m.joined_at, m.info) for m in memberships}
+        held_now = set(connections)
+        for (kind, *names), value in changes.items():
+            if kind == "member":
+                if value is None:
+                    members.pop((names[0], names[1]), None)
+                else:
+                    members[(names[0], names[1])] = value
+            elif kind == "connection":
+                (held_now.add if value else held_now.discard)(names[0])
+            else:
+                rooms.setdefault(names[0], value)
+        await self.announce()
+        owned_key = self.key("server", self.server_id, "members")
+        held_key = self.key("server", self.server_id, "connections")
+        reading = self._redis.pipeline(transaction=False)
+        reading.smembers(owned_key)
+        reading.smembers(held_key)
+        owned, held = await reading.execute()
+        entries = {f"{room}\0{cid}" for room, cid in members}
+        pipe = self._redis.pipeline(transaction=True)
+        for entry in owned:
+            room, _, cid = entry.decode().partition("\0")
+            if f"{room}\0{cid}" not in entries:
+                pipe.hdel(self.key("room", room), cid)
+        gone = {cid.decode() for cid in held} - held_now
+        if gone:
+            pipe.hdel(self.key("connections"), *gone)
+        pipe.delete(owned_key, held_key)
+        by_room: dict[str, dict[str, bytes]] = {}
+        for (room, cid), (joined, info) in members.items():
+            by_room.setdefault(room, {})[cid] = self.member_value(joined, info)
+        for room, mapping in by_room.items():
+            pipe.hset(self.key("room", room), mapping=mapping)
+        if entries:
+            pipe.sadd(owned_key, *entries)
+        if held_now:
+            pipe.hset(self.key("connections"), mapping=dict.fromkeys(held_now, self.server_id))
+            pipe.sadd(held_key, *held_now)
+        if rooms:
+            pipe.sadd(self.key("rooms"), *rooms)
+            for room, options in rooms.items():  # a room keeps the options it was made with
+                pipe.hsetnx(self.key("roomOptions"), room, codec.dumps(options))
+        await pipe.execute()
+        return set(rooms), len(members)
 
     # -- lease --------------------------------------------------------------------------------
 

@@ -227,6 +227,45 @@ async def test_no_ghost_member_after_redis_restarts(own_redis, launch, connect):
     assert view["data"]["members"] == {stay.id: {"id": stay.id, "joinedAt": now_ms()}}
 
 
+async def test_a_member_leaving_once_its_server_wrote_back_is_removed_from_redis(
+    own_redis, launch, connect
+):
+    """A server back from an outage writes its memberships back, then waits for its peers to
+    subscribe again before it sends its outbox: a member leaving in between must not stay in
+    Redis (the write-back had it; only the journal can remove it)."""
+    # a long lease: a waits for the frozen b that long, and nobody reaps b meanwhile
+    a, b = launch(own_redis.url, ("a", "b"), extra={"redis": {"leaseTimeout": 10_000}})
+    room = unique("between")
+    reply = await a.action("createChatRoom", name=room, presence=True)
+    assert reply["didCreate"] is True, reply
+    stay, leaver = await connect(a), await connect(a)
+    for member in (stay, leaver):
+        await member.join(room)
+
+    await stop_redis(own_redis, [a, b])
+    await stay.say(room, "queued")  # a has an outbox: back, it waits for b before sending it
+    b.freeze()
+    own_redis.start()
+    with own_redis.client() as client:
+        await eventually(
+            lambda: asyncio.to_thread(client.hkeys, f"{a.cluster}:room:{room}"),
+            lambda members: leaver.id.encode() in members,
+            TIMEOUT,
+            "a's write-back of its memberships",
+        )
+    await leaver.close()
+    left = await stay.next(lambda f: f.get("event") == "leave" and f.get("id") == leaver.id)
+    assert left["reason"] == "disconnected"
+    assert (await a.broker())["state"] == "reconnecting"  # still waiting for b
+    b.thaw()
+
+    for server in (a, b):
+        await server.wait_broker("ok")
+    await eventually(a.broker, lambda broker: broker["pendingWrites"] == 0, TIMEOUT, "a's writes")
+    view = await stay.request("roomView", room=room)
+    assert set(view["data"]["members"]) == {stay.id}
+
+
 async def test_removals_that_fail_on_a_dead_pooled_connection_are_retried(
     own_redis, launch, connect
 ):
