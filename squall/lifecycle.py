@@ -8,9 +8,10 @@ dropped, ``connection.destroy()``, the ``quit`` verb). Everything else happens h
    middleware runs (and may refuse it), then the broker is told, so that ``send_to`` from
    another server finds it; unless it closed meanwhile (a peer that left during a slow
    ``create``), which must leave no trace in the broker;
-2. close: it is forgotten at once (nothing more is written to it), then it leaves its rooms
-   (leave middleware runs), the broker forgets it, ``destroy`` middleware runs and its session
-   is saved.
+2. close: it is forgotten at once (nothing more is written to it, and ``send_to`` on this
+   server answers False), the broker forgets it first (so ``send_to`` from the other servers
+   answers False one write later, not after its rooms are left), then it leaves its rooms
+   (leave middleware runs), ``destroy`` middleware runs and its session is saved.
 """
 
 from __future__ import annotations
@@ -120,8 +121,8 @@ class Lifecycle:
 
     async def _cleanup(self, connection: Connection) -> None:
         try:
-            await self.rooms.leave_all(connection)
             await self.broker.connection_closed(connection.id)
+            await self.rooms.leave_all(connection)
             for middleware in self.middleware:
                 if middleware.destroy is not None:
                     await resolve(middleware.destroy(connection))

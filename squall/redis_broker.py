@@ -465,13 +465,17 @@ class RedisBroker:
     async def send_to(self, connection_id: str, message: Any) -> bool:
         self._require_up("connections of other servers cannot be reached")
         try:
-            held = await self._redis.hexists(self._key("connections"), connection_id)
+            holder = await self._redis.hget(self._key("connections"), connection_id)
         except TROUBLE as exc:
             raise BrokerUnavailable(
                 "connections of other servers cannot be reached until it is back"
             ) from exc
-        if not held:
+        if holder is None:
             return False
+        if holder.decode() == self.server_id:
+            # Held here as far as Redis knows: this server's word is the latest (a socket
+            # stops being held as its close is read, and Redis hears of it a write later).
+            return self._connections.deliver_to(connection_id, message)
         envelope = codec.dumps({"to": connection_id, "message": message})
         await self._send(self._key("direct"), envelope, None)
         return True

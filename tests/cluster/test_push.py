@@ -37,17 +37,33 @@ async def test_send_by_id_reaches_a_connection_of_another_server(cluster, connec
 async def test_send_by_id_to_a_connection_no_server_holds_is_not_delivered(cluster, connect):
     a, b, _ = cluster
     a1 = await connect(a)
-    gone = await connect(b)
-    gone_id = gone.id
-    await gone.close()
     # the Broker contract (squall/broker.py): send_to is False when no server holds it
     sent = await a1.action("sendToTest", to="no-such-connection", message="nobody")
     assert sent["delivered"] is False, sent
-    await eventually(  # b forgets a closed connection as it cleans up, just after the close
-        lambda: a1.action("sendToTest", to=gone_id, message="nobody"),
+
+    # A connection is held until its server reads its close, however long its cleanup takes
+    # (here a leave middleware holds it until released).
+    room = unique("slowleave")
+    assert (await a.action("createChatRoom", name=room))["didCreate"] is True
+    gone = await connect(b)
+    for member in (a1, gone):
+        await member.join(room)
+    await gone.close()
+    # b stopped holding it as it read the close frame, before it answered with its own
+    assert (await b.action("sendToTest", to=gone.id, message="nobody"))["delivered"] is False
+    await eventually(  # the others once b has told Redis, the first step of its cleanup
+        lambda: a1.action("sendToTest", to=gone.id, message="nobody"),
         lambda sent: sent["delivered"] is False,
         TIMEOUT,
-        "a closed connection of b still reachable",
+        "a closed connection of b still reachable while it leaves its rooms",
+    )
+    for server in (a, b):  # (a1 leaves the room too, at the end)
+        assert (await server.action("releaseLeaveTest", room=room))["released"] is True
+    await eventually(  # and then it leaves its rooms
+        lambda: a1.request("roomView", room=room),
+        lambda view: set(view["data"]["members"]) == {a1.id},
+        TIMEOUT,
+        "the closed connection's membership removed once its leave middleware returned",
     )
 
 

@@ -1,10 +1,12 @@
 """Test-only actions for the cluster tier (loaded through general.paths.actions): server code
 pushing to one connection, to a room and to everyone, destroying a room and making one with a
-history, on any server; and a connection middleware that holds ``slowcreate-*`` sockets."""
+history, on any server; a connection middleware that holds ``slowcreate-*`` sockets, and a chat
+middleware that holds leaves of ``slowleave-*`` rooms until told."""
 
 import asyncio
+import contextlib
 
-from squall import ConnectionMiddleware, Input, action
+from squall import ChatMiddleware, ConnectionMiddleware, Input, action
 
 
 @action(
@@ -56,6 +58,33 @@ async def _slow_create(connection):
 
 
 slow_create = ConnectionMiddleware(name="slowCreate", create=_slow_create)
+
+
+# -- a slow leave middleware, for rooms named slowleave-* ------------------------------------------
+
+#: room -> opened by releaseLeaveTest: the leaves of that room may go on
+leave_gates: dict[str, asyncio.Event] = {}
+
+
+async def _slow_leave(connection, room):
+    """Hold a leave of a ``slowleave-*`` room until ``releaseLeaveTest`` (at most 5 s)."""
+    if room.startswith("slowleave-"):
+        gate = leave_gates.setdefault(room, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(gate.wait(), 5)
+
+
+slow_leave = ChatMiddleware(name="slowLeave", leave=_slow_leave)
+
+
+@action(
+    name="releaseLeaveTest",
+    description="Let the leaves of a slowleave-* room held by the slow leave middleware go on",
+    inputs={"room": Input(required=True, formatter=str)},
+)
+async def release_leave_test(data):
+    leave_gates.setdefault(data.params["room"], asyncio.Event()).set()
+    return {"released": True}
 
 
 @action(
