@@ -202,8 +202,10 @@ async def test_a_client_gone_while_redis_is_down_is_not_restored(own_redis, laun
 
 
 async def test_no_ghost_member_after_redis_restarts(own_redis, launch, connect):
-    """Removals made right after a restart, on pooled connections from before it, are
-    retried until Redis has them."""
+    """Members leave while their servers find Redis restarted empty: before they notice (the
+    removal fails on a pooled connection from before the restart, or reaches the new Redis),
+    while they reconnect, while they write back. Whichever it was, once they are back Redis
+    holds exactly the members and connections that are still there."""
     a, b = launch(own_redis.url, ("a", "b"))
     room = await make_room(a, "ghosts")
     stay = await connect(a)
@@ -225,6 +227,9 @@ async def test_no_ghost_member_after_redis_restarts(own_redis, launch, connect):
         "ghost members in the room",
     )
     assert view["data"]["members"] == {stay.id: {"id": stay.id, "joinedAt": now_ms()}}
+    for member in leavers:
+        assert (await b.action("sendToTest", to=member.id, message="x"))["delivered"] is False
+    assert (await b.action("sendToTest", to=stay.id, message="x"))["delivered"] is True
 
 
 async def test_a_member_leaving_once_its_server_wrote_back_is_removed_from_redis(
