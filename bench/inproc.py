@@ -1,4 +1,4 @@
-"""``python -m bench inproc {upgrade,rpc,http} [-n N] [--profile]``: Squall's own CPU per
+"""``python -m bench inproc {upgrade,rpc,http,status} [-n N] [--profile]``: Squall's own CPU per
 operation, in one process, without sockets.
 
 The server's real objects (the router, ``HTTP11Protocol``, the socket pump, the application)
@@ -172,10 +172,10 @@ async def round_trips(bench: Bench, count: int) -> None:
         raise RuntimeError(f"not a randomNumber reply: {transport.writes[-1][:200]!r}")
 
 
-async def http_requests(bench: Bench, count: int) -> None:
-    """``count`` ``GET /api/randomNumber`` on one keep-alive connection, each to its response."""
+async def http_requests(bench: Bench, count: int, path: str = "/api/randomNumber") -> None:
+    """``count`` ``GET path`` on one keep-alive connection, each to its response."""
     transport = bench.connection()
-    lines = ["GET /api/randomNumber HTTP/1.1", "Host: 127.0.0.1:8080"]
+    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1:8080"]
     lines += [f"{name}: {value}" for name, value in BROWSER_HEADERS]
     request = ("\r\n".join(lines) + "\r\n\r\n").encode()
     for n in range(count):
@@ -185,7 +185,17 @@ async def http_requests(bench: Bench, count: int) -> None:
         raise RuntimeError(f"not a 200: {transport.writes[-1][:200]!r}")
 
 
-OPERATIONS = {"upgrade": upgrades, "rpc": round_trips, "http": http_requests}
+async def status_requests(bench: Bench, count: int) -> None:
+    """``count`` ``GET /api/status`` on one keep-alive connection."""
+    await http_requests(bench, count, "/api/status")
+
+
+OPERATIONS = {
+    "upgrade": upgrades,
+    "rpc": round_trips,
+    "http": http_requests,
+    "status": status_requests,
+}
 
 
 async def measure(operation: str, count: int, profile: bool) -> str:
