@@ -102,6 +102,13 @@ class Squall:
         general = config["general"]
         self.id: str = general["id"] or f"{socket.gethostname()}-{os.getpid()}"
         self.name: str = general["serverName"]
+        #: what ``status`` says of this server that never changes, made once
+        self._identity = {
+            "id": self.id,
+            "name": self.name,
+            "version": SQUALL_VERSION,
+            "apiVersion": general["apiVersion"],
+        }
         self.started_at = time.time()
         self.stats = Stats()
         self.messages = ErrorMessages(
@@ -287,10 +294,7 @@ class Squall:
         return {
             "state": "degraded" if problem else "ok",
             "problems": [problem] if problem else [],
-            "id": self.id,
-            "name": self.name,
-            "version": SQUALL_VERSION,
-            "apiVersion": self.config.get("general.apiVersion"),
+            **self._identity,
             "uptime": int((time.time() - self.started_at) * 1000),
             "connections": self.connections.counts(),
             "pendingActions": self.processor.in_flight,
