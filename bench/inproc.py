@@ -16,9 +16,11 @@ import asyncio
 import base64
 import cProfile
 import io
+import logging
 import os
 import pstats
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +34,7 @@ sys.path.insert(0, str(REPO))  # server.py and handlers/ are the repository's, n
 import server
 from handlers.http11 import HTTP11Protocol, ServerParams
 from squall import Squall, load_config
+from squall.logs import configure_logging
 
 PEER = ("127.0.0.1", 50000)
 
@@ -98,12 +101,12 @@ def upgrade_request() -> bytes:
 
 
 class Bench:
-    """One Squall of this repository's config (production, logLevel warning)."""
+    """One Squall of this repository's config (production, logLevel warning unless told)."""
 
-    def __init__(self) -> None:
+    def __init__(self, log_level: str = "warning") -> None:
         # production's bounds raised out of reach, as in the load benchmarks (servers.py)
         bounds = ("maxConnections", "maxConnectionsPerAddress", "rateLimit")
-        overrides: dict[str, Any] = {"general.logLevel": "warning"}
+        overrides: dict[str, Any] = {"general.logLevel": log_level}
         overrides.update({f"servers.websocket.server.{key}": OUT_OF_REACH for key in bounds})
         config = load_config(REPO, "production", [], overrides)
         self.app = Squall(config)
@@ -198,8 +201,11 @@ OPERATIONS = {
 }
 
 
-async def measure(operation: str, count: int, profile: bool) -> str:
-    bench = Bench()
+async def measure(operation: str, count: int, profile: bool, log_level: str) -> str:
+    bench = Bench(log_level)
+    # as server.py does, into a file (as stderr usually is under a service manager)
+    log_file = tempfile.TemporaryFile("w")  # noqa: SIM115  # closed below
+    configure_logging(log_level, stream=log_file)
     await bench.app.start()
     try:
         run = OPERATIONS[operation]
@@ -214,6 +220,8 @@ async def measure(operation: str, count: int, profile: bool) -> str:
         spent = time.process_time() - started
     finally:
         await bench.app.stop()
+        logging.shutdown()
+        log_file.close()
     text = f"{operation}: {count} in one process, {1e6 * spent / count:.1f} µs CPU each"
     if profiler is not None:
         out = io.StringIO()
@@ -229,9 +237,16 @@ def main(argv: list[str]) -> None:
     parser.add_argument("operation", choices=sorted(OPERATIONS))
     parser.add_argument("-n", "--count", type=int, default=5000)
     parser.add_argument("--profile", action="store_true", help="add cProfile's top functions")
+    parser.add_argument(
+        "--log-level",
+        choices=["warning", "info"],
+        default="warning",
+        help="general.logLevel (info: one access line per request and socket, to a file)",
+    )
     args = parser.parse_args(argv)
     try:
         from uvloop import run
     except ImportError:
         run = asyncio.run
-    print(run(measure(args.operation, max(1, min(args.count, 100_000)), args.profile)))
+    count = max(1, min(args.count, 100_000))
+    print(run(measure(args.operation, count, args.profile, args.log_level)))
