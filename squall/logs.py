@@ -126,8 +126,15 @@ class TextFormatter(logging.Formatter):
         return self._time(record.created)
 
     def access_line(self, created: float, template: str, args: tuple[Any, ...]) -> str:
-        """An access line, without a ``LogRecord`` (see :func:`log_request`)."""
-        return f"{self._time(created)} INFO {ACCESS}: {template % args}"
+        """An access line, without a ``LogRecord`` (see :func:`log_request`): one ``%`` of a
+        line template made once per access template."""
+        second = int(created)
+        if second != self._second:
+            self._time(created)
+        line = _TEXT_ACCESS.get(template)
+        if line is None:
+            line = _TEXT_ACCESS[template] = f"%s,%03d INFO {ACCESS}: {template}"
+        return line % (self._stamp, int((created - second) * 1000), *args)
 
     def _time(self, created: float) -> str:
         second = int(created)
@@ -135,6 +142,10 @@ class TextFormatter(logging.Formatter):
             self._second = second
             self._stamp = time.strftime(self.default_time_format, self.converter(second))
         return f"{self._stamp},{int((created - second) * 1000):03d}"
+
+
+#: ``<time> INFO squall.access: <access template>``, by access template (see ``access_line``).
+_TEXT_ACCESS: dict[str, str] = {}
 
 
 class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
