@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
 from testkit import TIMEOUT, eventually, failed, now_ms, ok, open_client
 
 from .support import destroyed, leaves
+
+NOT_MEMBER = "connection not in this room (defaultRoom)"
+NO_MESSAGE = "both room and message are required"
 
 
 async def new_room(client, prefix: str = "room-") -> str:
@@ -33,17 +37,41 @@ async def test_roomAdd_joins_an_existing_room(client):
     assert (await client.details())["rooms"] == ["defaultRoom"]
 
 
-async def test_roomAdd_twice_fails(client):
-    await client.request("roomAdd", room="defaultRoom")
-    assert await client.request("roomAdd", room="defaultRoom") == failed(
-        "connection already in this room (defaultRoom)", message_id=2, count=2
-    )
-
-
-async def test_roomAdd_missing_room_fails(client):
-    assert await client.request("roomAdd", room="no-such-room") == failed(
-        "room does not exist", message_id=1, count=1
-    )
+@pytest.mark.parametrize(
+    ("joined", "verb", "params", "error"),
+    [
+        (
+            ["defaultRoom"],
+            "roomAdd",
+            {"room": "defaultRoom"},
+            "connection already in this room (defaultRoom)",
+        ),
+        ([], "roomAdd", {"room": "no-such-room"}, "room does not exist"),
+        ([], "roomAdd", {"room": "mw-blocked"}, "this room is closed to you"),
+        ([], "roomLeave", {"room": "defaultRoom"}, NOT_MEMBER),
+        (["mw-sticky"], "roomLeave", {"room": "mw-sticky"}, "you cannot leave this room"),
+        ([], "roomView", {"room": "defaultRoom"}, NOT_MEMBER),
+        ([], "say", {"message": "hi"}, NO_MESSAGE),
+        (["defaultRoom"], "say", {"room": "defaultRoom"}, NO_MESSAGE),
+        (["defaultRoom"], "say", {"room": "defaultRoom", "message": ""}, NO_MESSAGE),
+        ([], "say", {"room": "defaultRoom", "message": "hi"}, NOT_MEMBER),
+        (
+            ["mw-chat"],
+            "say",
+            {"room": "mw-chat", "message": "refuse me"},
+            "that message is not allowed",
+        ),
+    ],
+)
+async def test_room_verb_refused_with_its_error_leaves_the_rooms_as_they_were(
+    client, joined, verb, params, error
+):
+    """Join middleware, leave middleware and say middleware refusals included (PROTOCOL.md §3)."""
+    for room in joined:
+        await client.join(room)
+    count = len(joined) + 1
+    assert await client.request(verb, **params) == failed(error, message_id=count, count=count)
+    assert (await client.details())["rooms"] == joined
 
 
 async def test_roomAdd_room_made_by_createChatRoom(client):
@@ -61,31 +89,10 @@ async def test_rooms_server_api_sees_created_and_destroyed_rooms(client):
     assert (reply["exists"], room in reply["list"]) == (False, False)
 
 
-async def test_roomAdd_blocked_by_join_middleware(client):
-    assert await client.request("roomAdd", room="mw-blocked") == failed(
-        "this room is closed to you", message_id=1, count=1
-    )
-    assert (await client.details())["rooms"] == []
-
-
 async def test_roomLeave_leaves(client):
     await client.request("roomAdd", room="defaultRoom")
     assert await client.request("roomLeave", room="defaultRoom") == ok(True, message_id=2, count=2)
     assert (await client.details())["rooms"] == []
-
-
-async def test_roomLeave_not_a_member_fails(client):
-    assert await client.request("roomLeave", room="defaultRoom") == failed(
-        "connection not in this room (defaultRoom)", message_id=1, count=1
-    )
-
-
-async def test_roomLeave_blocked_by_leave_middleware(client):
-    await client.request("roomAdd", room="mw-sticky")
-    assert await client.request("roomLeave", room="mw-sticky") == failed(
-        "you cannot leave this room", message_id=2, count=2
-    )
-    assert (await client.details())["rooms"] == ["mw-sticky"]
 
 
 async def test_roomView_lists_members(server, connect):
@@ -104,12 +111,6 @@ async def test_roomView_lists_members(server, connect):
                 second_id: {"id": second_id, "joinedAt": now_ms()},
             },
         }
-    )
-
-
-async def test_roomView_not_a_member_fails(client):
-    assert await client.request("roomView", room="defaultRoom") == failed(
-        "connection not in this room (defaultRoom)", message_id=1, count=1
     )
 
 
@@ -184,32 +185,6 @@ async def test_say_object_message_arrives_as_object(server, connect):
     assert await speaker.next(is_user_frame) == said(room, message, speaker_id)
 
 
-async def test_say_without_room_fails(client):
-    assert await client.request("say", message="hi") == failed(
-        "both room and message are required", message_id=1, count=1
-    )
-
-
-async def test_say_without_message_fails(client):
-    await client.request("roomAdd", room="defaultRoom")
-    assert await client.request("say", room="defaultRoom") == failed(
-        "both room and message are required", message_id=2, count=2
-    )
-
-
-async def test_say_empty_message_fails(client):
-    await client.request("roomAdd", room="defaultRoom")
-    assert await client.request("say", room="defaultRoom", message="") == failed(
-        "both room and message are required", message_id=2, count=2
-    )
-
-
-async def test_say_not_a_member_fails(client):
-    assert await client.request("say", room="defaultRoom", message="hi") == failed(
-        "connection not in this room (defaultRoom)", message_id=1, count=1
-    )
-
-
 async def test_say_changed_by_middleware_per_recipient(server, connect):
     speaker, listener = await connect(server), await connect(server)
     await speaker.request("roomAdd", room="mw-chat")
@@ -236,13 +211,6 @@ async def test_say_dropped_by_middleware_reaches_nobody(server, connect):
     # Messages of one sender keep their order, so "AFTER" arriving first proves the drop.
     assert (await listener.next(is_user_frame))["message"] == "AFTER"
     assert (await speaker.next(is_user_frame))["message"] == "AFTER"
-
-
-async def test_say_refused_by_middleware_fails_with_its_message(client):
-    await client.request("roomAdd", room="mw-chat")
-    assert await client.request("say", room="mw-chat", message="refuse me") == failed(
-        "that message is not allowed", message_id=2, count=2
-    )
 
 
 async def test_room_destroyed_tells_members_and_removes_them(server, connect):
