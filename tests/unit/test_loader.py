@@ -159,44 +159,39 @@ def test_load_folders_missing_folder(tmp_path):
     assert str(error) == f"{tmp_path / 'nowhere'}: action folder does not exist"
 
 
-def test_load_folders_import_error_names_file_and_line(tmp_path):
-    folder = folder_with(tmp_path, {"broken.py": "import os\n\nvalue = 1 / 0\n"})
+@pytest.mark.parametrize(
+    ("source", "why", "cause"),
+    [
+        (
+            "import os\n\nvalue = 1 / 0\n",
+            "3: ZeroDivisionError: division by zero",
+            ZeroDivisionError,
+        ),
+        # raised inside a function: the line named is the raising one
+        (
+            "def helper():\n    raise KeyError('cfg')\n\n\nhelper()\n",
+            "2: KeyError: 'cfg'",
+            KeyError,
+        ),
+        (
+            "import squall_no_such_module\n",
+            "1: ModuleNotFoundError: No module named 'squall_no_such_module'",
+            ModuleNotFoundError,
+        ),
+        (
+            "x = 1\n\ndef f(:\n    pass\n",
+            "3: SyntaxError: invalid syntax (broken.py, line 3)",
+            SyntaxError,
+        ),
+    ],
+)
+def test_load_folders_file_that_cannot_import_names_file_and_line(tmp_path, source, why, cause):
+    folder = folder_with(tmp_path, {"broken.py": source})
 
     error = load_error(folder)
 
-    assert str(error) == f"{folder / 'broken.py'}:3: ZeroDivisionError: division by zero"
-    assert isinstance(error.__cause__, ZeroDivisionError)
-
-
-def test_load_folders_import_error_inside_a_function_names_the_calling_line(tmp_path):
-    folder = folder_with(
-        tmp_path,
-        {"broken.py": "def helper():\n    raise KeyError('cfg')\n\n\nhelper()\n"},
-    )
-
-    error = load_error(folder)
-
-    assert str(error) == f"{folder / 'broken.py'}:2: KeyError: 'cfg'"
-
-
-def test_load_folders_missing_module_names_file(tmp_path):
-    folder = folder_with(tmp_path, {"needs.py": "import squall_no_such_module\n"})
-
-    error = load_error(folder)
-
-    assert str(error) == (
-        f"{folder / 'needs.py'}:1: ModuleNotFoundError: No module named 'squall_no_such_module'"
-    )
-
-
-def test_load_folders_syntax_error_names_file_and_line(tmp_path):
-    folder = folder_with(tmp_path, {"syntax.py": "x = 1\n\ndef f(:\n    pass\n"})
-
-    error = load_error(folder)
-
-    assert str(error) == (
-        f"{folder / 'syntax.py'}:3: SyntaxError: invalid syntax (syntax.py, line 3)"
-    )
+    assert str(error) == f"{folder / 'broken.py'}:{why}"
+    assert isinstance(error.__cause__, cause)
 
 
 def test_load_folders_failed_import_leaves_no_module_behind(tmp_path):
@@ -206,47 +201,6 @@ def test_load_folders_failed_import_leaves_no_module_behind(tmp_path):
     load_error(folder)
 
     assert set(sys.modules) - before == set()
-
-
-def test_load_folders_broken_declaration_names_file(tmp_path):
-    folder = folder_with(
-        tmp_path,
-        {
-            "bad.py": """
-                from squall import action
-
-                @action(name="bad name")
-                async def bad(data):
-                    return {}
-            """
-        },
-    )
-
-    error = load_error(folder)
-
-    assert str(error) == (
-        f"{folder / 'bad.py'}: action name 'bad name' must start with a letter and use only "
-        "letters, digits, '_', '.', ':' or '-'"
-    )
-
-
-def test_load_folders_non_input_input_names_file(tmp_path):
-    folder = folder_with(
-        tmp_path,
-        {
-            "bad.py": """
-                from squall import action
-
-                @action(inputs={"a": {"required": True}})
-                async def needs_a(data):
-                    return {}
-            """
-        },
-    )
-
-    error = load_error(folder)
-
-    assert str(error) == f"{folder / 'bad.py'}: action 'needs_a': input 'a' must be an Input(...)"
 
 
 def test_load_folders_duplicate_name_and_version_across_files(tmp_path):
@@ -386,6 +340,19 @@ def test_load_folders_middleware_that_cannot_be_called_stops_the_boot(
 @pytest.mark.parametrize(
     ("declared", "why"),
     [
+        (
+            '@action(name="bad name")',
+            "action name 'bad name' must start with a letter and use only "
+            "letters, digits, '_', '.', ':' or '-'",
+        ),
+        (
+            '@action(inputs={"a": {"required": True}})',
+            "action 'hello': input 'a' must be an Input(...)",
+        ),
+        (
+            '@action(middleware=["auth"])',
+            "action 'hello' names middleware 'auth', which no file declares",
+        ),
         # it used to boot and answer every call 422 'str' object is not callable
         (
             '@action(inputs={"n": Input(validator="positive")})',
@@ -400,7 +367,7 @@ def test_load_folders_middleware_that_cannot_be_called_stops_the_boot(
         ),
     ],
 )
-def test_load_folders_inputs_that_cannot_work_stop_the_boot_with_a_sentence(
+def test_load_folders_declaration_that_cannot_work_stops_the_boot_naming_the_file(
     tmp_path, declared, why
 ):
     source = (
@@ -409,27 +376,6 @@ def test_load_folders_inputs_that_cannot_work_stop_the_boot_with_a_sentence(
     folder = folder_with(tmp_path, {"bad.py": source})
 
     assert str(load_error(folder)) == f"{folder / 'bad.py'}: {why}"
-
-
-def test_load_folders_undeclared_middleware_names_action_and_file(tmp_path):
-    folder = folder_with(
-        tmp_path,
-        {
-            "guarded.py": """
-                from squall import action
-
-                @action(middleware=["auth"])
-                async def guarded(data):
-                    return {}
-            """
-        },
-    )
-
-    error = load_error(folder)
-
-    assert str(error) == (
-        f"{folder / 'guarded.py'}: action 'guarded' names middleware 'auth', which no file declares"
-    )
 
 
 def test_load_folders_middleware_declared_in_another_file(tmp_path):
@@ -486,47 +432,55 @@ def test_load_folders_objects_imported_from_a_sibling_are_collected_once(tmp_pat
     assert [m.name for m in loaded.chat_middleware] == ["vip"]
 
 
-def test_load_folders_action_bound_to_two_names_is_collected_once(tmp_path):
-    folder = folder_with(
-        tmp_path,
-        {
-            "alias.py": """
-                from squall import action
+ALIAS = """
+    from squall import action
 
-                @action()
-                async def hello(data):
-                    return {}
+    @action()
+    async def hello(data):
+        return {}
 
-                greet = hello  # an alias is the same declaration, not a second one
-            """
-        },
-    )
+    greet = hello  # an alias is the same declaration, not a second one
+"""
 
-    loaded = load_folders([folder])
+PARTIAL = """
+    import functools
 
-    assert [a.name for a in loaded.actions] == ["hello"]
+    from squall import Action
+
+    async def reply(word, data):
+        return {"word": word}
+
+    yes = Action(name="yes", run=functools.partial(reply, "yes"))
+"""
+
+GREET_WITH_HELPER = """
+    from squall import action
+
+    from ._shared import PREFIX
+
+    @action()
+    async def greet(data):
+        return {"greeting": PREFIX + "world"}
+"""
 
 
-def test_load_folders_action_around_a_partial_is_collected(tmp_path):
-    folder = folder_with(
-        tmp_path,
-        {
-            "partial.py": """
-                import functools
+@pytest.mark.parametrize(
+    ("files", "names"),
+    [
+        ({"alias.py": ALIAS}, ["hello"]),
+        ({"partial.py": PARTIAL}, ["yes"]),
+        ({"_shared.py": "PREFIX = 'hello '\n", "greet.py": GREET_WITH_HELPER}, ["greet"]),
+    ],
+    ids=[
+        "action-bound-to-two-names",
+        "action-around-a-partial",
+        "file-importing-an-underscore-helper",
+    ],
+)
+def test_load_folders_collects_each_action_once(tmp_path, files, names):
+    loaded = load_folders([folder_with(tmp_path, files)])
 
-                from squall import Action
-
-                async def reply(word, data):
-                    return {"word": word}
-
-                yes = Action(name="yes", run=functools.partial(reply, "yes"))
-            """
-        },
-    )
-
-    loaded = load_folders([folder])
-
-    assert [a.name for a in loaded.actions] == ["yes"]
+    assert [a.name for a in loaded.actions] == names
 
 
 # -- load_callable ------------------------------------------------------------------------
@@ -552,28 +506,6 @@ def test_load_callable_errors_name_the_option(dotted, why):
         load_callable(dotted, "servers.websocket.server.authorization")
 
     assert str(caught.value) == f"config: servers.websocket.server.authorization: {why}"
-
-
-def test_load_folders_files_may_import_an_underscore_helper(tmp_path):
-    folder = folder_with(
-        tmp_path,
-        {
-            "_shared.py": "PREFIX = 'hello '\n",
-            "greet.py": """
-                from squall import action
-
-                from ._shared import PREFIX
-
-                @action()
-                async def greet(data):
-                    return {"greeting": PREFIX + "world"}
-            """,
-        },
-    )
-
-    loaded = load_folders([folder])
-
-    assert [a.name for a in loaded.actions] == ["greet"]
 
 
 def test_load_folders_file_imported_by_an_earlier_sibling_runs_once(tmp_path):
