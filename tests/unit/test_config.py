@@ -331,30 +331,27 @@ def test_load_config_integer_accepted_for_number_option(root):
 # -- errors -------------------------------------------------------------------------------
 
 
-def test_load_config_bad_yaml_names_line_and_column(root):
-    message = env_error(root, "general:\n  serverName: a: b\n")
-
-    assert message == (
-        "config/test.yaml: invalid YAML at line 2, column 16: mapping values are not allowed here"
-    )
-
-
-def test_load_config_tab_indent_names_line_and_column(root):
-    message = env_error(root, "general:\n\tserverName: a\n")
-
-    assert message == (
-        "config/test.yaml: invalid YAML at line 2, column 1: "
-        "found character '\\t' that cannot start any token"
-    )
-
-
-def test_load_config_unclosed_list_names_end_of_file(root):
-    message = env_error(root, "general:\n  paths:\n    actions: [a, b\n")
-
-    assert message == (
-        "config/test.yaml: invalid YAML at line 4, column 1: "
-        "expected ',' or ']', but got '<stream end>'"
-    )
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "general:\n  serverName: a: b\n",
+            "line 2, column 16: mapping values are not allowed here",
+        ),
+        (
+            "general:\n\tserverName: a\n",
+            "line 2, column 1: found character '\\t' that cannot start any token",
+        ),
+        # an unclosed list is named where the file ends
+        (
+            "general:\n  paths:\n    actions: [a, b\n",
+            "line 4, column 1: expected ',' or ']', but got '<stream end>'",
+        ),
+        ("general: {}\n---\nredis: {}\n", "line 2, column 1: but found another document"),
+    ],
+)
+def test_load_config_invalid_yaml_names_line_and_column(root, text, expected):
+    assert env_error(root, text) == f"config/test.yaml: invalid YAML at {expected}"
 
 
 def test_load_config_control_character_error_is_one_line(root):
@@ -389,50 +386,6 @@ def test_load_config_invalid_utf8_is_a_config_error(root):
     assert message.startswith("config/test.yaml: cannot be read (")
 
 
-def test_load_config_list_file_is_not_a_map(root):
-    assert env_error(root, "- general\n- servers\n") == (
-        "config/test.yaml: expected a map of sections, got a list"
-    )
-
-
-def test_load_config_scalar_file_is_not_a_map(root):
-    assert env_error(root, "8080\n") == "config/test.yaml: expected a map of sections, got int 8080"
-
-
-def test_load_config_two_documents_in_one_file(root):
-    assert env_error(root, "general: {}\n---\nredis: {}\n") == (
-        "config/test.yaml: invalid YAML at line 2, column 1: but found another document"
-    )
-
-
-def test_load_config_unknown_section(root):
-    assert env_error(root, "webserver:\n  port: 1\n") == (
-        "config/test.yaml: webserver: unknown section (known: app, errors, general, redis, servers)"
-    )
-
-
-def test_load_config_unknown_nested_option(root):
-    assert env_error(root, "redis:\n  host: localhost\n") == (
-        "config/test.yaml: redis.host: unknown option "
-        "(known: canaryInterval, clusterName, enabled, leaseTimeout, outboxBytes, outboxSize, url)"
-    )
-
-
-def test_load_config_unknown_deeply_nested_option(root):
-    message = env_error(root, "servers: {websocket: {client: {reconnect: {x: 1}}}}\n")
-
-    assert message == (
-        "config/test.yaml: servers.websocket.client.reconnect.x: unknown option "
-        "(known: max, min, retries)"
-    )
-
-
-def test_load_config_non_string_option_name(root):
-    assert env_error(root, "general:\n  5: x\n") == (
-        "config/test.yaml: general.5: option names must be strings"
-    )
-
-
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -452,15 +405,6 @@ def test_load_config_non_string_option_name(root):
             "general:\n  startingChatRooms: [lobby]\n",
             "general.startingChatRooms: expected a map, got a list",
         ),
-    ],
-)
-def test_load_config_wrong_type(root, text, expected):
-    assert env_error(root, text) == f"config/test.yaml: {expected}"
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
         ("general:\n  id: 5\n", "general.id: expected a string or null, got int 5"),
         (
             "general:\n  actionTimeout: soon\n",
@@ -475,9 +419,26 @@ def test_load_config_wrong_type(root, text, expected):
             "servers.websocket.server.rateLimit: expected an integer or a number or null, "
             "got str 'fast'",
         ),
+        ("- general\n- servers\n", "expected a map of sections, got a list"),
+        ("8080\n", "expected a map of sections, got int 8080"),
+        (
+            "webserver:\n  port: 1\n",
+            "webserver: unknown section (known: app, errors, general, redis, servers)",
+        ),
+        (
+            "redis:\n  host: localhost\n",
+            "redis.host: unknown option (known: canaryInterval, clusterName, enabled, "
+            "leaseTimeout, outboxBytes, outboxSize, url)",
+        ),
+        (
+            "servers: {websocket: {client: {reconnect: {x: 1}}}}\n",
+            "servers.websocket.client.reconnect.x: unknown option (known: max, min, retries)",
+        ),
+        ("general:\n  5: x\n", "general.5: option names must be strings"),
+        ("general:\n", "general: expected a map, got null"),
     ],
 )
-def test_load_config_nullable_option_wrong_type(root, text, expected):
+def test_load_config_unknown_name_or_wrong_type_is_refused_naming_the_option(root, text, expected):
     assert env_error(root, text) == f"config/test.yaml: {expected}"
 
 
@@ -495,10 +456,6 @@ def test_load_config_null_where_disallowed(root, dotted, expected):
     assert error_of(root, overrides={dotted: None}) == (
         f"command line / environment: {dotted}: {expected}"
     )
-
-
-def test_load_config_null_section_is_refused(root):
-    assert env_error(root, "general:\n") == "config/test.yaml: general: expected a map, got null"
 
 
 @pytest.mark.parametrize("origins", [None, "*", ["https://chat.example.com"], []])
