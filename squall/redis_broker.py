@@ -38,8 +38,9 @@ subscribed again after it came back:
 
 - its own clients are served: ``say`` and pushes reach this server's members at once, and wait
   in a bounded :class:`~squall.backlog.Outbox` for the other servers, sent in order as soon as
-  Redis is back (each marked with this server's origin, so it skips its own copy); when the
-  outbox is full they fail with :class:`~squall.errors.BrokerUnavailable`, delivered nowhere;
+  Redis is back by :class:`~squall.redis_catchup.CatchUp` (each marked with this server's
+  origin, so it skips its own copy); when the outbox is full they fail with
+  :class:`~squall.errors.BrokerUnavailable`, delivered nowhere;
 - joining and leaving work for rooms this server knows; membership and connection changes wait
   in a :class:`~squall.backlog.Journal`, as does any write that failed, and are written until
   Redis has them (so no member outlives its connection for more than the lease);
@@ -48,35 +49,35 @@ subscribed again after it came back:
   in a room with history (only Redis hands out its offsets: one numbered here would collide
   with those the other servers get meanwhile) and reading a history.
 
-The subscriber retries every half second at most, so a server is back within that of Redis
-answering; it counts as up (``state`` ``ok``, ``/ready`` 200) only once every channel is
-subscribed again, its rooms and memberships are written back (a Redis restarted without
-persistence has forgotten them) and its outbox is sent. A canary published to itself every
-``canaryInterval`` catches a subscriber that is connected but deaf.
+The subscriber (:class:`~squall.redis_subscriber.Subscriber`) retries every half second at most,
+so a server is back within that of Redis answering; it counts as up (``state`` ``ok``,
+``/ready`` 200) only once every channel is subscribed again, its rooms and memberships are
+written back (a Redis restarted without persistence has forgotten them) and its outbox is sent.
+A canary published to itself every ``canaryInterval`` catches a subscriber that is connected
+but deaf.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.exceptions import AuthenticationError, ResponseError
 
 from . import codec
 from .backlog import Outbox
-from .backoff import Backoff
 from .broker import ConnectionsDelegate, Member, RoomsDelegate
 from .errors import BrokerUnavailable, SquallError
 from .history import Kept, Recovery
 from .presence import join_frame
+from .redis_catchup import CatchUp
 from .redis_history import RedisHistory
 from .redis_members import MemberStore, Share, parse_member
+from .redis_subscriber import TROUBLE, Subscriber
 from .room_options import DEFAULT_OPTIONS, RoomOptions
 from .urls import redact_url
 
@@ -85,30 +86,14 @@ __all__ = ["RedisBroker"]
 log = logging.getLogger("squall.redis")
 
 SEPARATOR = b"|"
-#: Prefix of a message published from the outbox: ``@<origin>|``. Its sender delivered it to
-#: its own members when it was said, and skips the copy Redis brings back.
-QUEUED = b"@"
-ORIGIN_BYTES = 16
-
-#: Reconnection attempts start quick and are never more than half a second apart: a server is
-#: subscribed again within that of Redis answering (issue 11: no window where a say is lost).
-RECONNECT_DELAYS = (0.05, 0.5)
-#: A write or publish that failed while the subscriber was fine is retried this way.
-RETRY_DELAYS = (0.05, 1.0)
 #: How often a server back from an outage looks whether the others have subscribed again.
 PEERS_POLL = 0.05
 #: How long ``start`` waits for a reachable Redis before serving without it.
 START_WAIT = 5.0
 #: How long ``stop`` may spend sending the outbox and leaving the cluster.
 STOP_WAIT = 2.0
-#: An outbox drains in batches of at most this many messages, about this many bytes.
-DRAIN_MESSAGES = 100
-DRAIN_BYTES = 1 << 20
 #: While an outage lasts, it is reported again this often (seconds).
 OUTAGE_REMINDER = 60.0
-
-#: What a failing Redis command raises.
-TROUBLE = (RedisError, OSError)
 
 T = TypeVar("T")
 
@@ -149,15 +134,11 @@ class RedisBroker:
         self.state = "connecting"
         self.problem: str | None = f"not connected to Redis at {self.shown_url} yet"
         self.received = {"say": 0, "direct": 0, "all": 0, "foreign": 0}
-        self._origin = secrets.token_hex(ORIGIN_BYTES // 2).encode()
-        self._queued_prefix = self.token + QUEUED + self._origin + SEPARATOR
         self._redis: aioredis.Redis | None = None
         self._rooms: RoomsDelegate | None = None
         self._connections: ConnectionsDelegate | None = None
         self._local: dict[str, set[str]] = {}  # room -> this server's members: what it listens to
-        self._channels: set[str] = set()
-        self._pubsub: Any = None
-        self._confirmations: dict[bytes, asyncio.Future[None]] = {}
+        self._subscriber = Subscriber(self._on_message, self._rejoin, self._link_down)
         # answers room_exists and room_options while Redis is away
         self._known_rooms: dict[str, RoomOptions] = {}
         self._peers: set[str] = set()  # the other servers, as of the last lease renewal
@@ -165,8 +146,7 @@ class RedisBroker:
         self._members = MemberStore(cluster, server_id, lease_ms, self.token)
         self._history = RedisHistory(cluster, self.token)
         self._outbox = Outbox(outbox_messages, outbox_bytes)
-        self._drain_lock = asyncio.Lock()
-        self._catch_up_task: asyncio.Task[None] | None = None
+        self._catch_up = CatchUp(self._outbox, self._members, self.token, self._is_up)
         self._tasks: list[asyncio.Task[None]] = []
         self._canary_sent = 0
         self._canary_heard = 0
@@ -209,7 +189,9 @@ class RedisBroker:
         self._redis = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
         self._members.attach(self._redis)
         self._history.attach(self._redis)
-        self._channels = {
+        self._subscriber.attach(self._redis)
+        self._catch_up.attach(self._redis)
+        self._subscriber.channels = {
             self._key("direct"),
             self._key("all"),
             self._key("canary", self.server_id),
@@ -225,7 +207,7 @@ class RedisBroker:
             self._link_down(str(exc) or type(exc).__name__)
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._listen_forever()),
+            loop.create_task(self._subscriber.listen_forever()),
             loop.create_task(self._every(self.lease_ms / 4000, self._keep_lease)),
             loop.create_task(self._every(self.canary_ms / 1000, self._canary)),
         ]
@@ -245,7 +227,8 @@ class RedisBroker:
         # A flag as well as cancellation: redis-py can swallow a cancellation that lands
         # inside a command, and a loop relying on it alone would then never end.
         self._stopping = True
-        tasks = [*self._tasks, *([self._catch_up_task] if self._catch_up_task else [])]
+        self._subscriber.stop()
+        tasks = [*self._tasks, *self._catch_up.stop()]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -268,7 +251,7 @@ class RedisBroker:
         """Send what waits, then remove this server's memberships, connections and lease."""
 
         async def leave() -> None:
-            await self._drain_outbox()
+            await self._catch_up.drain()
             await self._members.leave()
             await self._tell_peers({"bye": self.server_id})
 
@@ -301,7 +284,7 @@ class RedisBroker:
         # Created here now, in Redis when it takes it (another server may create it too: the
         # set holds it once, with the options of whoever wrote first).
         self._known_rooms[room] = options
-        await self._flush(self._members.record(("room", room), options.as_dict()))
+        await self._catch_up.flush(self._members.record(("room", room), options.as_dict()))
         return True
 
     async def destroy_room(self, room: str) -> bool:
@@ -324,7 +307,7 @@ class RedisBroker:
             joined = {cid.decode(): parse_member(value).joined_at for cid, value in members.items()}
             everyone = sorted(joined, key=joined.__getitem__)
         notice = codec.dumps({"destroyed": room, "by": self.server_id, "members": everyone})
-        await self._send(self._key("all"), notice, None)
+        await self._catch_up.send(self._key("all"), notice, None)
         await self._room_gone(room, everyone)
         try:
             await self._redis.delete(self._key("room", room))
@@ -367,24 +350,26 @@ class RedisBroker:
 
     async def connection_opened(self, connection_id: str) -> None:
         """Note which server holds ``connection_id``, so ``send_to`` knows it exists."""
-        await self._flush(self._members.record(("connection", connection_id), True))
+        await self._catch_up.flush(self._members.record(("connection", connection_id), True))
 
     async def connection_closed(self, connection_id: str) -> None:
-        await self._flush(self._members.record(("connection", connection_id), False))
+        await self._catch_up.flush(self._members.record(("connection", connection_id), False))
 
     # -- membership --------------------------------------------------------------------------
 
     async def add_member(
         self, room: str, connection_id: str, joined_at: int, info: dict[str, Any] | None
     ) -> None:
-        await self._flush(self._members.record(("member", room, connection_id), (joined_at, info)))
+        await self._catch_up.flush(
+            self._members.record(("member", room, connection_id), (joined_at, info))
+        )
         local = self._local.setdefault(room, set())
         local.add(connection_id)
         channel = self._say_channel(room)
         if len(local) == 1:
-            await self._subscribe(channel)
-        elif channel.encode() in self._confirmations:  # another join is subscribing right now
-            await asyncio.shield(self._confirmations[channel.encode()])
+            await self._subscriber.subscribe(channel, confirm=self.state == "ok")
+        else:  # another join may be subscribing right now
+            await self._subscriber.confirmed(channel)
 
     async def remove_member(self, room: str, connection_id: str) -> None:
         # Recorded first: whatever happens next, this removal reaches Redis eventually.
@@ -394,8 +379,8 @@ class RedisBroker:
             local.discard(connection_id)
             if not local:
                 del self._local[room]
-                await self._unsubscribe(self._say_channel(room))
-        await self._flush(change)
+                await self._subscriber.unsubscribe(self._say_channel(room))
+        await self._catch_up.flush(change)
 
     async def _room_gone(self, room: str, members: list[str]) -> None:
         """``room`` was destroyed: stop listening to it, forget this server's memberships of it
@@ -404,8 +389,8 @@ class RedisBroker:
         here = self._local.pop(room, set())
         changes = [self._members.record(("member", room, cid), None) for cid in here]
         if here:
-            await self._unsubscribe(self._say_channel(room))
-            await self._flush(changes[-1])
+            await self._subscriber.unsubscribe(self._say_channel(room))
+            await self._catch_up.flush(changes[-1])
         await self._rooms.room_destroyed(room, members)
 
     async def members(self, room: str) -> dict[str, Member]:
@@ -418,8 +403,11 @@ class RedisBroker:
             ) from exc
         return {cid.decode(): parse_member(value) for cid, value in found.items()}
 
+    def _is_up(self) -> bool:
+        return self.state == "ok"
+
     def _require_up(self, what: str) -> None:
-        if self.state != "ok":
+        if not self._is_up():
             raise BrokerUnavailable(f"{what} until it is back")
 
     # -- delivery ---------------------------------------------------------------------------
@@ -432,7 +420,7 @@ class RedisBroker:
         if options is not None and options.history:
             await self._publish_numbered(room, channel, frame, options)
             return
-        await self._send(channel, frame, lambda: self._rooms.deliver_room(room, frame))
+        await self._catch_up.send(channel, frame, lambda: self._rooms.deliver_room(room, frame))
 
     async def _publish_numbered(
         self, room: str, channel: str, frame: bytes, options: RoomOptions
@@ -477,38 +465,14 @@ class RedisBroker:
             # stops being held as its close is read, and Redis hears of it a write later).
             return self._connections.deliver_to(connection_id, message)
         envelope = codec.dumps({"to": connection_id, "message": message})
-        await self._send(self._key("direct"), envelope, None)
+        await self._catch_up.send(self._key("direct"), envelope, None)
         return True
 
     async def send_all(self, message: Any) -> None:
         async def deliver_here() -> None:
             self._connections.deliver_all(message)
 
-        await self._send(self._key("all"), codec.dumps({"push": message}), deliver_here)
-
-    async def _send(
-        self, channel: str, body: bytes, deliver_here: Callable[[], Awaitable[None]] | None
-    ) -> None:
-        """Publish ``body``; while Redis cannot take it (or older messages still wait), deliver
-        it here at once and keep it in the outbox for the other servers, in order.
-
-        Raises:
-            BrokerUnavailable: the outbox is full; the message went nowhere.
-        """
-        if self.state == "ok" and not self._outbox:
-            try:
-                await self._redis.publish(channel, self.token + body)
-                return
-            except TROUBLE as exc:
-                log.warning("could not publish to %s (%s): queued for later", channel, exc)
-        refusal = self._outbox.refusal(len(body))
-        if refusal is not None:
-            raise BrokerUnavailable(f"{refusal}; this message was not sent")
-        self._outbox.append(channel, body)
-        if self.state == "ok":
-            self._catch_up()
-        if deliver_here is not None:
-            await deliver_here()
+        await self._catch_up.send(self._key("all"), codec.dumps({"push": message}), deliver_here)
 
     async def round_trip(self) -> float:
         """Seconds a PING takes to Redis and back (the metrics and the admin page show it)."""
@@ -523,7 +487,7 @@ class RedisBroker:
             "problem": self.problem,
             "url": self.shown_url,
             "cluster": self.cluster,
-            "subscriptions": sorted(self._channels),
+            "subscriptions": sorted(self._subscriber.channels),
             "received": dict(self.received),
             "peers": sorted(self._peers),
             "outbox": {
@@ -534,126 +498,6 @@ class RedisBroker:
             },
             "pendingWrites": len(self._members.journal),
         }
-
-    # -- what waits for Redis -------------------------------------------------------------------
-
-    async def _flush(self, change: int) -> None:
-        """While Redis is up, return once it has ``change`` (and whatever else waits with it);
-        a failure leaves it in the journal, retried in the background."""
-        if self.state != "ok":
-            return  # written back when the subscriber is up again
-        try:
-            await self._members.write(change)
-        except TROUBLE as exc:
-            log.warning("could not write to Redis (%s): retrying until it takes it", exc)
-            self._catch_up()
-
-    async def _drain_outbox(self) -> int:
-        """Publish what waits, oldest first, each batch all or nothing (MULTI); how many."""
-        sent = 0
-        async with self._drain_lock:
-            while self._outbox:
-                batch = self._outbox.peek(DRAIN_MESSAGES, DRAIN_BYTES)
-                pipe = self._redis.pipeline(transaction=True)
-                for channel, body in batch:
-                    pipe.publish(channel, self._queued_prefix + body)
-                await pipe.execute()
-                self._outbox.drop(len(batch))
-                sent += len(batch)
-        return sent
-
-    def _catch_up(self) -> None:
-        """Start writing the journal and the outbox in the background, unless already doing so."""
-        if self._catch_up_task is None or self._catch_up_task.done():
-            self._catch_up_task = asyncio.get_running_loop().create_task(self._keep_catching_up())
-
-    async def _keep_catching_up(self) -> None:
-        delays = Backoff(*RETRY_DELAYS)
-        while (self._members.journal or self._outbox) and self.state == "ok" and not self._stopping:
-            try:
-                await self._members.write()
-                await self._drain_outbox()
-            except TROUBLE as exc:
-                delay = delays.next()
-                log.debug("Redis still refuses writes (%s): retrying in %.2f s", exc, delay)
-                await asyncio.sleep(delay)
-        # Not "ok" any more: the subscriber writes everything back when it is up again.
-
-    # -- the subscriber ------------------------------------------------------------------------
-
-    async def _subscribe(self, channel: str) -> None:
-        """Subscribe, and return once Redis confirms: a PUBLISH sent after this returns (by a
-        client who saw the join succeed) is then sure to reach this server."""
-        self._channels.add(channel)
-        pubsub = self._pubsub
-        if pubsub is None:
-            return  # the listener subscribes to every channel when it connects
-        if self.state != "ok":  # the listener is restoring: it confirms this one too
-            with contextlib.suppress(*TROUBLE):
-                await pubsub.subscribe(channel)
-            return
-        confirmed = asyncio.get_running_loop().create_future()
-        self._confirmations[channel.encode()] = confirmed
-        try:
-            await pubsub.subscribe(channel)
-            await asyncio.wait_for(confirmed, 5)
-        except (*TROUBLE, TimeoutError) as exc:
-            # The subscriber is in trouble: the listener (or the canary) notices, reconnects
-            # and subscribes to every channel, this one included.
-            log.warning("could not subscribe to %s yet: %s", channel, exc or type(exc).__name__)
-        finally:
-            self._confirmations.pop(channel.encode(), None)
-
-    async def _unsubscribe(self, channel: str) -> None:
-        self._channels.discard(channel)
-        if self._pubsub is not None:
-            with contextlib.suppress(*TROUBLE):
-                await self._pubsub.unsubscribe(channel)
-
-    async def _listen_forever(self) -> None:
-        delays = Backoff(*RECONNECT_DELAYS, jitter=True)
-        while not self._stopping:
-            try:
-                await self._listen(delays)
-                reason = "Redis closed this server's subscription"
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a broken connection raises more than RedisError
-                reason = str(exc) or type(exc).__name__
-            if self._stopping:
-                return
-            self._link_down(reason)
-            await asyncio.sleep(delays.next())
-
-    async def _listen(self, delays: Backoff) -> None:
-        pubsub = self._redis.pubsub()
-        try:
-            channels = set(self._channels)
-            await pubsub.subscribe(*channels)
-            self._pubsub = pubsub
-            # joins and leaves made while that subscribe was on its way
-            if added := self._channels - channels:
-                await pubsub.subscribe(*added)
-            if removed := channels - self._channels:
-                await pubsub.unsubscribe(*removed)
-            awaiting = {channel.encode() for channel in channels | added}
-            async for message in pubsub.listen():
-                kind = message["type"]
-                if kind == "message":
-                    await self._on_message(message["channel"].decode(), message["data"])
-                elif kind == "subscribe":
-                    confirmed = self._confirmations.get(message["channel"])
-                    if confirmed is not None and not confirmed.done():
-                        confirmed.set_result(None)
-                    if awaiting:
-                        awaiting.discard(message["channel"])
-                        if not awaiting:
-                            await self._rejoin()
-                            delays.reset()
-        finally:
-            self._pubsub = None
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
 
     async def _rejoin(self) -> None:
         """Subscribed to every channel: write this server's state back, send what waited, and
@@ -671,7 +515,7 @@ class RedisBroker:
         self._peers |= {server.decode() for server in servers} - {self.server_id}
         if self._outbox:
             await self._await_peers()
-        sent = await self._drain_outbox()
+        sent = await self._catch_up.drain()
         reading = self._redis.pipeline(transaction=False)
         reading.smembers(self._key("rooms"))
         reading.hgetall(self._key("roomOptions"))
@@ -682,8 +526,8 @@ class RedisBroker:
         self._down_since = None
         self._canary_sent = self._canary_heard = 0
         self._up.set()
-        if self._members.journal or self._outbox:  # changed while the write-back was on its way
-            self._catch_up()
+        if self._catch_up.pending:  # changed while the write-back was on its way
+            self._catch_up.start()
         if was_down is None:
             log.info("joined cluster %s through Redis at %s", self.cluster, self.shown_url)
         else:
@@ -762,10 +606,9 @@ class RedisBroker:
             self.received["foreign"] += 1
             return
         body = data[len(self.token) :]
-        if body.startswith(QUEUED):
-            if body[1 : 1 + ORIGIN_BYTES] == self._origin:
-                return  # said here while Redis was away: delivered here already
-            body = body[2 + ORIGIN_BYTES :]
+        body = self._catch_up.unwrap(body)
+        if body is None:
+            return  # said here while Redis was away: delivered here already
         prefix = self.cluster + ":"
         name = channel[len(prefix) :]
         try:
@@ -864,8 +707,7 @@ class RedisBroker:
             self.problem = "this server no longer hears its own messages through Redis"
             self._down_since = self._reminded_at = time.monotonic()
             log.error("%s: resubscribing", self.problem)
-            if self._pubsub is not None:
-                await self._pubsub.aclose()  # the listener reconnects and resubscribes
+            await self._subscriber.resubscribe()
             return
         self._canary_sent += 1
         await self._redis.publish(

@@ -15,8 +15,9 @@ import squall
 MODULES = sorted(
     info.name
     for info in pkgutil.walk_packages(squall.__path__, "squall.")
-    # redis_broker needs the optional redis package
-    if info.name != "squall.redis_broker" or importlib.util.find_spec("redis") is not None
+    # these need the optional redis package
+    if info.name not in {"squall.redis_broker", "squall.redis_catchup", "squall.redis_subscriber"}
+    or importlib.util.find_spec("redis") is not None
 )
 
 
