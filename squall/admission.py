@@ -1,9 +1,10 @@
 """How many sockets one client address holds: ``servers.websocket.server.maxConnectionsPerAddress``.
 
 ``maxConnections`` bounds the server; this bounds one address, so a single client cannot take
-every place (the issue's one address with 300 sockets). The transport counts an upgrade from
-the moment it is admitted (so a burst of upgrades cannot all pass before any is counted) and a
-socket for as long as it is open; an address is forgotten when its count drops to zero.
+every place (one address opening 300 sockets would otherwise lock everyone else out). The
+transport counts an upgrade from the moment it is admitted (so a burst of upgrades cannot all
+pass before any is counted) and a socket for as long as it is open; an address is forgotten
+when its count drops to zero.
 
 Behind a reverse proxy every client has the proxy's address unless ``servers.web.trustProxy``
 takes it from ``X-Forwarded-For``.

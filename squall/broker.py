@@ -10,7 +10,8 @@ it hands deliveries to its :class:`RoomsDelegate` (this server's rooms) and
 :class:`MemoryBroker` serves a single process and needs nothing but Python;
 ``squall.redis_broker.RedisBroker`` makes several processes or machines act as one; while
 Redis is away it keeps this server's rooms working and raises
-:class:`~squall.errors.BrokerUnavailable` only for what cannot wait (issue 11).
+:class:`~squall.errors.BrokerUnavailable` only for what cannot wait (an outage degrades a
+server, it never stops it).
 """
 
 from __future__ import annotations

@@ -33,8 +33,8 @@ gone, at most ``3/4 + 1/4 = leaseTimeout`` after its last renewal; a live server
 stalled loop of half the lease, and one that was reaped all the same (its renewal finds it
 missing from ``<c>:servers``) writes its memberships back and announces their joins again.
 
-Redis trouble never stops a server (issue 11). While Redis is away, or until this server has
-subscribed again after it came back:
+Redis trouble never stops a server: it degrades to what it can do alone, and says what it
+cannot. While Redis is away, or until this server has subscribed again after it came back:
 
 - its own clients are served: ``say`` and pushes reach this server's members at once, and wait
   in a bounded :class:`~squall.backlog.Outbox` for the other servers, sent in order as soon as

@@ -1,4 +1,4 @@
-"""This server's share of the cluster state in Redis, kept true through outages (issue 11).
+"""This server's share of the cluster state in Redis, kept true through outages.
 
 A server owns its memberships (``<c>:room:<room>`` entries, connection id -> ``{"server",
 "joinedAt", "info"?}`` as JSON, listed in ``<c>:server:<id>:members``), its connections

@@ -29,7 +29,8 @@ log = logging.getLogger("squall.redis")
 TROUBLE = (RedisError, OSError)
 
 #: Reconnection attempts start quick and are never more than half a second apart: a server is
-#: subscribed again within that of Redis answering (issue 11: no window where a say is lost).
+#: subscribed again within that of Redis answering, so the window in which a say can only
+#: wait in the outbox stays short.
 RECONNECT_DELAYS = (0.05, 0.5)
 #: How long a join waits for Redis to confirm its subscription before the listener takes over.
 CONFIRM_WAIT = 5.0

@@ -140,7 +140,7 @@ class Rooms:
     async def start(self, starting: Mapping[str, Any]) -> None:
         """Create the rooms that exist from boot on (``general.startingChatRooms``: name ->
         options). While the broker's backend is away they exist here now, and there once it
-        is back (issue 11).
+        is back: an outage of Redis never stops a server from booting.
 
         Raises:
             InvalidRoomName: one of them is not a valid room name.

@@ -70,8 +70,8 @@ async def test_send_by_id_to_a_connection_no_server_holds_is_not_delivered(clust
 async def test_a_peer_gone_during_slow_create_middleware_is_not_reachable_by_send_to(
     cluster, connect
 ):
-    """Issue 13 item 3: a socket whose peer left while ``create`` middleware ran is never
-    announced in Redis, where ``send_to`` from any server would then say True for good."""
+    """A socket whose peer left while ``create`` middleware ran is never announced in Redis,
+    where ``send_to`` from any server would then say True for good."""
     a, b, _ = cluster
     fingerprint = unique("slowcreate")
     ws = await websockets_connect(f"{a.ws_url}?sessionID={fingerprint}", open_timeout=TIMEOUT)

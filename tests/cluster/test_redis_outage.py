@@ -3,7 +3,7 @@ says reach its own members at once and the other servers' after Redis is back (i
 full outbox answers an error, what needs the other servers answers an error naming the cause, and
 everything written meanwhile is in Redis when it returns.
 
-The outages here last a second or two, not the issue's 10 s: what a server keeps does not
+The outages here last a second or two, not a realistic 10 s: what a server keeps does not
 depend on how long Redis is away (it is bounded by ``redis.outboxSize``/``outboxBytes``, not by
 time), so a short outage runs the very same code.
 """

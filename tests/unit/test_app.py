@@ -164,8 +164,8 @@ async def test_create_middleware_refusing_leaves_no_trace(app):
 
 
 async def test_a_connection_closed_during_create_is_never_announced_to_the_broker(app):
-    """Issue 13 item 3: a peer that leaves while a slow ``create`` runs must not be registered
-    with the broker after its cleanup (in Redis, ``send_to`` would then find it forever)."""
+    """A peer that leaves while a slow ``create`` runs must not be registered with the broker
+    after its cleanup (in Redis, ``send_to`` would then find it forever)."""
     announced: list[str] = []
 
     async def record(connection_id: str) -> None:

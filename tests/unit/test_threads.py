@@ -96,7 +96,7 @@ def test_saturation_warns_once_until_a_thread_is_free_again(pool, caplog):
 
 
 async def test_processor_counts_a_plain_def_action_that_outlives_its_timeout(pool, caplog):
-    """The scenario of the issue: hung plain-def calls keep their threads; status says so."""
+    """Hung plain-def calls keep their threads; status says so."""
     gate = threading.Event()
 
     def hangs(data):
