@@ -6,13 +6,15 @@ restarted on the same port, which is what the client's reconnect logic is about.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import testkit
-from playwright.sync_api import Page, WebSocketRoute
+from playwright.sync_api import Browser, Page, WebSocketRoute, sync_playwright
 from testkit import TIMEOUT, Server
 
 HERE = Path(__file__).resolve().parent
@@ -32,6 +34,17 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Browser]:
+    """Debian's Chromium (never a downloaded browser) under Playwright's sync API, which holds
+    the thread's event loop until the browser is closed."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
 
 WELCOME = "Welcome to the browser suite"
 

@@ -12,9 +12,9 @@ import signal
 from collections.abc import Iterator
 
 import pytest
-from browser.support import CHROMIUM, CHROMIUM_ARGS, client_page
 from browser.support import HERE as BROWSER_HERE
-from playwright.sync_api import Browser, Page, sync_playwright
+from browser.support import chromium, client_page
+from playwright.sync_api import Browser, Page
 from testkit import NON_EMPTY_STR, TIMEOUT, Match, now_ms, ok
 
 from .support import running_server
@@ -39,10 +39,8 @@ def fresh_details() -> dict:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Debian's Chromium, as the browser tier launches it, for this module's pages."""
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture

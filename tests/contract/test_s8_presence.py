@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from testkit import eventually, is_reply, now_ms, ok
 
 from .support import new_room
@@ -13,6 +14,10 @@ from .support import new_room
 
 def presence(frame) -> bool:
     return frame.get("context") == "presence"
+
+
+def is_leave(frame) -> bool:
+    return presence(frame) and frame["event"] == "leave"
 
 
 def join(room: str, member: str, **info) -> dict:
@@ -56,26 +61,27 @@ async def test_s8_every_member_at_that_moment_gets_each_join(server, connect):
     assert outsider.take(presence) == []
 
 
-async def test_s8_leave_reason_left_for_roomLeave(server, connect):
+async def leave_room(client, room: str) -> None:
+    await client.request("roomLeave", room=room)
+
+
+async def close_socket(client, room: str) -> None:
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    ("goes", "reason"),
+    [(leave_room, "left"), (close_socket, "disconnected")],
+    ids=["roomLeave", "close"],
+)
+async def test_s8_leave_reason_says_how_the_member_went(server, connect, goes, reason):
     room = await new_room(server, presence=True)
     stayer, leaver = await connect(server), await connect(server)
     [gone] = await ids(leaver)
     await stayer.join(room)
     await leaver.join(room)
-    await leaver.request("roomLeave", room=room)
-    stayer.take(lambda f: presence(f) and f["event"] == "join")
-    assert await stayer.next(presence) == leave(room, gone, "left")
-
-
-async def test_s8_leave_reason_disconnected_when_its_socket_closes(server, connect):
-    room = await new_room(server, presence=True)
-    stayer, leaver = await connect(server), await connect(server)
-    [gone] = await ids(leaver)
-    await stayer.join(room)
-    await leaver.join(room)
-    await leaver.close()
-    stayer.take(lambda f: presence(f) and f["event"] == "join")
-    assert await stayer.next(presence) == leave(room, gone, "disconnected")
+    await goes(leaver, room)
+    assert await stayer.next(is_leave) == leave(room, gone, reason)
 
 
 async def test_s8_leave_reason_destroyed_when_the_room_is_destroyed(server, connect):
@@ -84,11 +90,9 @@ async def test_s8_leave_reason_destroyed_when_the_room_is_destroyed(server, conn
     one, two = await ids(first, second)
     await first.join(room)
     await second.join(room)
-    for client in (first, second):
-        client.take(presence)
     assert (await server.action("contractRoomsApi", op="destroy", name=room))["result"] is True
     for client in (first, second):
-        leaves = [await client.next(presence), await client.next(presence)]
+        leaves = [await client.next(is_leave), await client.next(is_leave)]
         assert sorted(leaves, key=lambda f: f["id"]) == sorted(
             [leave(room, one, "destroyed"), leave(room, two, "destroyed")], key=lambda f: f["id"]
         )
