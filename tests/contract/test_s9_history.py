@@ -26,6 +26,26 @@ async def say_all(client, room, messages) -> list[dict]:
     return frames
 
 
+async def said_in_a_new_room(server, connect, messages, history=KEEP) -> tuple:
+    """A new room with ``history``, a member and what it said there: (member, room, frames)."""
+    room = await new_room(server, history=history)
+    client = await connect(server)
+    await client.join(room)
+    return client, room, await say_all(client, room, messages)
+
+
+async def seen_then_gone(server, connect, history=KEEP) -> tuple:
+    """A new room where ``away`` saw one message said and then left: (sayer, away, room, seen)."""
+    room = await new_room(server, history=history)
+    sayer, away = await connect(server), await connect(server)
+    await sayer.join(room)
+    await away.join(room)
+    [seen] = await say_all(sayer, room, ["seen"])
+    await away.next(said)
+    await away.request("roomLeave", room=room)
+    return sayer, away, room, seen
+
+
 async def test_s9_every_say_gets_offsets_1_2_3_per_room_and_the_rooms_epoch(server, connect):
     first, second = await new_room(server, history=KEEP), await new_room(server, history=KEEP)
     client = await connect(server)
@@ -57,10 +77,7 @@ async def test_s9_offsets_have_no_gaps_across_senders(server, connect):
 
 
 async def test_s9_the_last_size_messages_are_kept(server, connect):
-    room = await new_room(server, history=KEEP)
-    client = await connect(server)
-    await client.join(room)
-    frames = await say_all(client, room, ["1", "2", "3", "4", "5"])
+    client, room, frames = await said_in_a_new_room(server, connect, ["1", "2", "3", "4", "5"])
     reply = await client.request("roomHistory", room=room)
     assert reply["data"] == {
         "room": room, "epoch": frames[0]["epoch"], "offset": 5, "messages": frames[2:],
@@ -68,10 +85,8 @@ async def test_s9_the_last_size_messages_are_kept(server, connect):
 
 
 async def test_s9_kept_messages_expire_after_ttl(server, connect):
-    room = await new_room(server, history={"size": 10, "ttl": 1000})
-    client = await connect(server)
-    await client.join(room)
-    [frame] = await say_all(client, room, ["soon gone"])
+    history = {"size": 10, "ttl": 1000}
+    client, room, [frame] = await said_in_a_new_room(server, connect, ["soon gone"], history)
     assert (await client.request("roomHistory", room=room))["data"]["messages"] == [frame]
     await asyncio.sleep(1.3)  # the behaviour under test is time passing
     reply = await client.request("roomHistory", room=room)
@@ -79,10 +94,7 @@ async def test_s9_kept_messages_expire_after_ttl(server, connect):
 
 
 async def test_s9_the_epoch_changes_when_the_rooms_history_is_lost(server, connect):
-    room = await new_room(server, history=KEEP)
-    client = await connect(server)
-    await client.join(room)
-    [old] = await say_all(client, room, ["old"])
+    client, room, [old] = await said_in_a_new_room(server, connect, ["old"])
     assert (await server.action("contractRoomsApi", op="destroy", name=room))["result"] is True
     assert await client.next(said) == {  # the notice of README's server API (rooms.destroy)
         "context": "user", "message": "this room has been deleted", "room": room, "from": 0,
@@ -107,13 +119,7 @@ async def rejoin(client, room, offset, epoch) -> dict:
 
 
 async def test_s9_since_answers_exactly_the_missed_messages_recovered_true(server, connect):
-    room = await new_room(server, history=KEEP)
-    sayer, away = await connect(server), await connect(server)
-    await sayer.join(room)
-    await away.join(room)
-    [seen] = await say_all(sayer, room, ["seen"])
-    await away.next(said)
-    await away.request("roomLeave", room=room)
+    sayer, away, room, seen = await seen_then_gone(server, connect)
     missed = await say_all(sayer, room, ["missed 1", "missed 2"])
     reply = await away.request(
         "roomAdd", room=room, since={"offset": seen["offset"], "epoch": seen["epoch"]}
@@ -126,10 +132,7 @@ async def test_s9_since_answers_exactly_the_missed_messages_recovered_true(serve
 
 
 async def test_s9_since_past_what_was_kept_is_recovered_false_with_what_is_kept(server, connect):
-    room = await new_room(server, history=KEEP)
-    client = await connect(server)
-    await client.join(room)
-    frames = await say_all(client, room, ["1", "2", "3", "4", "5"])
+    client, room, frames = await said_in_a_new_room(server, connect, ["1", "2", "3", "4", "5"])
     reply = await rejoin(client, room, 1, frames[0]["epoch"])
     assert reply["data"] == {
         "recovered": False, "messages": frames[2:], "offset": 5, "epoch": frames[0]["epoch"],
@@ -137,10 +140,7 @@ async def test_s9_since_past_what_was_kept_is_recovered_false_with_what_is_kept(
 
 
 async def test_s9_since_with_another_epoch_is_recovered_false(server, connect):
-    room = await new_room(server, history=KEEP)
-    client = await connect(server)
-    await client.join(room)
-    frames = await say_all(client, room, ["1", "2"])
+    client, room, frames = await said_in_a_new_room(server, connect, ["1", "2"])
     reply = await rejoin(client, room, 1, "not-this-rooms-epoch")
     assert reply["data"]["recovered"] is False
     assert (reply["data"]["offset"], reply["data"]["epoch"]) == (2, frames[0]["epoch"])
@@ -149,10 +149,7 @@ async def test_s9_since_with_another_epoch_is_recovered_false(server, connect):
 
 
 async def test_s9_since_at_the_last_offset_is_recovered_true_with_nothing(server, connect):
-    room = await new_room(server, history=KEEP)
-    client = await connect(server)
-    await client.join(room)
-    frames = await say_all(client, room, ["1", "2"])
+    client, room, frames = await said_in_a_new_room(server, connect, ["1", "2"])
     reply = await rejoin(client, room, 2, frames[0]["epoch"])
     assert reply["data"] == {
         "recovered": True, "messages": [], "offset": 2, "epoch": frames[0]["epoch"],
@@ -162,13 +159,7 @@ async def test_s9_since_at_the_last_offset_is_recovered_true_with_nothing(server
 async def test_s9_no_message_is_both_recovered_and_pushed_live_and_none_falls_between(
     server, connect
 ):
-    room = await new_room(server, history={"size": 100, "ttl": 60000})
-    sayer, joiner = await connect(server), await connect(server)
-    await sayer.join(room)
-    await joiner.join(room)
-    [seen] = await say_all(sayer, room, ["before"])
-    await joiner.next(said)
-    await joiner.request("roomLeave", room=room)
+    sayer, joiner, room, seen = await seen_then_gone(server, connect, {"size": 100, "ttl": 60000})
     total = 60
     for n in range(total):  # says in flight while the joiner comes back
         await sayer.send({"event": "say", "messageId": f"s{n}", "room": room, "message": f"m{n}"})
