@@ -102,68 +102,39 @@ def test_http_malformed_json_body_is_400(server):
     assert isinstance(response.json()["error"], str)
 
 
-def test_http_unknown_action_is_404(server):
-    response = http_request(server, "GET", "/api/noSuchAction")
-    assert response.headers["Content-Type"].startswith("application/json")
-    assert (response.status, response.json()["error"]) == (
-        404,
-        "unknown action or invalid apiVersion",
-    )
+UNKNOWN = "unknown action or invalid apiVersion"
 
 
-@pytest.mark.parametrize("path", ["/api", "/api/", "/api?action="])
-def test_http_without_action_is_404(server, path):
+@pytest.mark.parametrize(
+    ("path", "status", "error"),
+    [
+        ("/api/noSuchAction", 404, UNKNOWN),
+        ("/api", 404, UNKNOWN),
+        ("/api/", 404, UNKNOWN),
+        ("/api?action=", 404, UNKNOWN),
+        ("/api/versionTest?apiVersion=9", 404, UNKNOWN),
+        ("/api/inputsTest", 422, "needed is a required parameter for this action"),
+        ("/api/inputsTest?needed=1&even=3", 422, 'Input for parameter "even" failed validation!'),
+        ("/api/inputsTest?needed=1&word=LOUD", 422, "word must be lower case"),
+        pytest.param(
+            "/api/failTest",
+            500,
+            "this action fails on purpose",
+            marks=pytest.mark.server_errors("this action fails on purpose"),
+        ),
+        # PROTOCOL §3: a PermissionError counts as Forbidden
+        ("/api/forbiddenTest", 403, "members only"),
+    ],
+)
+def test_http_refused_action_answers_its_status_and_error_in_json(server, path, status, error):
     response = http_request(server, "GET", path)
-    assert (response.status, response.json()["error"]) == (
-        404,
-        "unknown action or invalid apiVersion",
-    )
-
-
-def test_http_unknown_apiVersion_is_404(server):
-    response = http_request(server, "GET", "/api/versionTest?apiVersion=9")
-    assert (response.status, response.json()["error"]) == (
-        404,
-        "unknown action or invalid apiVersion",
-    )
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert (response.status, response.json()["error"]) == (status, error)
 
 
 def test_http_apiVersion_selects_a_version(server):
     assert http_request(server, "GET", "/api/versionTest?apiVersion=1").json()["version"] == 1
     assert http_request(server, "GET", "/api/versionTest").json()["version"] == 2
-
-
-def test_http_missing_input_is_422(server):
-    response = http_request(server, "GET", "/api/inputsTest")
-    assert (response.status, response.json()["error"]) == (
-        422,
-        "needed is a required parameter for this action",
-    )
-
-
-def test_http_validator_false_is_422(server):
-    response = http_request(server, "GET", "/api/inputsTest?needed=1&even=3")
-    assert (response.status, response.json()["error"]) == (
-        422,
-        'Input for parameter "even" failed validation!',
-    )
-
-
-def test_http_validator_message_is_422(server):
-    response = http_request(server, "GET", "/api/inputsTest?needed=1&word=LOUD")
-    assert (response.status, response.json()["error"]) == (422, "word must be lower case")
-
-
-@pytest.mark.server_errors("this action fails on purpose")
-def test_http_action_exception_is_500(server):
-    response = http_request(server, "GET", "/api/failTest")
-    assert (response.status, response.json()["error"]) == (500, "this action fails on purpose")
-
-
-def test_http_permission_error_in_action_is_403(server):
-    """PROTOCOL §3: a PermissionError counts as Forbidden."""
-    response = http_request(server, "GET", "/api/forbiddenTest")
-    assert (response.status, response.json()["error"]) == (403, "members only")
 
 
 def test_http_cors_and_configured_headers(server):
