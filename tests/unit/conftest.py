@@ -7,6 +7,7 @@
 - :func:`build_core` wires processor, rooms, memory broker and protocol from objects declared
   in the test itself; the ``make_app`` fixture builds a whole :class:`~squall.Squall` in a
   temporary application folder (its own ``config/``, ``actions/`` and ``public/``).
+- :class:`Clock` is a clock the test moves, for histories and sessions that expire.
 
 Every wait in this tier is bounded by :data:`TIMEOUT` seconds; nothing sleeps to synchronise.
 """
@@ -126,6 +127,16 @@ def start_feed(protocol: SocketProtocol, connection: Connection, frame: Any) -> 
 async def bounded(awaitable: Awaitable[Any]) -> Any:
     """Await with the tier's timeout."""
     return await asyncio.wait_for(_awaited(awaitable), TIMEOUT)
+
+
+class Clock:
+    """A clock the test moves (``clock.now += seconds``), for what expires: no sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def declared(

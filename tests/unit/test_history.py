@@ -9,13 +9,7 @@ import pytest
 
 from squall.history import Kept, RoomHistory, recover
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from .conftest import Clock
 
 
 def said(text: str) -> dict:

@@ -12,6 +12,8 @@ from squall.connections import Connection
 from squall.sessions import MemorySessionStore, SessionError, Sessions
 from squall.testing import Harness
 
+from .conftest import Clock
+
 APP = """
     from squall import ChatMiddleware, ConnectionMiddleware, Forbidden, Input, action
 
@@ -221,14 +223,6 @@ async def test_a_cleared_session_is_stored_empty_for_every_server_to_see(squall)
 
 
 # --- the store and the TTL, with a clock of the test's own --------------------------------------
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def browser(fingerprint: str) -> Connection:
