@@ -21,11 +21,6 @@ from .support import WELCOME, destroyed, leaves
 from .test_ws_admission import refused
 
 
-async def test_welcome_is_the_first_frame(server, connect):
-    client = await connect(server, await_welcome=False)
-    assert await client.next() == {"context": "api", "welcome": WELCOME}
-
-
 async def test_welcome_comes_before_replies_to_frames_sent_at_once(server, connect):
     client = await connect(server, await_welcome=False)
     await client.send({"event": "ping", "messageId": 1})
