@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from testkit import (
     NON_EMPTY_STR,
     UUID4,
@@ -44,7 +45,11 @@ async def test_detailsView_of_a_fresh_connection_has_no_rooms_and_counts_no_acti
     assert (details["params"], details["connectedAt"]) == ({}, now_ms())
 
 
-async def test_detailsView_fingerprint_defaults_to_a_new_random_id_not_the_connection_id(client):
+@pytest.mark.parametrize("query", ["", "?sessionID="], ids=["no-sessionID", "empty-sessionID"])
+async def test_detailsView_fingerprint_defaults_to_a_new_random_id_not_the_connection_id(
+    server, connect, query
+):
+    client = await connect(server, query=query)
     details = await client.details()
     assert NON_EMPTY_STR == details["fingerprint"] != details["id"]
 
@@ -52,22 +57,6 @@ async def test_detailsView_fingerprint_defaults_to_a_new_random_id_not_the_conne
 async def test_detailsView_fingerprint_from_cookie(server, connect):
     client = await connect(server, headers={"Cookie": "a=1; sessionID=cookie-fp; b=2"})
     assert (await client.details())["fingerprint"] == "cookie-fp"
-
-
-async def test_detailsView_fingerprint_from_query(server, connect):
-    client = await connect(server, query="?sessionID=query-fp")
-    assert (await client.details())["fingerprint"] == "query-fp"
-
-
-async def test_detailsView_empty_query_fingerprint_is_ignored(server, connect):
-    client = await connect(server, query="?sessionID=")
-    details = await client.details()
-    assert NON_EMPTY_STR == details["fingerprint"] != details["id"]
-
-
-async def test_detailsView_fingerprint_cookie_wins_over_query(server, connect):
-    client = await connect(server, query="?sessionID=query-fp", headers={"Cookie": "sessionID=c"})
-    assert (await client.details())["fingerprint"] == "c"
 
 
 async def test_detailsView_ignores_forwarded_for_without_trustProxy(server, connect):
