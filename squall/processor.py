@@ -10,7 +10,9 @@ The order, for every transport alike:
 5. run the action (coroutines on the loop, plain functions in a thread of
    :class:`~squall.threads.ActionThreads`), bounded by ``general.actionTimeout`` (a plain
    function's thread runs on past it: threads cannot be stopped);
-6. run ``post`` middleware.
+6. run ``post`` middleware;
+7. an ``error`` left in the reply makes it a failure, an empty one is taken out
+   (:func:`returned_failure`).
 
 Every failure becomes the reply's ``error`` and never escapes, whatever it is (``SystemExit``
 from a plain-def action and a ``CancelledError`` the action received included, PROTOCOL.md
@@ -81,6 +83,20 @@ class ActionResult:
         self.response = response
         self.error = error
         self.action = action
+
+
+def returned_failure(response: dict[str, Any]) -> ActionError | None:
+    """The failure of an action that answered with an ``error`` of its own (ActionHero's
+    ``data.response.error``): it failed as if it had raised ``ActionError`` (400 over HTTP), its
+    ``error`` left as it set it. An empty ``error`` (None, "") is taken out: a success has no
+    ``error`` key (PROTOCOL.md §2.3)."""
+    if "error" not in response:
+        return None
+    error = response["error"]
+    if not error:
+        del response["error"]
+        return None
+    return ActionError(error)
 
 
 class ActionProcessor:
@@ -163,8 +179,9 @@ class ActionProcessor:
             self.in_flight -= 1
             if self.in_flight == 0:
                 self._idle.set()
-        self.stats.action_done(declared.name, None, time.monotonic() - data.started_at)
-        return ActionResult(data.response, None, declared)
+        failure = returned_failure(data.response)
+        self.stats.action_done(declared.name, failure, time.monotonic() - data.started_at)
+        return ActionResult(data.response, failure, declared)
 
     async def drain(self, timeout_ms: int) -> bool:
         """Refuse new actions and wait for those in flight; False if some outlived the wait."""

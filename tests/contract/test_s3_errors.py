@@ -213,6 +213,20 @@ async def test_s3_errors_raised_on_purpose_reach_the_client_with_their_status(
     assert (response.status, response.json()["error"]) == (status, text)
 
 
+async def test_s2_3_an_action_answering_with_an_error_fails_like_an_action_error(server, client):
+    reply = await client.action("contractAnswerError", error="not today")
+    assert reply == action_reply({"error": "not today", "answered": True}, 1, 1)
+    response = http_action(server, "contractAnswerError", error="not today")
+    assert (response.status, response.json()["error"]) == (400, "not today")
+
+
+async def test_s2_3_an_action_answering_with_a_null_error_succeeds_without_the_key(server, client):
+    reply = await client.action("contractAnswerError")
+    assert reply == action_reply({"answered": True}, 1, 1)
+    response = http_action(server, "contractAnswerError")
+    assert response.status == 200 and "error" not in response.json()
+
+
 @pytest.mark.server_errors("a bug on purpose")
 async def test_s3_any_other_exception_shows_its_text_when_exposeErrors_is_true(server, client):
     assert await client.action("contractRaise", kind="RuntimeError") == action_reply(

@@ -411,6 +411,33 @@ async def test_process_non_mapping_return_adds_nothing(connection):
     assert result.error is None
 
 
+@pytest.mark.parametrize("empty", [None, ""])
+async def test_process_an_empty_error_the_action_returned_is_taken_out(connection, empty):
+    async def tidy(data):
+        return {"done": True, "error": empty}
+
+    result = await processor_for(declared(tidy)).process(connection, {"action": "tidy"})
+
+    assert result.response == {"done": True}
+    assert result.error is None
+
+
+@pytest.mark.parametrize("how", ["returned", "filled"])
+async def test_process_an_error_the_action_answered_with_is_a_400_failure(connection, how):
+    async def refuse(data):
+        if how == "filled":
+            data.response["error"] = "not today"
+            return None
+        return {"error": "not today", "kept": 1}
+
+    processor = processor_for(declared(refuse))
+    result = await processor.process(connection, {"action": "refuse"})
+
+    assert result.response["error"] == "not today"
+    assert http_status_of(result.error) == 400
+    assert processor.stats.actions["refuse"].outcomes == {"action_error": 1}
+
+
 async def test_process_params_are_copied_never_shared(connection):
     async def mutate(data):
         data.params["added"] = True

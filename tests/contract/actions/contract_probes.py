@@ -49,6 +49,16 @@ async def contract_raise(data):
     raise RAISED[data.params["kind"]]()
 
 
+@action(
+    name="contractAnswerError",
+    description="Answer with `error` set to the `error` param (null when absent), as ActionHero "
+    "actions set data.response.error (PROTOCOL.md §2.3)",
+    inputs={"error": Input()},
+)
+async def contract_answer_error(data):
+    return {"error": data.params.get("error"), "answered": True}
+
+
 @action(name="contractWhoAmI", description="The caller's connection as server code sees it")
 async def contract_who_am_i(data):
     connection = data.connection
