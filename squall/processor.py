@@ -147,6 +147,15 @@ class ActionProcessor:
 
     async def process(self, connection: Connection, params: Mapping[str, Any]) -> ActionResult:
         """Run the action that ``params["action"]`` names, for ``connection``, and count it."""
+        admitted = self.admit(connection, params)
+        if isinstance(admitted, ActionResult):
+            return admitted
+        return await self.run(connection, params, admitted)
+
+    def admit(self, connection: Connection, params: Mapping[str, Any]) -> Action | ActionResult:
+        """Count the request and take its place among ``connection``'s actions in flight, at
+        once: a ``detailsView`` sent right after it already counts it (PROTOCOL.md §4). Returns
+        the action to :meth:`run`, or the reply refusing it."""
         connection.total_actions += 1
         if self.stopping:
             return self._refused(ServerShuttingDown(), params)
@@ -155,8 +164,13 @@ class ActionProcessor:
         declared = self.registry.match(params.get("action"), params.get("apiVersion"))
         if declared is None:
             return self._refused(UnknownAction(), params)
-
         connection.pending_actions += 1
+        return declared
+
+    async def run(
+        self, connection: Connection, params: Mapping[str, Any], declared: Action
+    ) -> ActionResult:
+        """Run an action :meth:`admit` let in, and count it."""
         self.in_flight += 1
         self._idle.clear()
         data = ActionData(connection, dict(params), self.app)

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import codec
-from .actions import ActionRegistry
+from .actions import Action, ActionRegistry
 from .connections import Connection
 from .errors import (
     BinaryFrame,
@@ -47,7 +47,7 @@ from .errors import (
 )
 from .files import PublicFiles
 from .metrics import Stats
-from .processor import ActionProcessor
+from .processor import ActionProcessor, ActionResult
 from .rooms import Rooms
 
 __all__ = ["Reply", "SocketProtocol", "error_frame"]
@@ -234,16 +234,34 @@ class SocketProtocol:
 
     # -- verbs -------------------------------------------------------------------------------
 
-    async def _action(
+    def _action(
         self, connection: Connection, frame: dict[str, Any], message_id: Any, count: int
-    ) -> dict[str, Any]:
+    ) -> Reply:
         params = frame.get("params")
+        if not isinstance(params, dict):
+            params = {}
+        admitted = self.processor.admit(connection, params)  # counted now (§4), not when it runs
+        if isinstance(admitted, ActionResult):
+            self._finished(connection)
+            return self._action_reply(admitted, message_id, count)
+        return self._run_action(connection, params, admitted, message_id, count)
+
+    async def _run_action(
+        self,
+        connection: Connection,
+        params: dict[str, Any],
+        declared: Action,
+        message_id: Any,
+        count: int,
+    ) -> dict[str, Any]:
         try:
-            result = await self.processor.process(
-                connection, params if isinstance(params, dict) else {}
-            )
+            result = await self.processor.run(connection, params, declared)
         finally:
             self._finished(connection)
+        return self._action_reply(result, message_id, count)
+
+    @staticmethod
+    def _action_reply(result: ActionResult, message_id: Any, count: int) -> dict[str, Any]:
         reply = result.response
         reply["context"] = "response"
         reply["messageId"] = message_id
