@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from handlers.admin import AdminSocketAuthorizer, admin_routes  # noqa: E402
 from handlers.api import ApiServer  # noqa: E402
-from handlers.base import HandlerOptions, ResponseHeaders  # noqa: E402
+from handlers.base import HandlerOptions, ResponseHeaders, request_fingerprint  # noqa: E402
 from handlers.health import health_routes  # noqa: E402
 from handlers.http11 import HTTPServer, ServerParams  # noqa: E402
 from handlers.metrics import MetricsHandler  # noqa: E402
@@ -243,6 +243,7 @@ async def serve(
             body_timeout=web["idleConnectionTimeout"] / 1000,
             trust_proxy=web["trustProxy"],
             headers=tuple(options.headers.items()),
+            cookie=lambda head: request_fingerprint(options, head)[1],
         ),
         _ssl_context(config),
     )

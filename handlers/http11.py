@@ -74,6 +74,9 @@ class ServerParams:
     #: ``servers.web.httpHeaders``, on the refusals the protocol answers itself too (a page
     #: reading a 413 across origins needs the CORS headers as much as any other answer)
     headers: tuple[tuple[str, str], ...] = ()
+    #: the ``Set-Cookie`` value a response to this request head must carry (the fingerprint
+    #: cookie, PROTOCOL.md §4), for the refusals answered after a head was read (a 413)
+    cookie: Callable[[tornado.httputil.HTTPHeaders], str | None] | None = None
 
 
 class ConnectionContext:
@@ -108,12 +111,16 @@ class ConnectionContext:
 
 
 class _Refusal(Exception):
-    """A request the protocol answers itself, with ``status`` and an ``{"error": ...}`` body."""
+    """A request the protocol answers itself, with ``status`` and an ``{"error": ...}`` body;
+    ``head`` is the request's headers when they were read before it was refused."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(
+        self, status: int, message: str, head: tornado.httputil.HTTPHeaders | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.head = head
 
 
 class _Closing(Exception):
@@ -396,10 +403,10 @@ class HTTP11Protocol(asyncio.Protocol):
         coding = headers.get("Transfer-Encoding")
         if coding is not None and coding.strip().lower() != "chunked":
             # Tornado's rule too: anything else could be read differently by a proxy in front
-            self._fail(_Refusal(400, f"unsupported Transfer-Encoding: {coding}"))
+            self._fail(_Refusal(400, f"unsupported Transfer-Encoding: {coding}", headers))
         length = headers.get("Content-Length")
         if length is not None and int(length) > params.max_body_size:
-            self._fail(_body_too_large(params.max_body_size))
+            self._fail(_body_too_large(params.max_body_size, headers))
         start_line = tornado.httputil.RequestStartLine(
             parser.get_method().decode("ascii"), self._url.decode("latin-1"), f"HTTP/{version}"
         )
@@ -431,7 +438,7 @@ class HTTP11Protocol(asyncio.Protocol):
         assert request is not None
         self._body_size += len(body)
         if self._body_size > self.params.max_body_size:
-            self._fail(_body_too_large(self.params.max_body_size))
+            self._fail(_body_too_large(self.params.max_body_size, request.exchange.request_headers))
         request.body.append(body)
         if request.delegate is not None and not request.waiting:
             self._deliver(request)
@@ -662,6 +669,11 @@ class HTTP11Protocol(asyncio.Protocol):
         body = codec.dumps({"error": refusal.message})
         reason = _REASONS.get(refusal.status, "Error")
         configured = "".join(f"{name}: {value}\r\n" for name, value in self.params.headers)
+        cookie = self.params.cookie
+        if refusal.head is not None and cookie is not None:
+            set_cookie = cookie(refusal.head)
+            if set_cookie is not None:
+                configured += f"Set-Cookie: {set_cookie}\r\n"
         transport.write(
             b"HTTP/1.1 %d %s\r\n%bContent-Type: application/json; charset=utf-8\r\n"
             b"Content-Length: %d\r\nConnection: close\r\n\r\n%b"
@@ -686,7 +698,9 @@ class HTTP11Protocol(asyncio.Protocol):
         if what == "head" and self._head_size == 0 and self._parsing is None:
             self.close()  # an idle keep-alive connection: nothing to answer
         else:
-            self._refuse(_Refusal(408, f"the request {what} did not arrive in time"))
+            parsing = self._parsing
+            head = parsing.exchange.request_headers if parsing is not None else None
+            self._refuse(_Refusal(408, f"the request {what} did not arrive in time", head))
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -710,8 +724,10 @@ def _head_too_large(limit: int) -> _Refusal:
     )
 
 
-def _body_too_large(limit: int) -> _Refusal:
-    return _Refusal(413, f"the request body is larger than servers.web.maxBodySize ({limit} bytes)")
+def _body_too_large(limit: int, head: tornado.httputil.HTTPHeaders) -> _Refusal:
+    return _Refusal(
+        413, f"the request body is larger than servers.web.maxBodySize ({limit} bytes)", head
+    )
 
 
 class HTTPServer:

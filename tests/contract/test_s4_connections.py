@@ -150,6 +150,16 @@ def test_s4_every_http_response_without_the_cookie_sets_it(server, method, path)
     assert with_cookie.cookies() == []
 
 
+def test_s4_a_body_refused_as_too_large_without_the_cookie_sets_it(server):
+    # answered by the HTTP protocol itself, before any handler: the head was read all the same
+    too_large = {"Content-Length": "10485761", "Content-Type": "application/json"}
+    response = http_request(server, "POST", "/api/randomNumber", b"{}", too_large)
+    assert response.status == 413
+    set_cookie(response)
+    with_cookie = {**too_large, "Cookie": "sessionID=known"}
+    assert http_request(server, "POST", "/api/randomNumber", b"{}", with_cookie).cookies() == []
+
+
 def test_s4_the_cookie_set_is_the_fingerprint_of_that_request(server):
     response = http_action(server, "contractWhoAmI")
     assert response.json()["fingerprint"] == set_cookie(response)

@@ -669,6 +669,27 @@ async def test_a_refusal_carries_the_configured_headers(connect):
     )
 
 
+async def test_a_refusal_after_the_head_carries_the_cookie_for_that_head(connect):
+    """The fingerprint cookie (PROTOCOL.md §4) is on a 413 as on every response to a request
+    without one; a head too large to be read gets none."""
+
+    def cookie(head):
+        return None if "Cookie" in head else f"sessionID=new-for-{head['X-Who']}"
+
+    params = dataclasses.replace(PARAMS, cookie=cookie)
+    too_large = {"Content-Length": "4097", "X-Who": "me"}
+    response = await refused(connect(params), raw("POST", "/echo", too_large))
+    assert (response.status, response.headers.get_list("Set-Cookie")) == (
+        413,
+        ["sessionID=new-for-me"],
+    )
+    with_cookie = {**too_large, "Cookie": "sessionID=known"}
+    response = await refused(connect(params), raw("POST", "/echo", with_cookie))
+    assert (response.status, response.headers.get_list("Set-Cookie")) == (413, [])
+    response = await refused(connect(params), raw("GET", "/echo", {"X-Big": "h" * 1100}))
+    assert (response.status, response.headers.get_list("Set-Cookie")) == (431, [])
+
+
 async def test_chunked_body_growing_past_maxBodySize_gets_413(connect):
     client = connect()
     client.send(raw("POST", "/echo", {"Transfer-Encoding": "chunked"}), "POST")
