@@ -27,7 +27,7 @@ def hidden(tmp_path_factory):
         yield server
 
 
-# --- exceptions outside Exception (item 6) ----------------------------------------------------
+# --- exceptions outside Exception -----------------------------------------------------------------
 
 
 @pytest.mark.server_errors("action hostileExit failed", "action hostileAwaitsCancelled failed")
@@ -95,7 +95,7 @@ async def test_action_error_status_and_permission_error_over_http(request, serve
     assert (permission.status, permission.json()["error"]) == (403, "members only")
 
 
-# --- any other exception: logged, shown only when exposed (item 8) ------------------------------
+# --- any other exception: logged, shown only when exposed -----------------------------------------
 
 
 @pytest.mark.server_errors("action hostileLeak failed")
@@ -155,7 +155,7 @@ async def test_create_hook_bug_closes_4001_with_a_reference_when_hidden(hidden):
     await assert_still_serving(hidden)
 
 
-# --- a bug in a validator is no bad input (item 10) -----------------------------------------------
+# --- a bug in a validator is no bad input ---------------------------------------------------------
 
 
 @pytest.mark.server_errors("action hostileBuggyValidator failed")

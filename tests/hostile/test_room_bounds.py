@@ -50,7 +50,7 @@ async def create_room(server, name: str):
     )
 
 
-# --- names (item 4) ----------------------------------------------------------------------------
+# --- names ----------------------------------------------------------------------------------------
 
 BAD_NAMES = ["", "nul\x00inside", "new\nline", "carriage\rreturn", "esc\x1b[2J", "x" * 129]
 
@@ -98,7 +98,7 @@ async def test_megabyte_room_names_neither_create_rooms_nor_grow_the_server(boun
     assert bounded.rss() - rss_before < 20 * 2**20
 
 
-# --- maxRooms (item 4) ---------------------------------------------------------------------
+# --- maxRooms -------------------------------------------------------------------------------------
 
 
 async def test_rooms_past_maxRooms_are_refused(bounded):
@@ -117,7 +117,7 @@ async def test_rooms_past_maxRooms_are_refused(bounded):
     assert (await create_room(bounded, "one-too-many")).json()["didCreate"] is True
 
 
-# --- emptyRoomTtl (item 4) -------------------------------------------------------------------
+# --- emptyRoomTtl ---------------------------------------------------------------------------------
 
 
 async def test_room_created_by_a_client_is_destroyed_once_left_empty(bounded):
@@ -145,7 +145,7 @@ async def test_configured_rooms_are_never_destroyed_for_being_empty(bounded):
         assert (await peer.request("roomAdd", room=room))["status"] == "OK"
 
 
-# --- what one socket may have in flight (item 5c) ----------------------------------------------
+# --- what one socket may have in flight -----------------------------------------------------------
 
 
 async def flood(peer: Peer, frames: list[bytes], held: int = 0, batch: int = 2000) -> None:

@@ -38,7 +38,7 @@ def open_to_all(tmp_path_factory):
         yield server
 
 
-# --- origins (item 11) ---------------------------------------------------------------------
+# --- origins --------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -62,7 +62,7 @@ async def test_star_admits_any_origin_where_it_is_written(open_to_all):
     assert (await peer.request("ping"))["status"] == "OK"
 
 
-# --- sockets per address (item 11) -----------------------------------------------------------
+# --- sockets per address --------------------------------------------------------------------------
 
 
 async def test_upgrade_past_maxConnectionsPerAddress_is_503_until_one_leaves(guarded):
@@ -100,7 +100,7 @@ async def test_burst_of_upgrades_from_one_address_admits_no_more_than_the_cap(gu
     assert len([await Peer.open(guarded) for _ in range(PER_ADDRESS)]) == PER_ADDRESS
 
 
-# --- threads of plain-def actions (item 12) --------------------------------------------------
+# --- threads of plain-def actions -----------------------------------------------------------------
 
 
 @pytest.mark.server_errors(
