@@ -2,9 +2,9 @@
 
 The order, for every transport alike:
 
-1. count the request (``totalActions``), refuse it when the server is stopping or the
-   connection already has ``simultaneousActions`` in flight;
-2. find the action by name and ``apiVersion``;
+1. count the request (``totalActions``) as soon as it is read, refuse it when the server is
+   stopping, find the action by name and ``apiVersion`` (:meth:`ActionProcessor.admit`);
+2. refuse it when the connection already runs ``simultaneousActions`` (:meth:`ActionProcessor.run`);
 3. run ``pre`` middleware (global ones and those the action names) by priority;
 4. the input pipeline, per declared input: default -> formatter -> validator -> required;
 5. run the action (coroutines on the loop, plain functions in a thread of
@@ -153,24 +153,27 @@ class ActionProcessor:
         return await self.run(connection, params, admitted)
 
     def admit(self, connection: Connection, params: Mapping[str, Any]) -> Action | ActionResult:
-        """Count the request and take its place among ``connection``'s actions in flight, at
-        once: a ``detailsView`` sent right after it already counts it (PROTOCOL.md §4). Returns
-        the action to :meth:`run`, or the reply refusing it."""
+        """Count the request at once, so that a ``detailsView`` sent right after it counts it in
+        ``totalActions`` (PROTOCOL.md §4), and find its action. Returns the action to
+        :meth:`run`, or the reply refusing it.
+
+        Only :meth:`run` takes a place among the connection's actions in flight: a burst of
+        quick actions read in one go runs one after another, never refused as too many."""
         connection.total_actions += 1
         if self.stopping:
             return self._refused(ServerShuttingDown(), params)
-        if connection.pending_actions >= self.simultaneous_actions:
-            return self._refused(TooManyPendingActions(), params)
         declared = self.registry.match(params.get("action"), params.get("apiVersion"))
         if declared is None:
             return self._refused(UnknownAction(), params)
-        connection.pending_actions += 1
         return declared
 
     async def run(
         self, connection: Connection, params: Mapping[str, Any], declared: Action
     ) -> ActionResult:
-        """Run an action :meth:`admit` let in, and count it."""
+        """Run an action :meth:`admit` let in, within ``simultaneousActions``, and count it."""
+        if connection.pending_actions >= self.simultaneous_actions:
+            return self._refused(TooManyPendingActions(), params)
+        connection.pending_actions += 1
         self.in_flight += 1
         self._idle.clear()
         data = ActionData(connection, dict(params), self.app)
