@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import functools
 import ssl
+import time
 import zlib
 from typing import Any
 
@@ -114,6 +115,26 @@ async def http(
     response = parse_response(raw)
     assert response is not None, f"{method} {path[:80]}: no HTTP response, got {raw[:200]!r}"
     return response
+
+
+async def dropped_when_idle(reader: asyncio.StreamReader, idle: float) -> bytes:
+    """Wait for the server to drop a connection that sends nothing more; what it sent first.
+
+    Raises AssertionError when the connection is still open 3 s past ``idle`` (the server's
+    ``idleConnectionTimeout``), or was dropped well before it.
+    """
+    started = time.monotonic()
+    data = b""
+    try:
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            data = await asyncio.wait_for(reader.read(4096), idle + 3)
+    except TimeoutError:
+        raise AssertionError(
+            f"still open {idle + 3} s later; the idle timeout is {idle} s"
+        ) from None
+    lasted = time.monotonic() - started
+    assert lasted >= idle * 0.8, f"dropped after {lasted:.2f} s; the idle timeout is {idle} s"
+    return data
 
 
 async def settled(server: Server, web_socket: int, timeout: float = TIMEOUT) -> dict[str, Any]:

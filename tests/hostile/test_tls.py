@@ -5,17 +5,15 @@ here. HTTPS actions and WSS work, the fingerprint cookie carries ``Secure``, and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import ssl
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from testkit import OP_TEXT, Peer, action_frame, frame_bytes, open_stream
 
-from .support import http, running_server, settled
+from .support import dropped_when_idle, http, running_server, settled
 
 IDLE = 1.0  # servers.web.idleConnectionTimeout of the TLS server, in seconds
 BUFFER = 262144  # its maxBufferedBytes
@@ -241,25 +239,17 @@ async def test_stalled_tls_handshake_is_dropped_after_idleConnectionTimeout(secu
     the connection longer than an idle one."""
     reader, writer = await asyncio.open_connection("127.0.0.1", secure.port)
     writer.write(b"\x16\x03\x01\x02\x00\x01")
-    started = time.monotonic()
     try:
-        with contextlib.suppress(ConnectionError):
-            await asyncio.wait_for(reader.read(4096), IDLE + 3)
-    except TimeoutError:
-        raise AssertionError(f"still open {IDLE + 3} s later; idle timeout is {IDLE} s") from None
+        await dropped_when_idle(reader, IDLE)
     finally:
         writer.transport.abort()
-    assert time.monotonic() - started >= IDLE * 0.8
     await assert_still_serving_tls(secure, wss=False)
 
 
 async def test_silent_tls_client_after_handshake_is_dropped(secure):
     reader, writer = await open_stream(secure)
-    started = time.monotonic()
     try:
-        with contextlib.suppress(ConnectionError, ssl.SSLError):
-            assert await asyncio.wait_for(reader.read(1024), IDLE + 3) == b""
+        assert await dropped_when_idle(reader, IDLE) == b""
     finally:
         writer.transport.abort()
-    assert time.monotonic() - started >= IDLE * 0.8
     await assert_still_serving_tls(secure, wss=False)
