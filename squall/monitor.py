@@ -12,8 +12,8 @@ second it
    last ten minutes of samples, and pushes the sample to the admin page's sockets.
 
 A scrape does not wait for the next second: it calls :meth:`Monitor.refresh`, then
-:meth:`Monitor.machine` takes a fresh snapshot of this process (the other workers' are at most
-a second old).
+:meth:`Monitor.machine` takes a fresh snapshot of this process, and shares it before showing it
+(the other workers' are at most a second old).
 """
 
 from __future__ import annotations
@@ -178,10 +178,16 @@ class Monitor:
         }
 
     def machine(self) -> dict[str, Any]:
-        """This machine's snapshot now: this process's, fresh, and the other workers'."""
+        """This machine's snapshot now: this process's, fresh, and the other workers'.
+
+        With ``--workers`` this process's snapshot is shared before it is shown: whatever a
+        scrape saw stays counted if this worker dies right after (its last once-a-second write
+        may be older than what it just showed), so a total never goes down, a crash included.
+        """
         own = self.app.stats.snapshot()
         if self.shared is None:
             return merge([own])
+        self.shared.write(own)
         live, retired = self.shared.others()
         return merge([own, *live], retired)
 
@@ -222,13 +228,7 @@ class Monitor:
         watchdog = self.app.watchdog
         self.loop_lag = max(late, watchdog.take_lag() if watchdog is not None else 0.0)
         await self.refresh()
-        own = self.app.stats.snapshot()
-        if self.shared is None:
-            current = merge([own])
-        else:
-            self.shared.write(own)
-            live, retired = self.shared.others()
-            current = merge([own, *live], retired)
+        current = self.machine()
         if self._previous:
             point = sample(current, self._previous[-1], self._previous[0])
             self.history.append(point)

@@ -68,7 +68,8 @@ async def test_any_worker_answers_for_the_machine(redis_server, launch, connect)
     assert found[("squall_redis_state", (("state", "reconnecting"),))] == 0
     assert 0 < found[("squall_redis_round_trip_seconds", ())] < TIMEOUT
 
-    # a worker killed and replaced: its actions still count, its sockets no longer do
+    # a worker killed and replaced: its actions still count, its sockets no longer do (the scrapes
+    # above showed its 7: the worker that answered each had shared what it showed)
     await kill_worker_of(first)
 
     async def scrape_while_replacing() -> dict:

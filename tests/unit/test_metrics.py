@@ -24,7 +24,7 @@ from squall.metrics import (
     outcome_of,
     quantile,
 )
-from squall.monitor import SharedSnapshots, sample
+from squall.monitor import Monitor, SharedSnapshots, sample
 
 from .conftest import declared, feed
 
@@ -399,6 +399,27 @@ async def test_the_monitor_samples_a_running_app(make_app):
     assert machine["gauges"]["rooms"] == 1  # defaultRoom, counted through the broker
     assert machine["gauges"]["pool_size"] == app.executor.size
     assert time.time() - machine["time"] < 5
+
+
+async def test_a_scrape_shares_what_it_shows_before_showing_it(make_app, tmp_path):
+    """With ``--workers``, what a scrape of one worker counts is in the shared folder before the
+    scrape gets it: if that worker is killed right after, the others still count it (a total
+    Prometheus has seen never goes down), whenever its last once-a-second write was."""
+    app = await make_app(
+        files={"actions/hello.py": HELLO_ACTION},
+        extra_yaml="servers:\n  web:\n    metrics:\n      enabled: true\n",
+    )
+    shared = SharedSnapshots(tmp_path / "shared")
+    shared.directory.mkdir()
+    monitor = Monitor(app, shared)
+    await monitor.tick()  # its once-a-second write, before the action
+    await app.processor.process(_http(), {"action": "hello"})
+
+    shown = monitor.machine()
+
+    left_for_the_others = json.loads(shared.path.read_text())
+    assert shown["actions"]["hello"]["outcomes"] == {"ok": 1}
+    assert left_for_the_others["actions"]["hello"]["outcomes"] == {"ok": 1}
 
 
 HELLO_ACTION = """
