@@ -134,7 +134,10 @@ class Broker(Protocol):
         first (``offset``, ``epoch`` added to ``payload``) and kept."""
 
     async def recover(self, room: str, offset: int, epoch: str, options: RoomOptions) -> Recovery:
-        """What a member that last saw ``offset`` of ``epoch`` missed (§9)."""
+        """What a member that last saw ``offset`` of ``epoch`` missed (§9). Every message it
+        returns that this server is to deliver has been handed to ``deliver_room`` by then
+        (the rooms skip those a held joiner got meanwhile: one coming later would be a
+        duplicate)."""
 
     async def history(self, room: str, limit: int, options: RoomOptions) -> Kept:
         """The last ``limit`` kept messages of ``room`` (§9)."""

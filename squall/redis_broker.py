@@ -436,7 +436,13 @@ class RedisBroker:
             raise BrokerUnavailable(f"{why} until it is back") from exc
 
     async def recover(self, room: str, offset: int, epoch: str, options: RoomOptions) -> Recovery:
-        return await self._read_history(lambda: self._history.since(room, offset, epoch, options))
+        recovery = await self._read_history(
+            lambda: self._history.since(room, offset, epoch, options)
+        )
+        # The messages it returns were published before the read: delivered here before this
+        # returns, so the joiner's held copies are skipped, never pushed after its reply.
+        await self._subscriber.caught_up()
+        return recovery
 
     async def history(self, room: str, limit: int, options: RoomOptions) -> Kept:
         return await self._read_history(lambda: self._history.last(room, limit, options))

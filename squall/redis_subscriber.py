@@ -2,10 +2,10 @@
 
 A connection that has subscribed can do nothing else, so the broker keeps it apart from the
 pool its commands use, and this module owns it: the channels this server listens to, the
-listener that reconnects whenever Redis drops it (or the broker finds it deaf), and the
-confirmations joins wait for. What a message means, and what to do once every channel is
-subscribed again, is the broker's (the ``on_message``, ``on_subscribed`` and ``on_lost``
-callbacks).
+listener that reconnects whenever Redis drops it (or the broker finds it deaf), the
+confirmations joins wait for, and the catching up a recovery waits for. What a message means,
+and what to do once every channel is subscribed again, is the broker's (the ``on_message``,
+``on_subscribed`` and ``on_lost`` callbacks).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -59,6 +60,7 @@ class Subscriber:
         self._redis: aioredis.Redis | None = None
         self._pubsub: Any = None
         self._confirmations: dict[bytes, asyncio.Future[None]] = {}
+        self._pongs: dict[bytes, asyncio.Future[None]] = {}  # PING payload -> caught_up waiting
         self._stopping = False
 
     def attach(self, client: aioredis.Redis) -> None:
@@ -100,6 +102,27 @@ class Subscriber:
         pending = self._confirmations.get(channel.encode())
         if pending is not None:
             await asyncio.shield(pending)
+
+    async def caught_up(self) -> None:
+        """Return once every message Redis published before this call has been handed to
+        ``on_message``. Commands and the subscription are two connections, each answered in
+        order but not in step: a command's reply (a history read) can arrive before the
+        messages published ahead of it. A PING sent on the subscription now comes back after
+        them all."""
+        pubsub = self._pubsub
+        if pubsub is None:
+            return  # no subscription: what was published meanwhile is not coming here at all
+        payload = secrets.token_hex(8).encode()
+        arrived = asyncio.get_running_loop().create_future()
+        self._pongs[payload] = arrived
+        try:
+            await pubsub.ping(payload)
+            await asyncio.wait_for(arrived, CONFIRM_WAIT)
+        except (*TROUBLE, TimeoutError) as exc:
+            # The subscriber is in trouble: the listener (or the canary) notices and reconnects.
+            log.warning("could not catch up with the subscription: %s", exc or type(exc).__name__)
+        finally:
+            self._pongs.pop(payload, None)
 
     async def unsubscribe(self, channel: str) -> None:
         self.channels.discard(channel)
@@ -144,6 +167,10 @@ class Subscriber:
                 kind = message["type"]
                 if kind == "message":
                     await self._on_message(message["channel"].decode(), message["data"])
+                elif kind == "pong":
+                    arrived = self._pongs.get(message["data"])
+                    if arrived is not None and not arrived.done():
+                        arrived.set_result(None)
                 elif kind == "subscribe":
                     confirmed = self._confirmations.get(message["channel"])
                     if confirmed is not None and not confirmed.done():
@@ -155,5 +182,8 @@ class Subscriber:
                             delays.reset()
         finally:
             self._pubsub = None
+            for arrived in self._pongs.values():  # nothing more comes on this connection
+                if not arrived.done():
+                    arrived.set_result(None)
             with contextlib.suppress(Exception):
                 await pubsub.aclose()

@@ -12,6 +12,13 @@ from typing import Any
 import pytest
 from testkit import TIMEOUT, Client, Server, eventually, unique
 
+from squall import codec
+from squall.broker import Membership
+from squall.redis_broker import RedisBroker
+from squall.room_options import RoomOptions
+
+from .support import RedisServer
+
 #: The history tests that stop Redis make each server log that once (ERROR).
 LOST_REDIS = "lost Redis at"
 
@@ -104,6 +111,72 @@ async def test_each_message_arrives_once_in_order_across_a_recovery_on_another_s
     everything = received + reply["data"]["messages"] + live
     assert [f["offset"] for f in everything] == list(range(1, 301))
     assert [f["message"] for f in everything] == messages
+
+
+class StallingRooms:
+    """A broker's delegates whose first room delivery waits for ``go``: the subscriber stalls
+    on it, as a busy server's does, with the next messages queued behind it."""
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+        self.events: list[Any] = []
+
+    async def deliver_room(self, room: str, frame: bytes) -> None:
+        if not self.events:
+            await self.go.wait()
+        self.events.append(codec.loads(frame)["offset"])
+
+    def deliver_to(self, connection_id: str, message: Any) -> bool:
+        return False
+
+    def deliver_all(self, message: Any) -> None:
+        pass
+
+    async def room_destroyed(self, room: str, members: list[str]) -> None:
+        pass
+
+    def local_connections(self) -> list[str]:
+        return []
+
+    def local_state(self) -> tuple[dict[str, RoomOptions], list[Membership]]:
+        return {}, []
+
+
+async def test_a_recovery_returns_once_the_messages_it_holds_were_delivered_here(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+):
+    """A history read and the subscription are two Redis connections, each in order but not in
+    step: the read can answer before the subscription brings the messages said ahead of it.
+    A recovery returns only once those are delivered here, so a joiner held meanwhile skips
+    them; one delivered after would reach it twice, recovered and pushed live."""
+    rooms = StallingRooms()
+    broker = RedisBroker(
+        redis_server.url, "recovering", unique("recovery"), lease_ms=15_000, canary_ms=60_000
+    )
+    await broker.start(rooms, rooms)
+    options = RoomOptions(history_size=10)
+    room = unique("history")
+    try:
+        await broker.create_room(room, options)
+        await broker.add_member(room, "c1", 0, None)
+        await broker.publish(room, {"message": "one"}, options)
+        await broker.publish(room, {"message": "two"}, options)
+        epoch = (await broker.history(room, 1, options)).epoch
+        read = broker._history.since
+
+        async def read_then_unstall(*args: Any) -> Any:
+            found = await read(*args)
+            rooms.go.set()  # the subscriber moves on only once the read has its answer
+            return found
+
+        monkeypatch.setattr(broker._history, "since", read_then_unstall)
+        recovery = await broker.recover(room, 0, epoch, options)
+        rooms.events.append("recovered")
+    finally:
+        await broker.stop()
+
+    assert [codec.loads(frame)["offset"] for frame in recovery.kept.frames] == [1, 2]
+    assert rooms.events == [1, 2, "recovered"]
 
 
 async def back_from_an_outage(servers: list[Server], logged: dict[str, int]) -> None:
