@@ -9,6 +9,13 @@ response, to a :class:`SocketPump`. The pump is an asyncio protocol shaped like 
 close timer when it expects one. Frames, masking (in C), the closing handshake and
 compression are websockets'; the closing state is the protocol object's ``state``.
 
+One exception, measured (bench/PROFILE.md, "WebSocket round trip"): a whole, final, masked text
+or binary frame that arrives while the protocol is open, between frames, without an extension,
+is read by the pump itself (:func:`frame_bounds`, websockets' C ``apply_mask``): websockets'
+parser costs three times as much per small frame. Everything else, and every frame that is not
+plainly valid (bad UTF-8, too large, unmasked), goes to the protocol, in order, which answers it
+as it always did.
+
 What the pump keeps of its own, because the benchmarks credit it: no future, task or coroutine
 per frame unless a verb really waits, and a broadcast framed once (:meth:`SocketRegistry.frame_of`)
 and written to every member. Everything written to a socket, pongs included, counts in
@@ -32,6 +39,11 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # websockets built without its C extension
+    from websockets.utils import apply_mask
 
 from squall import Squall, codec
 from squall.connections import Connection
@@ -61,6 +73,9 @@ CLOSE_GRACE = 5.0
 FEED_SIZE = 65536
 
 _OPEN = State.OPEN
+#: The first header byte of a frame the pump reads itself: FIN, no RSV bit, text or binary.
+_WHOLE_TEXT, _WHOLE_BINARY = 0x81, 0x82
+_WHOLE_DATA = (_WHOLE_TEXT, _WHOLE_BINARY)
 
 
 class SocketEndpoint(tornado.httputil.HTTPServerConnectionDelegate):
@@ -263,6 +278,28 @@ def text_frame(payload: bytes) -> bytes:
     return struct.pack("!BBQ", 0x81, 127, length) + payload
 
 
+def frame_bounds(data: bytes, pos: int) -> tuple[int, int] | None:
+    """Where the payload of the frame starting at ``data[pos]`` starts and ends (RFC 6455 5.2),
+    or None while its header is not all in ``data``; the end may lie beyond ``data``."""
+    length = len(data)
+    if length - pos < 2:
+        return None
+    second = data[pos + 1]
+    size = second & 0x7F
+    start = pos + 2
+    if size == 126:
+        start += 2
+        size = int.from_bytes(data[pos + 2 : start])
+    elif size == 127:
+        start += 8
+        size = int.from_bytes(data[pos + 2 : start])
+    if second & 0x80:  # the masking key
+        start += 4
+    if start > length:
+        return None
+    return start, start + size
+
+
 def _close_reason(reason: str) -> str:
     """``reason`` cut to fit a close frame (125 bytes, the code's two included)."""
     return reason.encode("utf-8")[:123].decode("utf-8", "ignore")
@@ -283,6 +320,14 @@ class SocketPump(asyncio.Protocol):
         self.connection = connection
         self.protocol = protocol
         self.deflate = bool(protocol.extensions)  # each frame is compressed for its socket
+        # Whole small frames are read here unless an extension rewrites them, or the wire log
+        # is at DEBUG (websockets then logs every frame it parses).
+        self.reads_frames = not protocol.extensions and not protocol.debug
+        self.max_frame = registry.max_message_size
+        # Where the protocol stands in the stream: the bytes it still needs to end the frame it
+        # is in (0: between frames), or the start of a frame whose header a read cut.
+        self._owed = 0
+        self._cut_header = b""
         self.transport: Any = None
         # the connection's loop, kept: asyncio.get_running_loop() is a system call on 3.11
         self.loop = connection.loop or asyncio.get_running_loop()
@@ -333,6 +378,68 @@ class SocketPump(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_seen = time.monotonic()
+        if self.reads_frames and self.protocol.state is _OPEN:
+            self._read_frames(data)
+        else:
+            self._feed(data)
+
+    def _read_frames(self, data: bytes) -> None:
+        """Take each whole, final, masked data frame within ``maxMessageSize`` whose text is
+        UTF-8 while the protocol is open and between frames; hand it every other byte, in order.
+
+        The frame headers of what the protocol gets are followed too (``_owed``,
+        ``_cut_header``): the pump reads a frame itself only where the protocol would start one.
+        """
+        fed = pos = 0  # data[:fed] is taken or with the protocol; a frame starts at pos
+        if self._cut_header:  # that frame is the protocol's: fed > pos keeps it there
+            fed = len(self._cut_header)
+            data = self._cut_header + data
+            self._cut_header = b""
+        else:
+            pos = self._owed
+        end = len(data)
+        while pos < end:
+            bounds = frame_bounds(data, pos)
+            if bounds is None:
+                self._cut_header = data[pos:]
+                break
+            start, stop = bounds
+            first = data[pos]
+            if (
+                pos >= fed
+                and first in _WHOLE_DATA
+                and data[pos + 1] & 0x80
+                and stop <= end
+                and stop - start <= self.max_frame
+            ):
+                if fed < pos:  # the protocol's bytes come first: they may close or fragment
+                    self._feed(data[fed:pos])
+                    fed = pos
+                if self.protocol.state is not _OPEN:
+                    break
+                if self._fragments is None and self._take(
+                    apply_mask(data[start:stop], data[start - 4 : start]), first == _WHOLE_TEXT
+                ):
+                    fed = stop
+            pos = stop
+        self._owed = max(pos - end, 0)
+        if fed < end:
+            self._feed(data[fed:])
+
+    def _take(self, payload: bytes, text: bool) -> bool:
+        """A whole message read by the pump; False leaves text that is not UTF-8 to the
+        protocol's path, which closes with 1007 naming the position."""
+        message: str | bytes = payload
+        if text:
+            try:
+                message = payload.decode("utf-8")
+            except UnicodeDecodeError:
+                return False
+        self._deliver(message)
+        return True
+
+    def _feed(self, data: bytes) -> None:
+        """Bytes for websockets' protocol: frames, answers to control frames, failures."""
         protocol = self.protocol
         for start in range(0, len(data), FEED_SIZE):
             protocol.receive_data(data[start : start + FEED_SIZE])
@@ -374,6 +481,9 @@ class SocketPump(asyncio.Protocol):
             except UnicodeDecodeError as exc:
                 self._fail(1007, f"invalid UTF-8 at position {exc.start}")
                 return
+        self._deliver(message)
+
+    def _deliver(self, message: str | bytes) -> None:
         if self.ready:
             self._message(message)
         else:

@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 import pytest
+from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Close, Frame, Opcode
 from websockets.protocol import Protocol, Side, State
 
@@ -73,11 +74,20 @@ class Peer:
     random key per frame as a browser does, answers pings and close frames, and checks what the
     server sends as strictly as it checks its own input."""
 
-    def __init__(self, app: Squall, registry: SocketRegistry, remote_ip: str = "127.0.0.1"):
+    def __init__(
+        self,
+        app: Squall,
+        registry: SocketRegistry,
+        remote_ip: str = "127.0.0.1",
+        deflate: bool = False,
+    ):
         self.transport = WireTransport()
         self.client = Protocol(Side.CLIENT, state=State.OPEN, max_size=None)
         self.connection = Connection("webSocket", remote_ip, 50000)
         protocol = Protocol(Side.SERVER, state=State.OPEN, max_size=registry.max_message_size)
+        if deflate:  # permessage-deflate negotiated, as websockets' defaults would
+            self.client.extensions = [PerMessageDeflate(False, False, 15, 15)]
+            protocol.extensions = [PerMessageDeflate(False, False, 15, 15)]
         self.pump = SocketPump(app, registry, self.connection, protocol)
         self.transport.protocol = self.pump
         self.pump.connection_made(self.transport)
