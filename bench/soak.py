@@ -9,7 +9,8 @@ Issue 7, item 6. Not part of the test suite (it takes minutes). Run from the rep
 What it does:
 
 1. starts its own Squall (``server.py --env production``, logLevel warning, on a free loopback
-   port) unless ``--url`` names one; the URL must be a loopback address;
+   port, ``maxConnectionsPerAddress`` raised for clients that all come from 127.0.0.1) unless
+   ``--url`` names one; the URL must be a loopback address;
 2. connects ``--clients`` WebSocket clients (at most 200 handshakes at a time); each takes its
    welcome and joins ``defaultRoom``;
 3. for ``--minutes``: one client at a time, picked at random, says a numbered message in
@@ -451,7 +452,13 @@ def start_server(folder: Path, port: int | None) -> tuple[subprocess.Popen, int,
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
     config = folder / "soak.yaml"
-    config.write_text("general:\n  logLevel: warning\nservers:\n  web:\n    bindIP: 127.0.0.1\n")
+    # every client comes from 127.0.0.1: production's 100 sockets per address would refuse all
+    # but the first hundred
+    config.write_text(
+        "general:\n  logLevel: warning\n"
+        "servers:\n  web:\n    bindIP: 127.0.0.1\n"
+        f"  websocket:\n    server:\n      maxConnectionsPerAddress: {MAX_CLIENTS}\n"
+    )
     log = folder / "server.log"
     python = REPO / ".venv" / "bin" / "python"
     command = [
