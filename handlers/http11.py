@@ -584,9 +584,10 @@ class HTTP11Protocol(asyncio.Protocol):
             if not self.queue and self._refusal is None:
                 self._resume_reading()
 
-    def switch_protocols(self, protocol: asyncio.Protocol, response: bytes) -> None:
-        """Write the ``101`` ``response`` and hand the transport, with every byte that came
-        after the upgrade request, to ``protocol`` (which then owns the connection)."""
+    def switch_protocols(self, protocol: asyncio.Protocol, response: bytes = b"") -> None:
+        """Write the ``101`` ``response`` (unless ``protocol`` writes it itself) and hand the
+        transport, with every byte that came after the upgrade request, to ``protocol`` (which
+        then owns the connection)."""
         transport = self.transport
         assert transport is not None
         if self._upgrade_rest is None:
@@ -600,7 +601,8 @@ class HTTP11Protocol(asyncio.Protocol):
         if self.server is not None:
             self.server.closed(self)
         rest, self._upgrade_rest = bytes(self._upgrade_rest), None
-        transport.write(response)
+        if response:
+            transport.write(response)
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
         if rest:

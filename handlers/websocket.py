@@ -220,10 +220,10 @@ class SocketUpgrade(BareRequest):
         connection = Connection(
             "webSocket", self.remote_ip, self.remote_port, self.fingerprint, loop=self.loop
         )
-        pump = SocketPump(self.app, self.sockets, connection, protocol)
+        pump = SocketPump(self.app, self.sockets, connection, protocol, response.serialize())
         http = self.request_conn.detach()
         self.request_conn = None
-        http.switch_protocols(pump, response.serialize())
+        http.switch_protocols(pump)
         self._release_place()  # counted among the open sockets from now on
 
     def session_query(self) -> str | None:
@@ -314,11 +314,15 @@ class SocketPump(asyncio.Protocol):
         registry: SocketRegistry,
         connection: Connection,
         protocol: Protocol,
+        handshake: bytes = b"",
     ) -> None:
         self.app = app
         self.registry = registry
         self.connection = connection
         self.protocol = protocol
+        # The 101 response, written with the first bytes the socket sends (the welcome, when
+        # the connection middleware need not wait), so a connect costs one send() less.
+        self._handshake = handshake
         self.deflate = bool(protocol.extensions)  # each frame is compressed for its socket
         # Whole small frames are read here unless an extension rewrites them, or the wire log
         # is at DEBUG (websockets then logs every frame it parses).
@@ -359,6 +363,9 @@ class SocketPump(asyncio.Protocol):
         task = self.loop.create_task(self._open())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        # after the task's first step: a connection middleware that waits delays the welcome,
+        # never the 101
+        self.loop.call_soon(self._write_handshake)
 
     async def _open(self) -> None:
         connection = self.connection
@@ -370,7 +377,7 @@ class SocketPump(asyncio.Protocol):
             return
         if connection.closed:
             return
-        connection.send({"context": "api", "welcome": self.registry.welcome})
+        connection.send_encoded(self.registry.welcome)
         self.ready = True
         backlog, self._backlog = self._backlog, []
         for message in backlog:
@@ -585,9 +592,15 @@ class SocketPump(asyncio.Protocol):
         transport = self.transport
         if transport.is_closing():
             return
+        if self._handshake:
+            data, self._handshake = self._handshake + data, b""
         transport.write(data)
         if transport.get_write_buffer_size() > self.registry.max_buffered_bytes and self.open:
             self._drop_slow_reader()
+
+    def _write_handshake(self) -> None:
+        if self._handshake:
+            self._write(b"")
 
     def _arm_close_timer(self) -> None:
         if self._close_timer is None:
@@ -630,7 +643,8 @@ class SocketRegistry:
         self.sweep_interval = min(self.timeout / 10, 1.0)
         self.max_message_size = max_message_size
         self.max_buffered_bytes = max_buffered_bytes
-        self.welcome = welcome
+        #: the welcome frame's JSON, encoded once for every socket (PROTOCOL.md §2.5)
+        self.welcome = codec.dumps({"context": "api", "welcome": welcome})
         self._pumps: set[SocketPump] = set()
         self.pending = 0  # upgrades admitted but not yet adopted
         self.accepting = True  # False from the stop signal on: no new socket is welcomed

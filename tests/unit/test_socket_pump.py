@@ -159,6 +159,44 @@ async def test_welcome_then_replies_to_verbs(app, registry):
     assert (await peer.reply(1))["word"] == "hi"
 
 
+HANDSHAKE = b"HTTP/1.1 101 Switching Protocols\r\n\r\n"
+WELCOME = text_frame(b'{"context":"api","welcome":"Hello from the pump"}')
+
+PATIENT_APP = """
+    import asyncio
+
+    from squall import ConnectionMiddleware
+
+
+    async def looks_something_up(connection):
+        await asyncio.sleep(0)  # suspends, as a middleware that asks a database does
+
+
+    patient = ConnectionMiddleware(name="patient", create=looks_something_up)
+"""
+
+
+async def writes_until_welcomed(app: Squall, registry: SocketRegistry) -> list[bytes]:
+    """The writes of a pump handed the 101 response, up to the welcome."""
+    transport = WireTransport()
+    protocol = Protocol(Side.SERVER, state=State.OPEN, max_size=registry.max_message_size)
+    connection = Connection("webSocket", "127.0.0.1", 50000)
+    pump = SocketPump(app, registry, connection, protocol, HANDSHAKE)
+    transport.protocol = pump
+    pump.connection_made(transport)
+    await until(lambda: transport.written.endswith(WELCOME), transport.changed)
+    return [bytes(data) for data in transport.writes]
+
+
+async def test_the_101_and_the_welcome_go_out_in_one_write(app, registry):
+    assert await writes_until_welcomed(app, registry) == [HANDSHAKE + WELCOME]
+
+
+async def test_a_connection_middleware_that_waits_delays_the_welcome_not_the_101(make_app):
+    app = await make_app(files={"actions/patient.py": PATIENT_APP})
+    assert await writes_until_welcomed(app, make_registry(app)) == [HANDSHAKE, WELCOME]
+
+
 async def test_fragmented_text_with_a_ping_between_fragments_is_one_message(app, registry):
     peer = await open_peer(app, registry)
     text = codec.dumps({"event": "action", "params": {"action": "echo", "word": "pieced"}})
