@@ -129,19 +129,21 @@ class TextFormatter(logging.Formatter):
         """An access line, without a ``LogRecord`` (see :func:`log_request`): one ``%`` of a
         line template made once per access template."""
         second = int(created)
-        if second != self._second:
-            self._time(created)
         line = _TEXT_ACCESS.get(template)
         if line is None:
             line = _TEXT_ACCESS[template] = f"%s,%03d INFO {ACCESS}: {template}"
-        return line % (self._stamp, int((created - second) * 1000), *args)
+        return line % (self._stamp_of(second), int((created - second) * 1000), *args)
 
     def _time(self, created: float) -> str:
         second = int(created)
+        return f"{self._stamp_of(second)},{int((created - second) * 1000):03d}"
+
+    def _stamp_of(self, second: int) -> str:
+        """``second`` formatted, once per second."""
         if second != self._second:
             self._second = second
             self._stamp = time.strftime(self.default_time_format, self.converter(second))
-        return f"{self._stamp},{int((created - second) * 1000):03d}"
+        return self._stamp
 
 
 #: ``<time> INFO squall.access: <access template>``, by access template (see ``access_line``).
