@@ -331,23 +331,26 @@ class MeteredExecutor(ThreadPoolExecutor):
 class _Statm:
     """``/proc/self/statm``, kept open: one ``pread`` per reading (1.4 µs), where opening,
     reading and closing it as a Python file costs ten times as much, for every ``status``
-    call. A worker forked from the supervisor opens its own."""
+    call. A forked worker forgets the parent's (``/proc/self`` named the parent when it was
+    opened) and opens its own."""
 
     def __init__(self) -> None:
         self._fd = -1
-        self._pid = 0
-        self._lock = Lock()
+        self._lock = Lock()  # the monitor reads it from its thread too
+        os.register_at_fork(after_in_child=self._forget)
 
     def resident_pages(self) -> int:
-        pid = os.getpid()
-        if self._pid != pid:
-            with self._lock:  # the monitor reads it from its thread too
-                if self._pid != pid:
-                    if self._fd >= 0:
-                        os.close(self._fd)  # the parent's, inherited by this forked worker
+        if self._fd < 0:
+            with self._lock:
+                if self._fd < 0:
                     self._fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
-                    self._pid = pid
         return int(os.pread(self._fd, 128, 0).split()[1])
+
+    def _forget(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self._lock = Lock()  # another thread of the parent may have held it at the fork
 
 
 _statm = _Statm()
